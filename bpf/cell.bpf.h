@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* Cell resolution, address ownership and refusal accounting, shared by the
+ * socket hooks. */
+#ifndef L3ISO_CELL_BPF_H
+#define L3ISO_CELL_BPF_H
+
+#include <linux/bpf.h>
+#include <linux/errno.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.bpf.h"
+
+/* glibc's socket constants are off limits under -target bpf. */
+#define L3_AF_INET 2
+#define L3_AF_INET6 10
+#define L3_SOCK_RAW 3
+
+#define L3_IP4_LOOPBACK bpf_htonl(0x7f000001)
+#define L3_IS_IP4_LOOPBACK_NET(a) ((bpf_ntohl(a) >> 24) == 127)
+#define L3_V4MAPPED_PREFIX bpf_htonl(0x0000ffff)
+
+/*
+ * The cell a socket belongs to: the nearest assigned ancestor of the cgroup
+ * its creator ran in, as recorded at socket creation. Sockets without an
+ * origin (created before `up`) and sockets outside every cell get 0/NULL.
+ */
+static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cell_id)
+{
+	struct l3_sock_origin *origin;
+	__u32 depth;
+	int i;
+
+	*cell_id = 0;
+	if (!sk)
+		return NULL;
+	origin = bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
+	if (!origin)
+		return NULL;
+	depth = origin->depth;
+	for (i = L3_MAX_DEPTH - 1; i >= 0; i--) {
+		struct l3_cell *cell;
+		__u64 id;
+
+		if ((__u32)i >= depth)
+			continue;
+		id = origin->ancestors[i];
+		cell = bpf_map_lookup_elem(&l3_cells, &id);
+		if (cell) {
+			*cell_id = id;
+			return cell;
+		}
+	}
+	return NULL;
+}
+
+static __always_inline struct l3_owner *owner_of4(__u32 ip4)
+{
+	struct l3_addr key = {};
+
+	key.family = L3_FAMILY_V4;
+	key.addr[0] = ip4;
+	return bpf_map_lookup_elem(&l3_owners, &key);
+}
+
+static __always_inline struct l3_owner *owner_of6(const __u32 ip6[4])
+{
+	struct l3_addr key = {};
+
+	key.family = L3_FAMILY_V6;
+	key.addr[0] = ip6[0];
+	key.addr[1] = ip6[1];
+	key.addr[2] = ip6[2];
+	key.addr[3] = ip6[3];
+	return bpf_map_lookup_elem(&l3_owners, &key);
+}
+
+static __always_inline int owned_by4(__u32 ip4, __u64 cell_id)
+{
+	struct l3_owner *owner = owner_of4(ip4);
+
+	return owner && owner->cell == cell_id;
+}
+
+static __always_inline int owned_by6(const __u32 ip6[4], __u64 cell_id)
+{
+	struct l3_owner *owner = owner_of6(ip6);
+
+	return owner && owner->cell == cell_id;
+}
+
+/* Loopback aliases are private: only their own cell may reach them. */
+static __always_inline int is_cell_loopback4(__u32 ip4)
+{
+	struct l3_owner *owner;
+
+	if (!L3_IS_IP4_LOOPBACK_NET(ip4))
+		return 0;
+	owner = owner_of4(ip4);
+	return owner && (owner->flags & L3_OWNER_LOOPBACK);
+}
+
+static __always_inline void count_refusal(__u64 cell_id, __u32 reason)
+{
+	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
+
+	/* The control plane creates the entry at assign; per-CPU, so no atomics. */
+	if (stats && reason < L3_REFUSED_SLOTS)
+		stats->refused[reason]++;
+}
+
+/* Refuse the operation with a chosen errno (bpf_set_retval, Linux 5.18+)
+ * rather than the EPERM a plain `return 0` gives, as jails do. */
+static __always_inline int refuse(__u64 cell_id, __u32 reason, int err)
+{
+	count_refusal(cell_id, reason);
+	bpf_set_retval(-err);
+	return 0;
+}
+
+static __always_inline int ip6_is_zero(const __u32 a[4])
+{
+	return !(a[0] | a[1] | a[2] | a[3]);
+}
+
+static __always_inline int ip6_is_loopback(const __u32 a[4])
+{
+	return !(a[0] | a[1] | a[2]) && a[3] == bpf_htonl(1);
+}
+
+static __always_inline int ip6_is_v4mapped(const __u32 a[4])
+{
+	return !(a[0] | a[1]) && a[2] == L3_V4MAPPED_PREFIX;
+}
+
+#endif

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every map key and value shared between the BPF programs and the
+ * TypeScript control plane. src/maps/layout.ts mirrors this file field for
+ * field; test/unit/layout.test.ts compiles this header and compares offsets,
+ * so a change here that is not made there fails the tests.
+ *
+ * Rules that keep the two sides in step:
+ *   - fixed-width types only, explicit padding, no bitfields;
+ *   - addresses and ports in network byte order, everything else host order;
+ *   - a pinned map outlives the programs: never reorder or resize a field of
+ *     a pinned struct, add new fields in the reserved space instead.
+ */
+#ifndef L3ISO_H
+#define L3ISO_H
+
+#include <linux/types.h>
+
+/* cgroup levels below the managed root that a socket remembers. */
+#define L3_MAX_DEPTH 16
+
+#define L3_FAMILY_V4 4
+#define L3_FAMILY_V6 6
+
+/* Key of l3_owners: one address (v4 in addr[0], rest zero). */
+struct l3_addr {
+	__u8 family; /* L3_FAMILY_V4 or L3_FAMILY_V6 */
+	__u8 pad[3];
+	__u32 addr[4]; /* network byte order */
+};
+
+/* The address is a cell's private loopback alias (127/8), not a real one. */
+#define L3_OWNER_LOOPBACK 0x1
+
+/* Value of l3_owners: which cell holds the address. */
+struct l3_owner {
+	__u64 cell; /* cgroup id of the cell */
+	__u32 flags; /* L3_OWNER_* */
+	__u32 pad;
+};
+
+/* The cell may open SOCK_RAW sockets (cgroup/sock_create). */
+#define L3_CELL_ALLOW_RAW 0x1
+
+/* Value of l3_cells, keyed by the cell's cgroup id (__u64). */
+struct l3_cell {
+	__u32 primary4; /* 0: the cell has no IPv4 address */
+	__u32 loopback4; /* private 127/8 alias standing in for 127.0.0.1 */
+	__u32 primary6[4]; /* all zero: the cell has no IPv6 address */
+	__u32 flags; /* L3_CELL_* */
+	__u32 addrs4; /* how many IPv4 addresses the cell owns */
+	__u32 addrs6; /* how many IPv6 addresses the cell owns */
+	__u32 pad;
+};
+
+/* Single entry of l3_config (ARRAY, key 0). */
+struct l3_config {
+	__u64 root_cgroup; /* cgroup id of the managed root */
+	__u32 root_level; /* its depth in the cgroup2 hierarchy (root = 0) */
+	__u32 version; /* layout version of the pinned maps */
+	char cgroup_root[256]; /* path the engine was brought up with */
+};
+
+#define L3_LAYOUT_VERSION 1
+
+/* Why a socket operation was refused; index into l3_cell_stats.refused. */
+enum l3_reason {
+	L3_R_BIND_FOREIGN = 0, /* bind to an address the cell does not own */
+	L3_R_BIND_NOFAMILY = 1, /* wildcard bind in a family the cell lacks */
+	L3_R_BIND_CELL_ADDR = 2, /* a non-cell socket binds a cell's address */
+	L3_R_CONNECT_NOFAMILY = 3, /* connect in a family the cell lacks */
+	L3_R_CONNECT_LOOPBACK = 4, /* connect to another cell's loopback */
+	L3_R_SENDMSG_FOREIGN_SRC = 5, /* explicit source not the cell's */
+	L3_R_SENDMSG_NOFAMILY = 6, /* sendmsg in a family the cell lacks */
+	L3_R_SENDMSG_LOOPBACK = 7, /* sendmsg to another cell's loopback */
+	L3_R_SOCK_RAW = 8, /* SOCK_RAW without the policy allowing it */
+	L3_R_MAX = 9,
+};
+
+#define L3_REFUSED_SLOTS 16 /* room for reasons added later */
+#define L3_DROP_SLOTS 8
+
+/* Per-CPU value of l3_cell_stats, keyed by cell cgroup id (0: no cell). */
+struct l3_cell_stats {
+	__u64 refused[L3_REFUSED_SLOTS]; /* by enum l3_reason */
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 dropped[L3_DROP_SLOTS]; /* packet-layer drops by reason */
+};
+
+/* Per-socket storage (SK_STORAGE, cloned to accepted children): the
+ * cgroup ancestry of the task that created the socket, from the managed
+ * root down. Hooks resolve the cell from it, so assignments made after the
+ * socket was created still apply and nested cgroups find their nearest
+ * assigned ancestor. */
+struct l3_sock_origin {
+	__u64 ancestors[L3_MAX_DEPTH]; /* [0] = managed root */
+	__u32 depth; /* valid entries in ancestors */
+	__u32 pad;
+};
+
+#endif /* L3ISO_H */

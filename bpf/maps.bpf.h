@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Map definitions shared by every l3iso BPF object. The loader reuses the
+ * pinned instance of each map when one exists, so all objects of an engine
+ * see the same state. Sizes here are placeholders: `up` sets max_entries
+ * from --max-cells before load, and hash maps do not preallocate, so a large
+ * limit costs nothing until it is used.
+ */
+#ifndef L3ISO_MAPS_BPF_H
+#define L3ISO_MAPS_BPF_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "l3iso.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l3_config);
+} l3_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct l3_cell);
+} l3_cells SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 524288);
+	__type(key, struct l3_addr);
+	__type(value, struct l3_owner);
+} l3_owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct l3_cell_stats);
+} l3_cell_stats SEC(".maps");
+
+/* BPF_F_CLONE: accepted sockets inherit their listener's origin, so
+ * getpeername on them still knows the cell. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct l3_sock_origin);
+} l3_sock_origin SEC(".maps");
+
+#endif

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Compiles every bpf/*.bpf.c into bpf/*.bpf.o. BPF C must not see glibc
+# headers (they pull 32-bit stubs under -target bpf), so only the kernel uapi
+# headers and libbpf's are on the include path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch_inc="/usr/include/$(gcc -dumpmachine)"
+for src in bpf/*.bpf.c; do
+	out="${src%.c}.o"
+	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \
+		-I bpf -I "$arch_inc" -c "$src" -o "$out"
+done

@@ -1,0 +1,231 @@
+/**
+ * The verbs. Each one parses its arguments, calls the engine, and prints
+ * either a table or (with --json) one JSON document. Grammar follows
+ * iproute2: `l3iso [global options] VERB [options] ARGS`.
+ */
+import { Command, Option } from 'commander';
+import { L3isoError } from '../errors';
+import { assign, release } from '../engine/cells';
+import { execInCell } from '../engine/exec';
+import { doctor } from '../engine/features';
+import { listCells, showCell, type CellView } from '../engine/inventory';
+import { down, up } from '../engine/lifecycle';
+import { pinLayout } from '../engine/paths';
+import { log } from '../log';
+import { printJson, table } from './output';
+
+export interface GlobalOptions {
+  pinDir: string;
+  json: boolean;
+  /** argv as given: exec needs to see where `--` was */
+  argv: readonly string[];
+}
+
+export type Runner = (fn: (g: GlobalOptions) => Promise<number | void> | number | void) => Promise<void>;
+
+function examples(lines: string[]): string {
+  return '\nExamples:\n' + lines.map((l) => `  $ ${l}`).join('\n') + '\n';
+}
+
+function jsonOption(): Option {
+  return new Option('-j, --json', 'print one JSON document instead of a table');
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new L3isoError('EUSAGE', `${name} must be a positive integer, not "${value}"`);
+    return Number(value);
+  };
+}
+
+function cellRow(c: CellView): string[] {
+  return [c.cell, c.addresses.join(',') || '-', c.loopback4, c.allowRaw ? 'raw' : '-', c.id];
+}
+
+export function registerCommands(program: Command, run: Runner): void {
+  program
+    .command('up')
+    .summary('load the programs and attach them at the cgroup root')
+    .description(
+      'Load the BPF programs, pin them and their maps under the pin dir, and attach them\n' +
+        'once at --cgroup-root, so every cgroup below it is covered. Idempotent: on a live\n' +
+        'engine it keeps every assignment and replaces the programs in place (atomically,\n' +
+        'through bpf_link_update). Refuses to start when a required kernel feature is missing.',
+    )
+    .requiredOption('--cgroup-root <path>', 'cgroup v2 directory whose subtree holds the cells')
+    .option('--max-cells <n>', 'capacity of the cell maps (no memory is preallocated)', positiveInt('--max-cells'))
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso up --cgroup-root /sys/fs/cgroup/unified/containers', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000']))
+    .action((opts: { cgroupRoot: string; maxCells?: number }) =>
+      run((g) => {
+        const r = up({
+          pinDir: g.pinDir,
+          cgroupRoot: opts.cgroupRoot,
+          ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
+          onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
+        });
+        if (g.json) return printJson(r);
+        const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
+        process.stdout.write(
+          `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
+            r.maps.map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`).join(''),
+        );
+      }),
+    );
+
+  program
+    .command('down')
+    .summary('detach everything and forget every assignment of this instance')
+    .description('Detach the programs and remove the pinned links and maps of the instance\nselected by --pin-dir. Cells become ordinary cgroups again.')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso down', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab down']))
+    .action(() =>
+      run((g) => {
+        const r = down(g.pinDir);
+        if (g.json) return printJson(r);
+        process.stdout.write(`engine down: ${r.links} links detached, ${r.maps} maps removed from ${r.pinDir}\n`);
+      }),
+    );
+
+  program
+    .command('assign')
+    .summary('give addresses to a cell')
+    .description(
+      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6). The first address of each\n' +
+        'family a cell gets is its primary: wildcard binds land there. An address belongs to\n' +
+        'at most one cell; the claim is atomic in the kernel. Re-running is harmless.\n' +
+        'CGROUP is an absolute path or a path relative to the cgroup root.',
+    )
+    .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
+    .argument('<addr...>', 'IPv4 or IPv6 addresses')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso assign web 192.0.2.10 2001:db8::10', 'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11']))
+    .action((cgroup: string, addrs: string[]) =>
+      run((g) => {
+        const r = assign(g.pinDir, cgroup, addrs);
+        if (g.json) return printJson(r);
+        const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
+        const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
+        process.stdout.write(`${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`);
+      }),
+    );
+
+  program
+    .command('release')
+    .summary('take addresses (or the whole cell) back')
+    .description(
+      'Release ADDR... from the cell, or with no ADDR the whole cell: its cgroup becomes an\n' +
+        'ordinary, unconfined cgroup. New binds to a released address fail at once.',
+    )
+    .argument('<cgroup>', 'cell cgroup')
+    .argument('[addr...]', 'addresses to release (default: all, and the cell itself)')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso release web 2001:db8::10', 'l3iso release web']))
+    .action((cgroup: string, addrs: string[]) =>
+      run((g) => {
+        const r = release(g.pinDir, cgroup, addrs);
+        if (g.json) return printJson(r);
+        const what = r.released.length ? r.released.join(', ') : 'no addresses';
+        process.stdout.write(`${r.cell}: released ${what}${r.removed ? '; cell removed' : ''}\n`);
+      }),
+    );
+
+  program
+    .command('list')
+    .alias('ls')
+    .summary('list the cells and their addresses')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso list', 'l3iso list --json | jq ".cells[].addresses"']))
+    .action(() =>
+      run((g) => {
+        const r = listCells(g.pinDir);
+        if (g.json) return printJson(r);
+        if (r.cells.length === 0) {
+          process.stdout.write(`no cells below ${r.root}\n`);
+          return;
+        }
+        process.stdout.write(table(['CELL', 'ADDRESSES', 'LOOPBACK', 'POLICY', 'CGROUP-ID'], r.cells.map(cellRow)));
+      }),
+    );
+
+  program
+    .command('show')
+    .summary('show one cell: addresses, processes, refusals')
+    .argument('<cgroup>', 'cell cgroup')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso show web', 'l3iso show web --json']))
+    .action((cgroup: string) =>
+      run((g) => {
+        const c = showCell(g.pinDir, cgroup);
+        if (g.json) return printJson(c);
+        const refused = Object.entries(c.refused).filter(([, n]) => n > 0);
+        process.stdout.write(
+          `cell ${c.cell}  (cgroup ${c.path}, id ${c.id})\n` +
+            `  addresses   ${c.addresses.join(' ') || '-'}\n` +
+            `  primary     ${[c.primary4, c.primary6].filter(Boolean).join(' ') || '-'}\n` +
+            `  loopback    127.0.0.1 -> ${c.loopback4} (private)\n` +
+            `  raw sockets ${c.allowRaw ? 'allowed' : 'denied'}\n` +
+            `  processes   ${c.processes.join(' ') || '-'}\n` +
+            `  refused     ${refused.map(([r, n]) => `${r}=${n}`).join(' ') || '-'}\n`,
+        );
+      }),
+    );
+
+  program
+    .command('exec')
+    .summary('run a command in a new cell (like `ip afnetns exec`)')
+    .description(
+      'Create a cell cgroup under the root, assign ADDR... to it, and run CMD inside it\n' +
+        'with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF dropped from its\n' +
+        "bounding set. Exits with CMD's status. Afterwards the cell is released and its\n" +
+        'cgroup removed, unless --keep.',
+    )
+    .option('--name <name>', 'cell cgroup name under the root (default exec-PID)')
+    .option('--keep', 'keep the cell after the command exits', false)
+    .argument('<addr...>', 'addresses, then -- and the command')
+    .addHelpText('after', examples(['l3iso exec 192.0.2.10 -- python3 -m http.server 8080', 'l3iso exec --name api --keep 192.0.2.11 2001:db8::11 -- ./server']))
+    .action((_args: string[], opts: { name?: string; keep: boolean }, cmd: Command) =>
+      run(async (g) => {
+        const raw = g.argv;
+        const dash = raw.indexOf('--');
+        if (dash < 0 || dash === raw.length - 1) {
+          throw new L3isoError('EUSAGE', 'exec needs the command after --, as in: l3iso exec ADDR -- CMD [ARGS]');
+        }
+        const argv = raw.slice(dash + 1);
+        const addresses = cmd.args.slice(0, cmd.args.length - argv.length);
+        return execInCell({
+          pinDir: g.pinDir,
+          keep: opts.keep,
+          addresses,
+          argv,
+          ...(opts.name !== undefined ? { name: opts.name } : {}),
+          onAssigned: (r) => log.info({ cell: r.cell, addresses: [...r.added, ...r.unchanged] }, 'cell ready'),
+        });
+      }),
+    );
+
+  program
+    .command('doctor')
+    .summary('probe every kernel feature the engine uses')
+    .description('Check each kernel feature l3iso uses, by loading and attaching the real programs\nto a throwaway cgroup, and say what a missing one disables. Exits 1 if a required one is missing.')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso doctor', 'l3iso doctor --json']))
+    .action(() =>
+      run((g) => {
+        const r = doctor(pinLayout(g.pinDir).root);
+        if (g.json) printJson(r);
+        else
+          process.stdout.write(
+            table(
+              ['FEATURE', 'STATUS', 'DETAIL'],
+              r.features.map((f) => [
+                f.name,
+                f.ok ? 'ok' : f.required ? 'MISSING' : 'absent',
+                f.ok ? f.detail : `${f.detail}; disables: ${f.disables ?? '-'}`,
+              ]),
+            ),
+          );
+        return r.ok ? 0 : 1;
+      }),
+    );
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+/**
+ * l3iso: confine containers that share one network stack to their own IP
+ * addresses, with BPF. Entry point: global options, error reporting, exit
+ * status. The verbs live in commands.ts.
+ */
+import { Command, CommanderError } from 'commander';
+import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { L3isoError } from '../errors';
+import { registerCommands, type GlobalOptions, type Runner } from './commands';
+import { EXIT_OK, EXIT_USAGE, reportError } from './output';
+
+function wantsJson(argv: readonly string[]): boolean {
+  return argv.includes('--json') || argv.includes('-j');
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let status = EXIT_OK;
+  const program = new Command();
+  program
+    .name('l3iso')
+    .description(
+      'Isolate containers at L3 in one shared network stack: each cell (a cgroup v2\n' +
+        'subtree) owns its IP addresses, and BPF programs confine its sockets to them.',
+    )
+    .option('--pin-dir <dir>', 'bpffs directory of the engine instance (env L3ISO_PIN_DIR)', process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR)
+    .option('-j, --json', 'print JSON instead of tables')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: () => {} })
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  $ l3iso up --cgroup-root /sys/fs/cgroup/unified/containers\n' +
+        '  $ l3iso assign web 192.0.2.10 2001:db8::10\n' +
+        '  $ l3iso exec --name api 192.0.2.11 -- python3 -m http.server 8080\n' +
+        '  $ l3iso list --json\n' +
+        '  $ l3iso doctor\n',
+    );
+
+  const run: Runner = async (fn) => {
+    const cmdOpts = program.opts<{ pinDir: string; json?: boolean }>();
+    const g: GlobalOptions = { pinDir: cmdOpts.pinDir, json: Boolean(cmdOpts.json) || wantsJson(argv), argv };
+    try {
+      const r = await fn(g);
+      if (typeof r === 'number') status = r;
+    } catch (err) {
+      status = reportError(err, g.json);
+    }
+  };
+  registerCommands(program, run);
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'node' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        return EXIT_OK;
+      }
+      const message = err.message.replace(/^error: /, '');
+      reportError(new L3isoError('EUSAGE', message), wantsJson(argv));
+      return EXIT_USAGE;
+    }
+    return reportError(err, wantsJson(argv));
+  }
+  return status;
+}
+
+if (require.main === module) {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.exitCode = reportError(err, wantsJson(process.argv));
+    },
+  );
+}

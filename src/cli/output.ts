@@ -1,0 +1,62 @@
+/**
+ * How the CLI speaks: results on stdout (a table for people, one JSON
+ * document with --json), errors as one line on stderr (or a JSON error
+ * object on stdout with --json), and an exit status scripts can branch on.
+ */
+import { BpfError } from '../../loader';
+import { L3isoError } from '../errors';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Left-aligned columns sized to their widest cell. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+interface ErrorReport {
+  code: string;
+  message: string;
+  hint?: string;
+  errno?: string;
+}
+
+function describe(err: unknown): ErrorReport {
+  if (err instanceof L3isoError) {
+    return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+  }
+  if (err instanceof BpfError) {
+    return { code: 'EKERNEL', message: err.message, errno: err.code };
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
+    return { code: 'EKERNEL', message: e.message, errno: e.code };
+  }
+  return { code: 'EINTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+/** Reports an error and returns the exit status to use. */
+export function reportError(err: unknown, json: boolean): number {
+  const report = describe(err);
+  if (json) {
+    printJson({ error: report });
+  } else {
+    const hint = report.hint ? ` (${report.hint})` : '';
+    process.stderr.write(`l3iso: ${report.message.replace(/\s*\n\s*/g, ' | ')}${hint}\n`);
+  }
+  if (report.code === 'EINTERNAL' && process.env.L3ISO_DEBUG && err instanceof Error) {
+    process.stderr.write(`${err.stack}\n`);
+  }
+  return report.code === 'EUSAGE' ? EXIT_USAGE : EXIT_FAILURE;
+}

@@ -1,0 +1,131 @@
+/**
+ * Read-only views of an engine: which cells exist, what they own, what they
+ * were refused. Built from the maps on every call (they are the state).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { L3isoError } from '../errors';
+import { L3_CELL_ALLOW_RAW, L3_OWNER_LOOPBACK, REASON_MAX, reasonName, type Cell, type CellStats, type Reason } from '../maps/layout';
+import type { CellAddress } from '../model/address';
+import { cgroupProcs, relativeCellName } from '../model/cgroup';
+import { openCellTarget } from './cells';
+import { EngineState } from './state';
+
+export interface CellView {
+  cell: string;
+  /** null when the cell's cgroup was removed without `release` (see `gc`) */
+  path: string | null;
+  id: string;
+  addresses: string[];
+  primary4?: string;
+  primary6?: string;
+  loopback4: string;
+  allowRaw: boolean;
+}
+
+export interface CellDetail extends CellView {
+  processes: number[];
+  refused: Record<string, number>;
+}
+
+/** cgroup id -> path for every cgroup at or below root, in one walk. */
+export function cgroupPathsById(root: string): Map<bigint, string> {
+  const out = new Map<bigint, string>();
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    try {
+      out.set(fs.statSync(dir, { bigint: true }).ino, dir);
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) stack.push(path.join(dir, e.name));
+      }
+    } catch {
+      /* removed while walking */
+    }
+  }
+  return out;
+}
+
+function compareAddresses(a: CellAddress, b: CellAddress): number {
+  return a.family - b.family || Buffer.compare(a.bytes, b.bytes);
+}
+
+function view(id: bigint, cell: Cell, addresses: CellAddress[], cgroupPath: string | undefined, root: string): CellView {
+  const primaries = [cell.primary4?.text, cell.primary6?.text].filter((t): t is string => t !== undefined);
+  const rest = addresses
+    .filter((a) => !primaries.includes(a.text))
+    .sort(compareAddresses)
+    .map((a) => a.text);
+  return {
+    cell: cgroupPath ? relativeCellName(cgroupPath, root) : `#${id}`,
+    path: cgroupPath ?? null,
+    id: id.toString(),
+    addresses: [...primaries, ...rest],
+    ...(cell.primary4 ? { primary4: cell.primary4.text } : {}),
+    ...(cell.primary6 ? { primary6: cell.primary6.text } : {}),
+    loopback4: cell.loopback4.text,
+    allowRaw: (cell.flags & L3_CELL_ALLOW_RAW) !== 0,
+  };
+}
+
+function addressesByCell(state: EngineState): Map<bigint, CellAddress[]> {
+  const out = new Map<bigint, CellAddress[]>();
+  for (const { address, owner } of state.owners()) {
+    if (owner.flags & L3_OWNER_LOOPBACK) continue;
+    const list = out.get(owner.cell) ?? [];
+    list.push(address);
+    out.set(owner.cell, list);
+  }
+  return out;
+}
+
+export function listCells(pinDir: string): { root: string; cells: CellView[] } {
+  const state = EngineState.open(pinDir);
+  try {
+    const root = state.config().cgroupRoot;
+    const paths = cgroupPathsById(root);
+    const addrs = addressesByCell(state);
+    const cells = [...state.cells()].map(([id, cell]) => view(id, cell, addrs.get(id) ?? [], paths.get(id), root));
+    cells.sort((a, b) => a.cell.localeCompare(b.cell));
+    return { root, cells };
+  } finally {
+    state.close();
+  }
+}
+
+export function refusalsByReason(stats: CellStats | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let r = 0; r < REASON_MAX; r++) out[reasonName[r as Reason]] = Number(stats?.refused[r] ?? 0n);
+  return out;
+}
+
+export function showCell(pinDir: string, cgroupArg: string): CellDetail {
+  const t = openCellTarget(pinDir, cgroupArg);
+  try {
+    const cell = t.state.cell(t.id);
+    if (!cell) {
+      throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`, `assign it: l3iso assign ${t.name} ADDR`);
+    }
+    const addrs = addressesByCell(t.state).get(t.id) ?? [];
+    return {
+      ...view(t.id, cell, addrs, t.path, t.root),
+      processes: subtreeProcs(t.path),
+      refused: refusalsByReason(t.state.stats(t.id)),
+    };
+  } finally {
+    t.state.close();
+  }
+}
+
+/** Every process of the cell, nested cgroups included. */
+export function subtreeProcs(cgroupPath: string): number[] {
+  const out: number[] = [];
+  for (const dir of cgroupPathsById(cgroupPath).values()) {
+    try {
+      out.push(...cgroupProcs(dir));
+    } catch {
+      /* removed while walking */
+    }
+  }
+  return out.sort((a, b) => a - b);
+}

@@ -1,0 +1,270 @@
+/**
+ * `up` and `down`: load the programs, pin maps and links, and take them
+ * away again. `up` on a live engine keeps every map (so every assignment)
+ * and swaps each program in place through bpf_link_update, which is atomic:
+ * there is no instant at which a cell runs unconfined.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BpfLink, BpfLoadError, BpfMap, BpfObject, type BpfProgram } from '../../loader';
+import { L3isoError } from '../errors';
+import { L3_LAYOUT_VERSION } from '../maps/layout';
+import { cgroupId, cgroupLevel, findCgroup2Mount } from '../model/cgroup';
+import { requireFeatures } from './features';
+import { withLock } from './lock';
+import { bpfObjectPath, pinLayout, type PinLayout } from './paths';
+import { requireRoot } from './privilege';
+import { DEFAULT_MAX_CELLS, SHARED_MAPS, SOCK_OBJECT, SOCK_PROGRAMS, mapCapacity } from './programs';
+import { EngineState } from './state';
+
+export interface UpOptions {
+  pinDir: string;
+  cgroupRoot: string;
+  maxCells?: number;
+  onProgress?: (step: string) => void;
+}
+
+export interface UpResult {
+  pinDir: string;
+  cgroupRoot: string;
+  rootCgroupId: string;
+  /** false when an engine was already up and its programs were replaced in place */
+  fresh: boolean;
+  maps: { name: string; action: 'created' | 'reused'; maxEntries: number }[];
+  programs: { name: string; action: 'attached' | 'replaced' }[];
+}
+
+export function up(opts: UpOptions): UpResult {
+  requireRoot('up');
+  const progress = opts.onProgress ?? (() => {});
+  const maxCells = opts.maxCells ?? DEFAULT_MAX_CELLS;
+  if (!Number.isInteger(maxCells) || maxCells < 1 || maxCells > 16_000_000) {
+    throw new L3isoError('EUSAGE', `--max-cells must be an integer between 1 and 16000000, not ${maxCells}`);
+  }
+  const mount = findCgroup2Mount();
+  const root = resolveCgroupRoot(opts.cgroupRoot, mount);
+  const layout = pinLayout(opts.pinDir);
+  progress('checking kernel features');
+  requireFeatures(layout.root);
+
+  return withLock(layout, () => {
+    const previous = existingRoot(layout);
+    if (previous !== undefined && previous !== root) {
+      throw new L3isoError(
+        'EALREADY_UP',
+        `engine in ${layout.root} is up for cgroup root ${previous}, not ${root}`,
+        'run `l3iso down` first, or use another --pin-dir',
+      );
+    }
+    const undo: (() => void)[] = [];
+    try {
+      return bringUp(layout, root, mount, maxCells, previous === undefined, undo, progress);
+    } catch (err) {
+      // Nothing half-applied: remove whatever this run created.
+      for (const step of undo.reverse()) {
+        try {
+          step();
+        } catch {
+          /* best effort: the original error matters more */
+        }
+      }
+      throw err;
+    }
+  });
+}
+
+function bringUp(
+  layout: PinLayout,
+  root: string,
+  mount: string,
+  maxCells: number,
+  fresh: boolean,
+  undo: (() => void)[],
+  progress: (step: string) => void,
+): UpResult {
+  for (const dir of [layout.root, layout.mapsDir, layout.linksDir]) {
+    if (!fs.existsSync(dir)) {
+      fs.mkdirSync(dir);
+      undo.push(() => fs.rmdirSync(dir));
+    }
+  }
+  const result: UpResult = {
+    pinDir: layout.root,
+    cgroupRoot: root,
+    rootCgroupId: cgroupId(root).toString(),
+    fresh,
+    maps: [],
+    programs: [],
+  };
+
+  progress('loading BPF programs');
+  const obj = BpfObject.open(bpfObjectPath(SOCK_OBJECT));
+  const reused: BpfMap[] = [];
+  try {
+    for (const spec of obj.mapSpecs()) {
+      if (!(SHARED_MAPS as readonly string[]).includes(spec.name)) continue;
+      const pinned = layout.map(spec.name);
+      if (fs.existsSync(pinned)) {
+        const map = BpfMap.openPinned(pinned);
+        reused.push(map);
+        if (map.keySize !== spec.keySize || map.valueSize !== spec.valueSize || map.type !== spec.type) {
+          throw new L3isoError(
+            'EKERNEL',
+            `pinned map ${spec.name} has another layout than this version expects`,
+            'run `l3iso down` and `up` again (this drops the assignments)',
+          );
+        }
+        obj.reuseMap(spec.name, map);
+        result.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
+      } else {
+        const capacity = mapCapacity(spec.name, maxCells);
+        if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
+        result.maps.push({ name: spec.name, action: 'created', maxEntries: capacity ?? spec.maxEntries });
+      }
+    }
+    try {
+      obj.load();
+    } catch (err) {
+      if (err instanceof BpfLoadError) {
+        throw new L3isoError('EFEATURE_MISSING', `the kernel refused the BPF programs: ${err.message}`, 'run `l3iso doctor`', { cause: err });
+      }
+      throw err;
+    }
+
+    for (const m of result.maps) {
+      if (m.action !== 'created') continue;
+      const map = obj.map(m.name);
+      try {
+        map.pin(layout.map(m.name));
+      } finally {
+        map.close();
+      }
+      undo.push(() => fs.unlinkSync(layout.map(m.name)));
+    }
+
+    // Config before links: sock_create reads the root level from it.
+    const state = EngineState.open(layout.root);
+    try {
+      state.writeConfig({
+        rootCgroup: cgroupId(root),
+        rootLevel: cgroupLevel(root, mount),
+        version: L3_LAYOUT_VERSION,
+        cgroupRoot: root,
+      });
+      state.ensureStats(0n);
+    } finally {
+      state.close();
+    }
+
+    progress(fresh ? 'attaching to the cgroup root' : 'replacing programs in place');
+    const cgroupFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      for (const p of SOCK_PROGRAMS) {
+        result.programs.push(attachOrReplace(layout, obj.program(p.program), p.program, p.attach, cgroupFd, undo));
+      }
+    } finally {
+      fs.closeSync(cgroupFd);
+    }
+    retireUnknownLinks(layout);
+  } finally {
+    for (const m of reused) m.close();
+    obj.close();
+  }
+  return result;
+}
+
+function attachOrReplace(
+  layout: PinLayout,
+  prog: BpfProgram,
+  name: string,
+  attach: Parameters<typeof BpfLink.create>[2],
+  cgroupFd: number,
+  undo: (() => void)[],
+): { name: string; action: 'attached' | 'replaced' } {
+  const pinned = layout.link(name);
+  if (fs.existsSync(pinned)) {
+    const link = BpfLink.openPinned(pinned);
+    try {
+      link.update(prog.fd);
+    } finally {
+      link.close();
+    }
+    return { name, action: 'replaced' };
+  }
+  const link = BpfLink.create(prog.fd, cgroupFd, attach);
+  try {
+    link.pin(pinned);
+    undo.push(() => fs.unlinkSync(pinned));
+  } finally {
+    link.close();
+  }
+  return { name, action: 'attached' };
+}
+
+/** A link pinned by an older version for a program this one no longer has. */
+function retireUnknownLinks(layout: PinLayout): void {
+  const known = new Set(SOCK_PROGRAMS.map((p) => p.program));
+  for (const entry of fs.readdirSync(layout.linksDir)) {
+    if (!known.has(entry)) fs.unlinkSync(path.join(layout.linksDir, entry));
+  }
+}
+
+function existingRoot(layout: PinLayout): string | undefined {
+  if (!EngineState.isUp(layout.root)) return undefined;
+  const state = EngineState.open(layout.root);
+  try {
+    return state.config().cgroupRoot;
+  } catch {
+    return undefined;
+  } finally {
+    state.close();
+  }
+}
+
+export function resolveCgroupRoot(arg: string, mount: string): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(arg);
+  } catch {
+    throw new L3isoError('ECGROUP_MISSING', `cgroup root ${arg} does not exist`);
+  }
+  if (!fs.statSync(real).isDirectory()) {
+    throw new L3isoError('ECGROUP_MISSING', `cgroup root ${arg} is not a directory`);
+  }
+  if (real !== mount && !real.startsWith(mount + '/')) {
+    throw new L3isoError('ECGROUP_NOT_V2', `cgroup root ${arg} is not on the cgroup2 hierarchy (${mount})`);
+  }
+  return real;
+}
+
+export interface DownResult {
+  pinDir: string;
+  links: number;
+  maps: number;
+}
+
+/** Detaches (unpinning a link whose only reference is the pin detaches it)
+ * and forgets every map of the instance. */
+export function down(pinDir: string): DownResult {
+  requireRoot('down');
+  const layout = pinLayout(pinDir);
+  if (!fs.existsSync(layout.root)) {
+    throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
+  }
+  return withLock(layout, () => {
+    const result: DownResult = { pinDir: layout.root, links: 0, maps: 0 };
+    for (const [dir, key] of [
+      [layout.linksDir, 'links'],
+      [layout.mapsDir, 'maps'],
+    ] as const) {
+      if (!fs.existsSync(dir)) continue;
+      for (const entry of fs.readdirSync(dir)) {
+        fs.unlinkSync(path.join(dir, entry));
+        result[key]++;
+      }
+      fs.rmdirSync(dir);
+    }
+    fs.rmdirSync(layout.root);
+    return result;
+  });
+}

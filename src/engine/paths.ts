@@ -1,0 +1,42 @@
+/**
+ * Where an engine instance keeps its state: everything lives under its pin
+ * directory on bpffs, so the directory is the instance's identity.
+ */
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+
+export const DEFAULT_PIN_DIR = '/sys/fs/bpf/l3iso';
+
+export interface PinLayout {
+  readonly root: string;
+  readonly mapsDir: string;
+  readonly linksDir: string;
+  /** Serialises control-plane writers of one instance (not on bpffs: it has no regular files). */
+  readonly lockFile: string;
+  map(name: string): string;
+  link(name: string): string;
+}
+
+export function pinLayout(pinDir: string): PinLayout {
+  const root = path.resolve(pinDir);
+  const mapsDir = path.join(root, 'maps');
+  const linksDir = path.join(root, 'links');
+  const tag = createHash('sha256').update(root).digest('hex').slice(0, 16);
+  return {
+    root,
+    mapsDir,
+    linksDir,
+    lockFile: path.join('/run/l3iso', `${tag}.lock`),
+    map: (name) => path.join(mapsDir, name),
+    link: (name) => path.join(linksDir, name),
+  };
+}
+
+/** The package root, where bpf/*.bpf.o are built (dist/src/engine -> ../../..). */
+export function packageRoot(): string {
+  return path.resolve(__dirname, '..', '..', '..');
+}
+
+export function bpfObjectPath(file: string): string {
+  return path.join(packageRoot(), 'bpf', file);
+}

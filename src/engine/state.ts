@@ -1,0 +1,198 @@
+/**
+ * Typed access to an engine's pinned maps. The kernel maps are the only
+ * state: nothing here caches across calls, so concurrent CLIs and a crashed
+ * one never leave a stale copy behind.
+ */
+import * as fs from 'node:fs';
+import { BpfMap, MapUpdate, isErrno } from '../../loader';
+import { L3isoError } from '../errors';
+import {
+  CELL_KEY_SIZE,
+  decodeCell,
+  decodeCellKey,
+  decodeCellStatsPerCpu,
+  decodeConfig,
+  decodeOwner,
+  decodeAddr,
+  emptyCellStats,
+  encodeAddr,
+  encodeCell,
+  encodeCellKey,
+  encodeCellStats,
+  encodeConfig,
+  encodeOwner,
+  sumCellStats,
+  type Cell,
+  type CellStats,
+  type Config,
+  type Owner,
+} from '../maps/layout';
+import type { CellAddress } from '../model/address';
+import { pinLayout, type PinLayout } from './paths';
+import { SHARED_MAPS, type SharedMapName } from './programs';
+
+export type ClaimResult = { claimed: true } | { claimed: false; owner: Owner };
+
+export class EngineState {
+  private constructor(
+    readonly layout: PinLayout,
+    private readonly maps: Record<SharedMapName, BpfMap>,
+  ) {}
+
+  /** Opens the pinned maps of a running engine, or fails with ENOT_UP. */
+  static open(pinDir: string): EngineState {
+    const layout = pinLayout(pinDir);
+    const opened: Partial<Record<SharedMapName, BpfMap>> = {};
+    try {
+      for (const name of SHARED_MAPS) {
+        const file = layout.map(name);
+        if (!fs.existsSync(file)) {
+          throw new L3isoError(
+            'ENOT_UP',
+            `engine is not up in ${layout.root} (no pinned map ${name})`,
+            'run `l3iso up --cgroup-root PATH` first',
+          );
+        }
+        opened[name] = BpfMap.openPinned(file);
+      }
+    } catch (err) {
+      for (const m of Object.values(opened)) m.close();
+      throw err;
+    }
+    return new EngineState(layout, opened as Record<SharedMapName, BpfMap>);
+  }
+
+  static isUp(pinDir: string): boolean {
+    const layout = pinLayout(pinDir);
+    return SHARED_MAPS.every((name) => fs.existsSync(layout.map(name)));
+  }
+
+  map(name: SharedMapName): BpfMap {
+    return this.maps[name];
+  }
+
+  close(): void {
+    for (const m of Object.values(this.maps)) m.close();
+  }
+
+  // ---- config ----------------------------------------------------------
+
+  config(): Config {
+    const raw = this.maps.l3_config.lookup(configKey());
+    if (!raw) throw new L3isoError('EKERNEL', 'l3_config has no entry');
+    const config = decodeConfig(raw);
+    if (config.rootCgroup === 0n) {
+      throw new L3isoError('ENOT_UP', `engine in ${this.layout.root} was never configured`);
+    }
+    return config;
+  }
+
+  writeConfig(config: Config): void {
+    this.maps.l3_config.update(configKey(), encodeConfig(config), MapUpdate.ANY);
+  }
+
+  // ---- cells -----------------------------------------------------------
+
+  cell(id: bigint): Cell | undefined {
+    const raw = this.maps.l3_cells.lookup(encodeCellKey(id));
+    return raw ? decodeCell(raw) : undefined;
+  }
+
+  putCell(id: bigint, cell: Cell): void {
+    mapFull(() => this.maps.l3_cells.update(encodeCellKey(id), encodeCell(cell), MapUpdate.ANY), 'l3_cells');
+  }
+
+  deleteCell(id: bigint): boolean {
+    return this.maps.l3_cells.delete(encodeCellKey(id));
+  }
+
+  cells(): Map<bigint, Cell> {
+    const { keys, values } = this.maps.l3_cells.lookupBatch();
+    const out = new Map<bigint, Cell>();
+    keys.forEach((k, i) => out.set(decodeCellKey(k), decodeCell(values[i]!)));
+    return out;
+  }
+
+  // ---- owners ----------------------------------------------------------
+
+  /** Atomic claim (BPF_NOEXIST): of two concurrent claimers exactly one wins. */
+  claim(addr: CellAddress, owner: Owner): ClaimResult {
+    const key = encodeAddr(addr);
+    try {
+      mapFull(() => this.maps.l3_owners.update(key, encodeOwner(owner), MapUpdate.NOEXIST), 'l3_owners');
+      return { claimed: true };
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      const existing = this.owner(addr);
+      // Released between our claim and our look: claim again.
+      if (!existing) return this.claim(addr, owner);
+      return { claimed: false, owner: existing };
+    }
+  }
+
+  owner(addr: CellAddress): Owner | undefined {
+    const raw = this.maps.l3_owners.lookup(encodeAddr(addr));
+    return raw ? decodeOwner(raw) : undefined;
+  }
+
+  unclaim(addr: CellAddress): boolean {
+    return this.maps.l3_owners.delete(encodeAddr(addr));
+  }
+
+  owners(): { address: CellAddress; owner: Owner }[] {
+    const { keys, values } = this.maps.l3_owners.lookupBatch();
+    return keys.map((k, i) => ({ address: decodeAddr(k), owner: decodeOwner(values[i]!) }));
+  }
+
+  // ---- counters --------------------------------------------------------
+
+  /** Creates the zeroed counter entry the BPF programs increment. */
+  ensureStats(id: bigint): void {
+    const zero = encodeCellStats(emptyCellStats());
+    const perCpu = Buffer.alloc(this.maps.l3_cell_stats.valueBufferSize);
+    for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride()) zero.copy(perCpu, off);
+    try {
+      mapFull(() => this.maps.l3_cell_stats.update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST), 'l3_cell_stats');
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    }
+  }
+
+  deleteStats(id: bigint): void {
+    this.maps.l3_cell_stats.delete(encodeCellKey(id));
+  }
+
+  stats(id: bigint): CellStats | undefined {
+    const raw = this.maps.l3_cell_stats.lookup(encodeCellKey(id));
+    return raw ? sumCellStats(decodeCellStatsPerCpu(raw)) : undefined;
+  }
+
+  allStats(): Map<bigint, CellStats> {
+    const { keys, values } = this.maps.l3_cell_stats.lookupBatch();
+    const out = new Map<bigint, CellStats>();
+    keys.forEach((k, i) => out.set(decodeCellKey(k), sumCellStats(decodeCellStatsPerCpu(values[i]!))));
+    return out;
+  }
+
+  private statsStride(): number {
+    return Math.ceil(this.maps.l3_cell_stats.valueSize / 8) * 8;
+  }
+}
+
+function configKey(): Buffer {
+  return Buffer.alloc(4);
+}
+
+/** A hash map at max_entries answers E2BIG; say which limit was hit. */
+function mapFull(fn: () => void, name: string): void {
+  try {
+    fn();
+  } catch (err) {
+    if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC') || isErrno(err, 'ENOMEM')) {
+      throw new L3isoError('EMAP_FULL', `map ${name} is full`, 'bring the engine up with a larger --max-cells (run `down` first)', { cause: err });
+    }
+    throw err;
+  }
+}
+
+export { CELL_KEY_SIZE };

@@ -1,0 +1,457 @@
+/**
+ * Byte-level codecs for the structs of bpf/l3iso.h (x86_64: little-endian
+ * host order, natural alignment). Codecs take every offset from LAYOUT, and
+ * test/unit/layout.test.ts checks LAYOUT against the compiled header, so the
+ * two cannot drift apart silently.
+ */
+import { L3isoError } from '../errors';
+import { addressFromBytes, type CellAddress } from '../model/address';
+
+export const L3_MAX_DEPTH = 16;
+export const L3_FAMILY_V4 = 4;
+export const L3_FAMILY_V6 = 6;
+export const L3_OWNER_LOOPBACK = 0x1;
+export const L3_CELL_ALLOW_RAW = 0x1;
+export const L3_LAYOUT_VERSION = 1;
+export const L3_REFUSED_SLOTS = 16;
+export const L3_DROP_SLOTS = 8;
+/** Bytes of char cgroup_root[] in l3_config, terminating NUL included. */
+export const L3_CGROUP_ROOT_LEN = 256;
+
+/** Same numbers as enum l3_reason. */
+export enum Reason {
+  BindForeign = 0,
+  BindNoFamily = 1,
+  BindCellAddr = 2,
+  ConnectNoFamily = 3,
+  ConnectLoopback = 4,
+  SendmsgForeignSrc = 5,
+  SendmsgNoFamily = 6,
+  SendmsgLoopback = 7,
+  SockRaw = 8,
+}
+/** L3_R_MAX: number of defined reasons. */
+export const REASON_MAX = 9;
+
+/** Stable label values for metrics and audit output. */
+export const reasonName: Readonly<Record<Reason, string>> = {
+  [Reason.BindForeign]: 'bind-foreign',
+  [Reason.BindNoFamily]: 'bind-nofamily',
+  [Reason.BindCellAddr]: 'bind-cell-addr',
+  [Reason.ConnectNoFamily]: 'connect-nofamily',
+  [Reason.ConnectLoopback]: 'connect-loopback',
+  [Reason.SendmsgForeignSrc]: 'sendmsg-foreign-src',
+  [Reason.SendmsgNoFamily]: 'sendmsg-nofamily',
+  [Reason.SendmsgLoopback]: 'sendmsg-loopback',
+  [Reason.SockRaw]: 'sock-raw',
+};
+
+export interface FieldLayout {
+  readonly offset: number;
+  readonly size: number;
+}
+export interface StructLayout {
+  readonly size: number;
+  readonly fields: Readonly<Record<string, FieldLayout>>;
+}
+
+/** Field names are the C names so the layout test can offsetof() them. */
+export const LAYOUT = {
+  l3_addr: {
+    size: 20,
+    fields: {
+      family: { offset: 0, size: 1 },
+      pad: { offset: 1, size: 3 },
+      addr: { offset: 4, size: 16 },
+    },
+  },
+  l3_owner: {
+    size: 16,
+    fields: {
+      cell: { offset: 0, size: 8 },
+      flags: { offset: 8, size: 4 },
+      pad: { offset: 12, size: 4 },
+    },
+  },
+  l3_cell: {
+    size: 40,
+    fields: {
+      primary4: { offset: 0, size: 4 },
+      loopback4: { offset: 4, size: 4 },
+      primary6: { offset: 8, size: 16 },
+      flags: { offset: 24, size: 4 },
+      addrs4: { offset: 28, size: 4 },
+      addrs6: { offset: 32, size: 4 },
+      pad: { offset: 36, size: 4 },
+    },
+  },
+  l3_config: {
+    size: 272,
+    fields: {
+      root_cgroup: { offset: 0, size: 8 },
+      root_level: { offset: 8, size: 4 },
+      version: { offset: 12, size: 4 },
+      cgroup_root: { offset: 16, size: L3_CGROUP_ROOT_LEN },
+    },
+  },
+  l3_cell_stats: {
+    size: 224,
+    fields: {
+      refused: { offset: 0, size: 8 * L3_REFUSED_SLOTS },
+      rx_packets: { offset: 128, size: 8 },
+      rx_bytes: { offset: 136, size: 8 },
+      tx_packets: { offset: 144, size: 8 },
+      tx_bytes: { offset: 152, size: 8 },
+      dropped: { offset: 160, size: 8 * L3_DROP_SLOTS },
+    },
+  },
+  l3_sock_origin: {
+    size: 136,
+    fields: {
+      ancestors: { offset: 0, size: 8 * L3_MAX_DEPTH },
+      depth: { offset: 128, size: 4 },
+      pad: { offset: 132, size: 4 },
+    },
+  },
+} as const satisfies Record<string, StructLayout>;
+
+export type StructName = keyof typeof LAYOUT;
+
+export const L3_ADDR_SIZE = LAYOUT.l3_addr.size;
+export const L3_OWNER_SIZE = LAYOUT.l3_owner.size;
+export const L3_CELL_SIZE = LAYOUT.l3_cell.size;
+export const L3_CONFIG_SIZE = LAYOUT.l3_config.size;
+export const L3_CELL_STATS_SIZE = LAYOUT.l3_cell_stats.size;
+export const L3_SOCK_ORIGIN_SIZE = LAYOUT.l3_sock_origin.size;
+/** Cell keys (l3_cells, l3_cell_stats) are a bare __u64 cgroup id. */
+export const CELL_KEY_SIZE = 8;
+/** libbpf lays per-CPU values out at 8-byte-aligned strides. */
+export const L3_CELL_STATS_PERCPU_STRIDE = Math.ceil(L3_CELL_STATS_SIZE / 8) * 8;
+
+const U32_MAX = 0xffffffff;
+const U64_MAX = (1n << 64n) - 1n;
+
+function badValue(what: string, detail: string): L3isoError {
+  return new L3isoError('EUSAGE', `cannot encode ${what}: ${detail}`);
+}
+
+/** Buffers come from pinned maps that may predate this build, so a size
+ * mismatch is reported as a kernel-side problem with a hint, not a crash. */
+function checkSize(name: StructName, buf: Uint8Array): Buffer {
+  const size = LAYOUT[name].size;
+  if (buf.length !== size) {
+    throw new L3isoError(
+      'EKERNEL',
+      `malformed ${name}: ${buf.length} bytes, expected ${size}`,
+      'the pinned maps may come from another l3iso version; run `l3iso down` and `l3iso up`',
+    );
+  }
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function u32(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > U32_MAX) throw badValue(what, `${v} is not a u32`);
+  return v;
+}
+
+function u64(what: string, v: bigint): bigint {
+  if (typeof v !== 'bigint' || v < 0n || v > U64_MAX)
+    throw badValue(what, `${String(v)} is not a u64`);
+  return v;
+}
+
+function requireFamily(what: string, a: CellAddress, family: 4 | 6): void {
+  if (a.family !== family || a.bytes.length !== (family === 4 ? 4 : 16)) {
+    throw badValue(what, `${a.text} is not an IPv${family} address`);
+  }
+}
+
+// ---- cell key ----------------------------------------------------------
+
+export function encodeCellKey(id: bigint): Buffer {
+  const buf = Buffer.alloc(CELL_KEY_SIZE);
+  buf.writeBigUInt64LE(u64('cell key', id));
+  return buf;
+}
+
+export function decodeCellKey(buf: Uint8Array): bigint {
+  if (buf.length !== CELL_KEY_SIZE) {
+    throw new L3isoError(
+      'EKERNEL',
+      `malformed cell key: ${buf.length} bytes, expected ${CELL_KEY_SIZE}`,
+    );
+  }
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).readBigUInt64LE(0);
+}
+
+// ---- struct l3_addr ----------------------------------------------------
+
+export function encodeAddr(a: CellAddress): Buffer {
+  const F = LAYOUT.l3_addr.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_addr.size);
+  requireFamily('l3_addr', a, a.family);
+  buf.writeUInt8(a.family === 4 ? L3_FAMILY_V4 : L3_FAMILY_V6, F.family.offset);
+  a.bytes.copy(buf, F.addr.offset);
+  return buf;
+}
+
+export function decodeAddr(raw: Uint8Array): CellAddress {
+  const F = LAYOUT.l3_addr.fields;
+  const buf = checkSize('l3_addr', raw);
+  const family = buf.readUInt8(F.family.offset);
+  if (family === L3_FAMILY_V4) {
+    return addressFromBytes(4, buf.subarray(F.addr.offset, F.addr.offset + 4));
+  }
+  if (family === L3_FAMILY_V6) {
+    return addressFromBytes(6, buf.subarray(F.addr.offset, F.addr.offset + 16));
+  }
+  throw new L3isoError('EKERNEL', `malformed l3_addr: unknown family ${family}`);
+}
+
+// ---- struct l3_owner ---------------------------------------------------
+
+export interface Owner {
+  /** cgroup id of the owning cell */
+  cell: bigint;
+  /** L3_OWNER_* */
+  flags: number;
+}
+
+export function encodeOwner(o: Owner): Buffer {
+  const F = LAYOUT.l3_owner.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_owner.size);
+  buf.writeBigUInt64LE(u64('l3_owner.cell', o.cell), F.cell.offset);
+  buf.writeUInt32LE(u32('l3_owner.flags', o.flags), F.flags.offset);
+  return buf;
+}
+
+export function decodeOwner(raw: Uint8Array): Owner {
+  const F = LAYOUT.l3_owner.fields;
+  const buf = checkSize('l3_owner', raw);
+  return { cell: buf.readBigUInt64LE(F.cell.offset), flags: buf.readUInt32LE(F.flags.offset) };
+}
+
+// ---- struct l3_cell ----------------------------------------------------
+
+export interface Cell {
+  /** undefined: the cell has no IPv4 address (stored as 0) */
+  primary4?: CellAddress | undefined;
+  loopback4: CellAddress;
+  /** undefined: the cell has no IPv6 address (stored as all zero) */
+  primary6?: CellAddress | undefined;
+  /** L3_CELL_* */
+  flags: number;
+  addrs4: number;
+  addrs6: number;
+}
+
+function isZero(b: Uint8Array): boolean {
+  return b.every((x) => x === 0);
+}
+
+export function encodeCell(c: Cell): Buffer {
+  const F = LAYOUT.l3_cell.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_cell.size);
+  // 0.0.0.0 and :: are the "none" markers, so they can never be a primary.
+  if (c.primary4 !== undefined) {
+    requireFamily('l3_cell.primary4', c.primary4, 4);
+    if (isZero(c.primary4.bytes))
+      throw badValue('l3_cell.primary4', '0.0.0.0 means "none"; leave it undefined');
+    c.primary4.bytes.copy(buf, F.primary4.offset);
+  }
+  requireFamily('l3_cell.loopback4', c.loopback4, 4);
+  c.loopback4.bytes.copy(buf, F.loopback4.offset);
+  if (c.primary6 !== undefined) {
+    requireFamily('l3_cell.primary6', c.primary6, 6);
+    if (isZero(c.primary6.bytes))
+      throw badValue('l3_cell.primary6', ':: means "none"; leave it undefined');
+    c.primary6.bytes.copy(buf, F.primary6.offset);
+  }
+  buf.writeUInt32LE(u32('l3_cell.flags', c.flags), F.flags.offset);
+  buf.writeUInt32LE(u32('l3_cell.addrs4', c.addrs4), F.addrs4.offset);
+  buf.writeUInt32LE(u32('l3_cell.addrs6', c.addrs6), F.addrs6.offset);
+  return buf;
+}
+
+export function decodeCell(raw: Uint8Array): Cell {
+  const F = LAYOUT.l3_cell.fields;
+  const buf = checkSize('l3_cell', raw);
+  const p4 = buf.subarray(F.primary4.offset, F.primary4.offset + F.primary4.size);
+  const p6 = buf.subarray(F.primary6.offset, F.primary6.offset + F.primary6.size);
+  return {
+    primary4: isZero(p4) ? undefined : addressFromBytes(4, p4),
+    loopback4: addressFromBytes(
+      4,
+      buf.subarray(F.loopback4.offset, F.loopback4.offset + F.loopback4.size),
+    ),
+    primary6: isZero(p6) ? undefined : addressFromBytes(6, p6),
+    flags: buf.readUInt32LE(F.flags.offset),
+    addrs4: buf.readUInt32LE(F.addrs4.offset),
+    addrs6: buf.readUInt32LE(F.addrs6.offset),
+  };
+}
+
+// ---- struct l3_config --------------------------------------------------
+
+export interface Config {
+  /** cgroup id of the managed root */
+  rootCgroup: bigint;
+  /** depth of the managed root in the cgroup2 hierarchy (mount = 0) */
+  rootLevel: number;
+  /** L3_LAYOUT_VERSION of whoever created the pinned maps */
+  version: number;
+  /** path the engine was brought up with */
+  cgroupRoot: string;
+}
+
+export function encodeConfig(c: Config): Buffer {
+  const F = LAYOUT.l3_config.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_config.size);
+  buf.writeBigUInt64LE(u64('l3_config.root_cgroup', c.rootCgroup), F.root_cgroup.offset);
+  buf.writeUInt32LE(u32('l3_config.root_level', c.rootLevel), F.root_level.offset);
+  buf.writeUInt32LE(u32('l3_config.version', c.version), F.version.offset);
+  const path = Buffer.from(c.cgroupRoot, 'utf8');
+  if (path.includes(0)) throw badValue('l3_config.cgroup_root', 'the path contains a NUL byte');
+  // One byte stays for the NUL so C readers can treat it as a string.
+  if (path.length > F.cgroup_root.size - 1) {
+    throw badValue(
+      'l3_config.cgroup_root',
+      `the cgroup root path is ${path.length} bytes; at most ${F.cgroup_root.size - 1} fit`,
+    );
+  }
+  path.copy(buf, F.cgroup_root.offset);
+  return buf;
+}
+
+export function decodeConfig(raw: Uint8Array): Config {
+  const F = LAYOUT.l3_config.fields;
+  const buf = checkSize('l3_config', raw);
+  const field = buf.subarray(F.cgroup_root.offset, F.cgroup_root.offset + F.cgroup_root.size);
+  const nul = field.indexOf(0);
+  return {
+    rootCgroup: buf.readBigUInt64LE(F.root_cgroup.offset),
+    rootLevel: buf.readUInt32LE(F.root_level.offset),
+    version: buf.readUInt32LE(F.version.offset),
+    cgroupRoot: field.subarray(0, nul < 0 ? field.length : nul).toString('utf8'),
+  };
+}
+
+// ---- struct l3_cell_stats ----------------------------------------------
+
+export interface CellStats {
+  /** L3_REFUSED_SLOTS counters, indexed by Reason */
+  refused: bigint[];
+  rxPackets: bigint;
+  rxBytes: bigint;
+  txPackets: bigint;
+  txBytes: bigint;
+  /** L3_DROP_SLOTS packet-layer drop counters */
+  dropped: bigint[];
+}
+
+export function emptyCellStats(): CellStats {
+  return {
+    refused: new Array<bigint>(L3_REFUSED_SLOTS).fill(0n),
+    rxPackets: 0n,
+    rxBytes: 0n,
+    txPackets: 0n,
+    txBytes: 0n,
+    dropped: new Array<bigint>(L3_DROP_SLOTS).fill(0n),
+  };
+}
+
+function readU64Array(buf: Buffer, f: FieldLayout): bigint[] {
+  const out: bigint[] = [];
+  for (let off = f.offset; off < f.offset + f.size; off += 8) out.push(buf.readBigUInt64LE(off));
+  return out;
+}
+
+function writeU64Array(what: string, buf: Buffer, f: FieldLayout, values: readonly bigint[]): void {
+  if (values.length > f.size / 8)
+    throw badValue(what, `${values.length} entries, at most ${f.size / 8} fit`);
+  values.forEach((v, i) => buf.writeBigUInt64LE(u64(what, v), f.offset + 8 * i));
+}
+
+export function encodeCellStats(s: CellStats): Buffer {
+  const F = LAYOUT.l3_cell_stats.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_cell_stats.size);
+  writeU64Array('l3_cell_stats.refused', buf, F.refused, s.refused);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.rx_packets', s.rxPackets), F.rx_packets.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.rx_bytes', s.rxBytes), F.rx_bytes.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.tx_packets', s.txPackets), F.tx_packets.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.tx_bytes', s.txBytes), F.tx_bytes.offset);
+  writeU64Array('l3_cell_stats.dropped', buf, F.dropped, s.dropped);
+  return buf;
+}
+
+/** Decodes one CPU's slice of a per-CPU l3_cell_stats value. */
+export function decodeCellStats(raw: Uint8Array): CellStats {
+  const F = LAYOUT.l3_cell_stats.fields;
+  const buf = checkSize('l3_cell_stats', raw);
+  return {
+    refused: readU64Array(buf, F.refused),
+    rxPackets: buf.readBigUInt64LE(F.rx_packets.offset),
+    rxBytes: buf.readBigUInt64LE(F.rx_bytes.offset),
+    txPackets: buf.readBigUInt64LE(F.tx_packets.offset),
+    txBytes: buf.readBigUInt64LE(F.tx_bytes.offset),
+    dropped: readU64Array(buf, F.dropped),
+  };
+}
+
+/** Splits a whole per-CPU lookup result (possible CPUs x stride) into slices. */
+export function decodeCellStatsPerCpu(raw: Uint8Array): CellStats[] {
+  const stride = L3_CELL_STATS_PERCPU_STRIDE;
+  if (raw.length === 0 || raw.length % stride !== 0) {
+    throw new L3isoError(
+      'EKERNEL',
+      `malformed per-CPU l3_cell_stats: ${raw.length} bytes is not a multiple of ${stride}`,
+    );
+  }
+  const out: CellStats[] = [];
+  for (let off = 0; off < raw.length; off += stride) {
+    out.push(decodeCellStats(raw.subarray(off, off + L3_CELL_STATS_SIZE)));
+  }
+  return out;
+}
+
+/** Totals over CPUs; bigints because u64 sums can exceed 2^53. */
+export function sumCellStats(slices: readonly CellStats[]): CellStats {
+  const total = emptyCellStats();
+  for (const s of slices) {
+    s.refused.forEach((v, i) => (total.refused[i] = (total.refused[i] ?? 0n) + v));
+    s.dropped.forEach((v, i) => (total.dropped[i] = (total.dropped[i] ?? 0n) + v));
+    total.rxPackets += s.rxPackets;
+    total.rxBytes += s.rxBytes;
+    total.txPackets += s.txPackets;
+    total.txBytes += s.txBytes;
+  }
+  return total;
+}
+
+// ---- struct l3_sock_origin ---------------------------------------------
+
+export interface SockOrigin {
+  /** cgroup ids from the managed root ([0]) down; length is `depth` */
+  ancestors: bigint[];
+}
+
+export function encodeSockOrigin(o: SockOrigin): Buffer {
+  const F = LAYOUT.l3_sock_origin.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_sock_origin.size);
+  writeU64Array('l3_sock_origin.ancestors', buf, F.ancestors, o.ancestors);
+  buf.writeUInt32LE(o.ancestors.length, F.depth.offset);
+  return buf;
+}
+
+export function decodeSockOrigin(raw: Uint8Array): SockOrigin {
+  const F = LAYOUT.l3_sock_origin.fields;
+  const buf = checkSize('l3_sock_origin', raw);
+  const depth = buf.readUInt32LE(F.depth.offset);
+  if (depth > L3_MAX_DEPTH) {
+    throw new L3isoError(
+      'EKERNEL',
+      `malformed l3_sock_origin: depth ${depth} exceeds ${L3_MAX_DEPTH}`,
+    );
+  }
+  return { ancestors: readU64Array(buf, F.ancestors).slice(0, depth) };
+}
