@@ -10,7 +10,11 @@ let skipped = 0;
 try {
   const report = JSON.parse(fs.readFileSync(file, 'utf8'));
   passed = report.numPassedTests;
-  failed = report.numFailedTests + (report.numFailedTestSuites > 0 && report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
+  failed =
+    report.numFailedTests +
+    (report.numFailedTestSuites > 0 && report.numFailedTests === 0
+      ? report.numFailedTestSuites
+      : 0);
   skipped = report.numPendingTests + report.numTodoTests;
 } catch (err) {
   console.error(`totals: cannot read the test report (${err.message})`);

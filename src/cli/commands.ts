@@ -21,7 +21,9 @@ export interface GlobalOptions {
   argv: readonly string[];
 }
 
-export type Runner = (fn: (g: GlobalOptions) => Promise<number | void> | number | void) => Promise<void>;
+export type Runner = (
+  fn: (g: GlobalOptions) => Promise<number | void> | number | void,
+) => Promise<void>;
 
 function examples(lines: string[]): string {
   return '\nExamples:\n' + lines.map((l) => `  $ ${l}`).join('\n') + '\n';
@@ -33,7 +35,8 @@ function jsonOption(): Option {
 
 function positiveInt(name: string) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value)) throw new L3isoError('EUSAGE', `${name} must be a positive integer, not "${value}"`);
+    if (!/^\d+$/.test(value))
+      throw new L3isoError('EUSAGE', `${name} must be a positive integer, not "${value}"`);
     return Number(value);
   };
 }
@@ -53,9 +56,19 @@ export function registerCommands(program: Command, run: Runner): void {
         'through bpf_link_update). Refuses to start when a required kernel feature is missing.',
     )
     .requiredOption('--cgroup-root <path>', 'cgroup v2 directory whose subtree holds the cells')
-    .option('--max-cells <n>', 'capacity of the cell maps (no memory is preallocated)', positiveInt('--max-cells'))
+    .option(
+      '--max-cells <n>',
+      'capacity of the cell maps (no memory is preallocated)',
+      positiveInt('--max-cells'),
+    )
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso up --cgroup-root /sys/fs/cgroup/unified/containers', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000']))
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso up --cgroup-root /sys/fs/cgroup/unified/containers',
+        'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000',
+      ]),
+    )
     .action((opts: { cgroupRoot: string; maxCells?: number }) =>
       run((g) => {
         const r = up({
@@ -68,7 +81,9 @@ export function registerCommands(program: Command, run: Runner): void {
         const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
         process.stdout.write(
           `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
-            r.maps.map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`).join(''),
+            r.maps
+              .map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`)
+              .join(''),
         );
       }),
     );
@@ -76,14 +91,18 @@ export function registerCommands(program: Command, run: Runner): void {
   program
     .command('down')
     .summary('detach everything and forget every assignment of this instance')
-    .description('Detach the programs and remove the pinned links and maps of the instance\nselected by --pin-dir. Cells become ordinary cgroups again.')
+    .description(
+      'Detach the programs and remove the pinned links and maps of the instance\nselected by --pin-dir. Cells become ordinary cgroups again.',
+    )
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso down', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab down']))
     .action(() =>
       run((g) => {
         const r = down(g.pinDir);
         if (g.json) return printJson(r);
-        process.stdout.write(`engine down: ${r.links} links detached, ${r.maps} maps removed from ${r.pinDir}\n`);
+        process.stdout.write(
+          `engine down: ${r.links} links detached, ${r.maps} maps removed from ${r.pinDir}\n`,
+        );
       }),
     );
 
@@ -99,7 +118,13 @@ export function registerCommands(program: Command, run: Runner): void {
     .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
     .argument('<addr...>', 'IPv4 or IPv6 addresses')
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso assign web 192.0.2.10 2001:db8::10', 'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11']))
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso assign web 192.0.2.10 2001:db8::10',
+        'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11',
+      ]),
+    )
     .action((cgroup: string, addrs: string[]) =>
       run((g) => {
         const r = assign(g.pinDir, cgroup, addrs);
@@ -144,7 +169,9 @@ export function registerCommands(program: Command, run: Runner): void {
           process.stdout.write(`no cells below ${r.root}\n`);
           return;
         }
-        process.stdout.write(table(['CELL', 'ADDRESSES', 'LOOPBACK', 'POLICY', 'CGROUP-ID'], r.cells.map(cellRow)));
+        process.stdout.write(
+          table(['CELL', 'ADDRESSES', 'LOOPBACK', 'POLICY', 'CGROUP-ID'], r.cells.map(cellRow)),
+        );
       }),
     );
 
@@ -183,13 +210,22 @@ export function registerCommands(program: Command, run: Runner): void {
     .option('--name <name>', 'cell cgroup name under the root (default exec-PID)')
     .option('--keep', 'keep the cell after the command exits', false)
     .argument('<addr...>', 'addresses, then -- and the command')
-    .addHelpText('after', examples(['l3iso exec 192.0.2.10 -- python3 -m http.server 8080', 'l3iso exec --name api --keep 192.0.2.11 2001:db8::11 -- ./server']))
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso exec 192.0.2.10 -- python3 -m http.server 8080',
+        'l3iso exec --name api --keep 192.0.2.11 2001:db8::11 -- ./server',
+      ]),
+    )
     .action((_args: string[], opts: { name?: string; keep: boolean }, cmd: Command) =>
       run(async (g) => {
         const raw = g.argv;
         const dash = raw.indexOf('--');
         if (dash < 0 || dash === raw.length - 1) {
-          throw new L3isoError('EUSAGE', 'exec needs the command after --, as in: l3iso exec ADDR -- CMD [ARGS]');
+          throw new L3isoError(
+            'EUSAGE',
+            'exec needs the command after --, as in: l3iso exec ADDR -- CMD [ARGS]',
+          );
         }
         const argv = raw.slice(dash + 1);
         const addresses = cmd.args.slice(0, cmd.args.length - argv.length);
@@ -199,7 +235,8 @@ export function registerCommands(program: Command, run: Runner): void {
           addresses,
           argv,
           ...(opts.name !== undefined ? { name: opts.name } : {}),
-          onAssigned: (r) => log.info({ cell: r.cell, addresses: [...r.added, ...r.unchanged] }, 'cell ready'),
+          onAssigned: (r) =>
+            log.info({ cell: r.cell, addresses: [...r.added, ...r.unchanged] }, 'cell ready'),
         });
       }),
     );
@@ -207,7 +244,9 @@ export function registerCommands(program: Command, run: Runner): void {
   program
     .command('doctor')
     .summary('probe every kernel feature the engine uses')
-    .description('Check each kernel feature l3iso uses, by loading and attaching the real programs\nto a throwaway cgroup, and say what a missing one disables. Exits 1 if a required one is missing.')
+    .description(
+      'Check each kernel feature l3iso uses, by loading and attaching the real programs\nto a throwaway cgroup, and say what a missing one disables. Exits 1 if a required one is missing.',
+    )
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso doctor', 'l3iso doctor --json']))
     .action(() =>

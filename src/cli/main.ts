@@ -23,7 +23,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       'Isolate containers at L3 in one shared network stack: each cell (a cgroup v2\n' +
         'subtree) owns its IP addresses, and BPF programs confine its sockets to them.',
     )
-    .option('--pin-dir <dir>', 'bpffs directory of the engine instance (env L3ISO_PIN_DIR)', process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR)
+    .option(
+      '--pin-dir <dir>',
+      'bpffs directory of the engine instance (env L3ISO_PIN_DIR)',
+      process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR,
+    )
     .option('-j, --json', 'print JSON instead of tables')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
@@ -40,7 +44,11 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   const run: Runner = async (fn) => {
     const cmdOpts = program.opts<{ pinDir: string; json?: boolean }>();
-    const g: GlobalOptions = { pinDir: cmdOpts.pinDir, json: Boolean(cmdOpts.json) || wantsJson(argv), argv };
+    const g: GlobalOptions = {
+      pinDir: cmdOpts.pinDir,
+      json: Boolean(cmdOpts.json) || wantsJson(argv),
+      argv,
+    };
     try {
       const r = await fn(g);
       if (typeof r === 'number') status = r;
@@ -54,7 +62,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     await program.parseAsync(argv as string[], { from: 'node' });
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      ) {
         return EXIT_OK;
       }
       const message = err.message.replace(/^error: /, '');

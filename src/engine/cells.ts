@@ -11,7 +11,13 @@
 import { L3isoError } from '../errors';
 import { L3_OWNER_LOOPBACK, type Cell, type Owner } from '../maps/layout';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
-import { cgroupId, findCgroup2Mount, findCgroupById, relativeCellName, resolveCellPath } from '../model/cgroup';
+import {
+  cgroupId,
+  findCgroup2Mount,
+  findCgroupById,
+  relativeCellName,
+  resolveCellPath,
+} from '../model/cgroup';
 import { withLock } from './lock';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
@@ -66,9 +72,14 @@ export function openCellTarget(pinDir: string, cgroupArg: string): CellTarget {
   }
 }
 
-export function assign(pinDir: string, cgroupArg: string, addressTexts: readonly string[]): AssignResult {
+export function assign(
+  pinDir: string,
+  cgroupArg: string,
+  addressTexts: readonly string[],
+): AssignResult {
   requireRoot('assign');
-  if (addressTexts.length === 0) throw new L3isoError('EUSAGE', 'assign needs at least one address');
+  if (addressTexts.length === 0)
+    throw new L3isoError('EUSAGE', 'assign needs at least one address');
   const addrs = parseAddresses(addressTexts);
   const target = openCellTarget(pinDir, cgroupArg);
   try {
@@ -138,16 +149,24 @@ function claimLoopbackAlias(state: EngineState, id: bigint): CellAddress {
 
 function ownedError(a: CellAddress, owner: Owner, root: string): L3isoError {
   const path = findCgroupById(root, owner.cell);
-  const who = path ? `cell ${relativeCellName(path, root)} (${path})` : `a cell whose cgroup (id ${owner.cell}) no longer exists`;
+  const who = path
+    ? `cell ${relativeCellName(path, root)} (${path})`
+    : `a cell whose cgroup (id ${owner.cell}) no longer exists`;
   const what = owner.flags & L3_OWNER_LOOPBACK ? 'the private loopback alias of' : 'owned by';
   return new L3isoError(
     'EADDR_OWNED',
     `address ${a.text} is ${what} ${who}`,
-    path ? `release it first: l3iso release ${relativeCellName(path, root)} ${a.text}` : 'run `l3iso gc`',
+    path
+      ? `release it first: l3iso release ${relativeCellName(path, root)} ${a.text}`
+      : 'run `l3iso gc`',
   );
 }
 
-export function release(pinDir: string, cgroupArg: string, addressTexts: readonly string[]): ReleaseResult {
+export function release(
+  pinDir: string,
+  cgroupArg: string,
+  addressTexts: readonly string[],
+): ReleaseResult {
   requireRoot('release');
   const addrs = parseAddresses(addressTexts);
   const target = openCellTarget(pinDir, cgroupArg);
@@ -161,7 +180,8 @@ export function release(pinDir: string, cgroupArg: string, addressTexts: readonl
 function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
   const { state, id } = t;
   const cell = state.cell(id);
-  if (!cell) throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
+  if (!cell)
+    throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
   const owned = state.owners().filter((o) => o.owner.cell === id);
   const base = { cell: t.name, path: t.path, id: id.toString() };
 
@@ -171,10 +191,18 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
     state.deleteCell(id);
     for (const o of owned) state.unclaim(o.address);
     state.deleteStats(id);
-    return { ...base, released: owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text), removed: true };
+    return {
+      ...base,
+      released: owned
+        .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
+        .map((o) => o.address.text),
+      removed: true,
+    };
   }
 
-  const ownedText = new Set(owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text));
+  const ownedText = new Set(
+    owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text),
+  );
   for (const a of addrs) {
     if (!ownedText.has(a.text)) {
       throw new L3isoError('ENOT_ASSIGNED', `address ${a.text} is not assigned to cell ${t.name}`);
@@ -205,6 +233,8 @@ function pickPrimary(
   family: 4 | 6,
 ): CellAddress | undefined {
   if (current && !releasing.has(current.text)) return current;
-  const candidates = remaining.filter((a) => a.family === family).sort((a, b) => Buffer.compare(a.bytes, b.bytes));
+  const candidates = remaining
+    .filter((a) => a.family === family)
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
   return candidates[0];
 }

@@ -35,11 +35,15 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export async function execInCell(opts: ExecOptions): Promise<number> {
   requireRoot('exec');
   if (opts.argv.length === 0) throw new L3isoError('EUSAGE', 'exec needs a command after --');
-  if (opts.addresses.length === 0) throw new L3isoError('EUSAGE', 'exec needs at least one address');
+  if (opts.addresses.length === 0)
+    throw new L3isoError('EUSAGE', 'exec needs at least one address');
   parseAddresses(opts.addresses); // refuse bad input before creating anything
   const name = opts.name ?? `exec-${process.pid}`;
   if (!NAME.test(name)) {
-    throw new L3isoError('EUSAGE', `invalid cell name "${name}": use letters, digits, '.', '_' and '-' (at most 64)`);
+    throw new L3isoError(
+      'EUSAGE',
+      `invalid cell name "${name}": use letters, digits, '.', '_' and '-' (at most 64)`,
+    );
   }
   const state = EngineState.open(opts.pinDir);
   let root: string;
@@ -54,7 +58,11 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
     fs.mkdirSync(cellPath);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new L3isoError('EUSAGE', `cgroup ${cellPath} already exists`, 'pick another --name, or assign it and run the command yourself');
+      throw new L3isoError(
+        'EUSAGE',
+        `cgroup ${cellPath} already exists`,
+        'pick another --name, or assign it and run the command yourself',
+      );
     }
     throw err;
   }

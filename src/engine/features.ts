@@ -31,24 +31,40 @@ function kernelVersion(): [number, number] {
   return m ? [Number(m[1]), Number(m[2])] : [0, 0];
 }
 
-function check(name: string, required: boolean, disables: string, probe: () => string): FeatureCheck {
+function check(
+  name: string,
+  required: boolean,
+  disables: string,
+  probe: () => string,
+): FeatureCheck {
   try {
     return { name, ok: true, required, detail: probe() };
   } catch (err) {
-    return { name, ok: false, required, detail: err instanceof Error ? err.message : String(err), disables };
+    return {
+      name,
+      ok: false,
+      required,
+      detail: err instanceof Error ? err.message : String(err),
+      disables,
+    };
   }
 }
 
 /** Cheap checks that need no program load. */
 export function staticChecks(pinRoot: string): FeatureCheck[] {
   return [
-    check('kernel >= 5.18', true, 'everything (bpf_set_retval, sk_storage in sock_addr hooks)', () => {
-      const [major, minor] = kernelVersion();
-      if (major < MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor < MIN_KERNEL[1])) {
-        throw new Error(`kernel ${os.release()} is older than ${MIN_KERNEL.join('.')}`);
-      }
-      return os.release();
-    }),
+    check(
+      'kernel >= 5.18',
+      true,
+      'everything (bpf_set_retval, sk_storage in sock_addr hooks)',
+      () => {
+        const [major, minor] = kernelVersion();
+        if (major < MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor < MIN_KERNEL[1])) {
+          throw new Error(`kernel ${os.release()} is older than ${MIN_KERNEL.join('.')}`);
+        }
+        return os.release();
+      },
+    ),
     check('cgroup v2', true, 'everything: cells are cgroup v2 subtrees', () => findCgroup2Mount()),
     check('bpffs', true, 'pinning: the engine could not outlive the CLI', () => {
       let dir = pinRoot;
@@ -60,7 +76,8 @@ export function staticChecks(pinRoot: string): FeatureCheck[] {
       return dir;
     }),
     check('BTF', true, 'socket storage maps (they need BTF)', () => {
-      if (!fs.existsSync('/sys/kernel/btf/vmlinux')) throw new Error('/sys/kernel/btf/vmlinux is missing (CONFIG_DEBUG_INFO_BTF)');
+      if (!fs.existsSync('/sys/kernel/btf/vmlinux'))
+        throw new Error('/sys/kernel/btf/vmlinux is missing (CONFIG_DEBUG_INFO_BTF)');
       return '/sys/kernel/btf/vmlinux';
     }),
   ];
@@ -132,7 +149,9 @@ export function programChecks(): FeatureCheck[] {
 export function optionalChecks(): FeatureCheck[] {
   return [
     check('BPF LSM (not used)', false, 'nothing: l3iso does not need it', () => {
-      const lsm = fs.existsSync('/sys/kernel/security/lsm') ? fs.readFileSync('/sys/kernel/security/lsm', 'utf8').trim() : '';
+      const lsm = fs.existsSync('/sys/kernel/security/lsm')
+        ? fs.readFileSync('/sys/kernel/security/lsm', 'utf8').trim()
+        : '';
       return lsm.split(',').includes('bpf')
         ? 'listed; LSM program loads are refused on some hosts, so l3iso never needs it'
         : 'not enabled; l3iso does not need it';

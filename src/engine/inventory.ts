@@ -5,7 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { L3_CELL_ALLOW_RAW, L3_OWNER_LOOPBACK, REASON_MAX, reasonName, type Cell, type CellStats, type Reason } from '../maps/layout';
+import {
+  L3_CELL_ALLOW_RAW,
+  L3_OWNER_LOOPBACK,
+  REASON_MAX,
+  reasonName,
+  type Cell,
+  type CellStats,
+  type Reason,
+} from '../maps/layout';
 import type { CellAddress } from '../model/address';
 import { cgroupProcs, relativeCellName } from '../model/cgroup';
 import { openCellTarget } from './cells';
@@ -50,8 +58,16 @@ function compareAddresses(a: CellAddress, b: CellAddress): number {
   return a.family - b.family || Buffer.compare(a.bytes, b.bytes);
 }
 
-function view(id: bigint, cell: Cell, addresses: CellAddress[], cgroupPath: string | undefined, root: string): CellView {
-  const primaries = [cell.primary4?.text, cell.primary6?.text].filter((t): t is string => t !== undefined);
+function view(
+  id: bigint,
+  cell: Cell,
+  addresses: CellAddress[],
+  cgroupPath: string | undefined,
+  root: string,
+): CellView {
+  const primaries = [cell.primary4?.text, cell.primary6?.text].filter(
+    (t): t is string => t !== undefined,
+  );
   const rest = addresses
     .filter((a) => !primaries.includes(a.text))
     .sort(compareAddresses)
@@ -85,7 +101,9 @@ export function listCells(pinDir: string): { root: string; cells: CellView[] } {
     const root = state.config().cgroupRoot;
     const paths = cgroupPathsById(root);
     const addrs = addressesByCell(state);
-    const cells = [...state.cells()].map(([id, cell]) => view(id, cell, addrs.get(id) ?? [], paths.get(id), root));
+    const cells = [...state.cells()].map(([id, cell]) =>
+      view(id, cell, addrs.get(id) ?? [], paths.get(id), root),
+    );
     cells.sort((a, b) => a.cell.localeCompare(b.cell));
     return { root, cells };
   } finally {
@@ -95,7 +113,8 @@ export function listCells(pinDir: string): { root: string; cells: CellView[] } {
 
 export function refusalsByReason(stats: CellStats | undefined): Record<string, number> {
   const out: Record<string, number> = {};
-  for (let r = 0; r < REASON_MAX; r++) out[reasonName[r as Reason]] = Number(stats?.refused[r] ?? 0n);
+  for (let r = 0; r < REASON_MAX; r++)
+    out[reasonName[r as Reason]] = Number(stats?.refused[r] ?? 0n);
   return out;
 }
 
@@ -104,7 +123,11 @@ export function showCell(pinDir: string, cgroupArg: string): CellDetail {
   try {
     const cell = t.state.cell(t.id);
     if (!cell) {
-      throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`, `assign it: l3iso assign ${t.name} ADDR`);
+      throw new L3isoError(
+        'ENOT_ASSIGNED',
+        `cgroup ${t.name} is not a cell (nothing assigned)`,
+        `assign it: l3iso assign ${t.name} ADDR`,
+      );
     }
     const addrs = addressesByCell(t.state).get(t.id) ?? [];
     return {

@@ -14,7 +14,13 @@ import { requireFeatures } from './features';
 import { withLock } from './lock';
 import { bpfObjectPath, pinLayout, type PinLayout } from './paths';
 import { requireRoot } from './privilege';
-import { DEFAULT_MAX_CELLS, SHARED_MAPS, SOCK_OBJECT, SOCK_PROGRAMS, mapCapacity } from './programs';
+import {
+  DEFAULT_MAX_CELLS,
+  SHARED_MAPS,
+  SOCK_OBJECT,
+  SOCK_PROGRAMS,
+  mapCapacity,
+} from './programs';
 import { EngineState } from './state';
 
 export interface UpOptions {
@@ -39,7 +45,10 @@ export function up(opts: UpOptions): UpResult {
   const progress = opts.onProgress ?? (() => {});
   const maxCells = opts.maxCells ?? DEFAULT_MAX_CELLS;
   if (!Number.isInteger(maxCells) || maxCells < 1 || maxCells > 16_000_000) {
-    throw new L3isoError('EUSAGE', `--max-cells must be an integer between 1 and 16000000, not ${maxCells}`);
+    throw new L3isoError(
+      'EUSAGE',
+      `--max-cells must be an integer between 1 and 16000000, not ${maxCells}`,
+    );
   }
   const mount = findCgroup2Mount();
   const root = resolveCgroupRoot(opts.cgroupRoot, mount);
@@ -107,7 +116,11 @@ function bringUp(
       if (fs.existsSync(pinned)) {
         const map = BpfMap.openPinned(pinned);
         reused.push(map);
-        if (map.keySize !== spec.keySize || map.valueSize !== spec.valueSize || map.type !== spec.type) {
+        if (
+          map.keySize !== spec.keySize ||
+          map.valueSize !== spec.valueSize ||
+          map.type !== spec.type
+        ) {
           throw new L3isoError(
             'EKERNEL',
             `pinned map ${spec.name} has another layout than this version expects`,
@@ -119,14 +132,23 @@ function bringUp(
       } else {
         const capacity = mapCapacity(spec.name, maxCells);
         if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
-        result.maps.push({ name: spec.name, action: 'created', maxEntries: capacity ?? spec.maxEntries });
+        result.maps.push({
+          name: spec.name,
+          action: 'created',
+          maxEntries: capacity ?? spec.maxEntries,
+        });
       }
     }
     try {
       obj.load();
     } catch (err) {
       if (err instanceof BpfLoadError) {
-        throw new L3isoError('EFEATURE_MISSING', `the kernel refused the BPF programs: ${err.message}`, 'run `l3iso doctor`', { cause: err });
+        throw new L3isoError(
+          'EFEATURE_MISSING',
+          `the kernel refused the BPF programs: ${err.message}`,
+          'run `l3iso doctor`',
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -160,7 +182,9 @@ function bringUp(
     const cgroupFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     try {
       for (const p of SOCK_PROGRAMS) {
-        result.programs.push(attachOrReplace(layout, obj.program(p.program), p.program, p.attach, cgroupFd, undo));
+        result.programs.push(
+          attachOrReplace(layout, obj.program(p.program), p.program, p.attach, cgroupFd, undo),
+        );
       }
     } finally {
       fs.closeSync(cgroupFd);
@@ -232,7 +256,10 @@ export function resolveCgroupRoot(arg: string, mount: string): string {
     throw new L3isoError('ECGROUP_MISSING', `cgroup root ${arg} is not a directory`);
   }
   if (real !== mount && !real.startsWith(mount + '/')) {
-    throw new L3isoError('ECGROUP_NOT_V2', `cgroup root ${arg} is not on the cgroup2 hierarchy (${mount})`);
+    throw new L3isoError(
+      'ECGROUP_NOT_V2',
+      `cgroup root ${arg} is not on the cgroup2 hierarchy (${mount})`,
+    );
   }
   return real;
 }
@@ -251,7 +278,7 @@ export function down(pinDir: string): DownResult {
   if (!fs.existsSync(layout.root)) {
     throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
   }
-  return withLock(layout, () => {
+  const result = withLock(layout, () => {
     const result: DownResult = { pinDir: layout.root, links: 0, maps: 0 };
     for (const [dir, key] of [
       [layout.linksDir, 'links'],
@@ -267,4 +294,7 @@ export function down(pinDir: string): DownResult {
     fs.rmdirSync(layout.root);
     return result;
   });
+  // After the lock is released: a writer waiting on it finds ENOT_UP.
+  fs.rmSync(layout.lockFile, { force: true });
+  return result;
 }

@@ -99,7 +99,10 @@ export class EngineState {
   }
 
   putCell(id: bigint, cell: Cell): void {
-    mapFull(() => this.maps.l3_cells.update(encodeCellKey(id), encodeCell(cell), MapUpdate.ANY), 'l3_cells');
+    mapFull(
+      () => this.maps.l3_cells.update(encodeCellKey(id), encodeCell(cell), MapUpdate.ANY),
+      'l3_cells',
+    );
   }
 
   deleteCell(id: bigint): boolean {
@@ -119,7 +122,10 @@ export class EngineState {
   claim(addr: CellAddress, owner: Owner): ClaimResult {
     const key = encodeAddr(addr);
     try {
-      mapFull(() => this.maps.l3_owners.update(key, encodeOwner(owner), MapUpdate.NOEXIST), 'l3_owners');
+      mapFull(
+        () => this.maps.l3_owners.update(key, encodeOwner(owner), MapUpdate.NOEXIST),
+        'l3_owners',
+      );
       return { claimed: true };
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
@@ -150,9 +156,13 @@ export class EngineState {
   ensureStats(id: bigint): void {
     const zero = encodeCellStats(emptyCellStats());
     const perCpu = Buffer.alloc(this.maps.l3_cell_stats.valueBufferSize);
-    for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride()) zero.copy(perCpu, off);
+    for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride())
+      zero.copy(perCpu, off);
     try {
-      mapFull(() => this.maps.l3_cell_stats.update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST), 'l3_cell_stats');
+      mapFull(
+        () => this.maps.l3_cell_stats.update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST),
+        'l3_cell_stats',
+      );
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
     }
@@ -170,7 +180,9 @@ export class EngineState {
   allStats(): Map<bigint, CellStats> {
     const { keys, values } = this.maps.l3_cell_stats.lookupBatch();
     const out = new Map<bigint, CellStats>();
-    keys.forEach((k, i) => out.set(decodeCellKey(k), sumCellStats(decodeCellStatsPerCpu(values[i]!))));
+    keys.forEach((k, i) =>
+      out.set(decodeCellKey(k), sumCellStats(decodeCellStatsPerCpu(values[i]!))),
+    );
     return out;
   }
 
@@ -189,7 +201,12 @@ function mapFull(fn: () => void, name: string): void {
     fn();
   } catch (err) {
     if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC') || isErrno(err, 'ENOMEM')) {
-      throw new L3isoError('EMAP_FULL', `map ${name} is full`, 'bring the engine up with a larger --max-cells (run `down` first)', { cause: err });
+      throw new L3isoError(
+        'EMAP_FULL',
+        `map ${name} is full`,
+        'bring the engine up with a larger --max-cells (run `down` first)',
+        { cause: err },
+      );
     }
     throw err;
   }
