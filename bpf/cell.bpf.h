@@ -19,21 +19,24 @@
 #define L3_IS_IP4_LOOPBACK_NET(a) ((bpf_ntohl(a) >> 24) == 127)
 #define L3_V4MAPPED_PREFIX bpf_htonl(0x0000ffff)
 
+static __always_inline struct l3_sock_origin *sock_origin(struct bpf_sock *sk)
+{
+	if (!sk)
+		return NULL;
+	return bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
+}
+
 /*
  * The cell a socket belongs to: the nearest assigned ancestor of the cgroup
  * its creator ran in, as recorded at socket creation. Sockets without an
  * origin (created before `up`) and sockets outside every cell get 0/NULL.
  */
-static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cell_id)
+static __always_inline struct l3_cell *origin_cell(struct l3_sock_origin *origin, __u64 *cell_id)
 {
-	struct l3_sock_origin *origin;
 	__u32 depth;
 	int i;
 
 	*cell_id = 0;
-	if (!sk)
-		return NULL;
-	origin = bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
 	if (!origin)
 		return NULL;
 	depth = origin->depth;
@@ -51,6 +54,11 @@ static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cel
 		}
 	}
 	return NULL;
+}
+
+static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cell_id)
+{
+	return origin_cell(sock_origin(sk), cell_id);
 }
 
 static __always_inline struct l3_owner *owner_of4(__u32 ip4)
@@ -97,6 +105,14 @@ static __always_inline int is_cell_loopback4(__u32 ip4)
 		return 0;
 	owner = owner_of4(ip4);
 	return owner && (owner->flags & L3_OWNER_LOOPBACK);
+}
+
+static __always_inline void count_drop(__u64 cell_id, __u32 reason)
+{
+	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
+
+	if (stats && reason < L3_DROP_SLOTS)
+		stats->dropped[reason]++;
 }
 
 static __always_inline void count_refusal(__u64 cell_id, __u32 reason)

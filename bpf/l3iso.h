@@ -14,7 +14,10 @@
 #ifndef L3ISO_H
 #define L3ISO_H
 
+/* BPF objects built on vmlinux.h already have the kernel's __u32 & co. */
+#ifndef __VMLINUX_H__
 #include <linux/types.h>
+#endif
 
 /* cgroup levels below the managed root that a socket remembers. */
 #define L3_MAX_DEPTH 16
@@ -98,7 +101,32 @@ struct l3_cell_stats {
 struct l3_sock_origin {
 	__u64 ancestors[L3_MAX_DEPTH]; /* [0] = managed root */
 	__u32 depth; /* valid entries in ancestors */
+	__u32 flags; /* L3_SOCK_* */
+};
+
+/* The socket's address came from a wildcard bind rewritten to the primary:
+ * it serves every address of its cell (sk_lookup). */
+#define L3_SOCK_WILDCARD 0x1
+
+/* Key of l3_listeners (SOCKHASH of cell TCP listeners, filled at
+ * TCP_LISTEN_CB). Exact binds: cell = 0 and the bound address. Wildcard
+ * binds: the cell and a zero address, so every address of the cell finds
+ * them. Port in host byte order, as sk_lookup and sock_ops present it. */
+struct l3_listen_key {
+	__u64 cell;
+	__u32 addr[4]; /* network byte order, v4 in addr[0] */
+	__u16 port;
+	__u8 family; /* address family served: L3_FAMILY_V4 or L3_FAMILY_V6 */
+	__u8 protocol; /* IPPROTO_TCP */
 	__u32 pad;
+};
+
+/* Why a packet was dropped; index into l3_cell_stats.dropped. */
+enum l3_drop {
+	L3_D_SPOOF = 0, /* left a cell with a source the cell does not own */
+	L3_D_FOREIGN_DST = 1, /* reached a socket that does not own its destination */
+	L3_D_NO_SOCKET = 2, /* to a cell address and port with no cell socket */
+	L3_D_MAX = 3,
 };
 
 #endif /* L3ISO_H */

@@ -53,4 +53,12 @@ struct {
 	__type(value, struct l3_sock_origin);
 } l3_sock_origin SEC(".maps");
 
+/* Cell TCP listeners for sk_lookup; sockets leave it when they close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 131072);
+	__type(key, struct l3_listen_key);
+	__type(value, __u64);
+} l3_listeners SEC(".maps");
+
 #endif

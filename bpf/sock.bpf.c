@@ -111,7 +111,7 @@ int l3_sock_create(struct bpf_sock *sk)
 	}
 	origin->depth = depth;
 
-	cell = sock_cell(sk, &cell_id);
+	cell = origin_cell(origin, &cell_id);
 	if (cell && sk->type == L3_SOCK_RAW && !(cell->flags & L3_CELL_ALLOW_RAW))
 		return refuse(cell_id, L3_R_SOCK_RAW, EPERM);
 	return 1;
@@ -119,19 +119,34 @@ int l3_sock_create(struct bpf_sock *sk)
 
 /* ---- bind ------------------------------------------------------------ */
 
+/* Remember whether the bound address came from a wildcard: sk_lookup lets
+ * such a listener serve every address of its cell. */
+static __always_inline void mark_wildcard(struct l3_sock_origin *origin, int wildcard)
+{
+	if (!origin)
+		return;
+	if (wildcard)
+		origin->flags |= L3_SOCK_WILDCARD;
+	else
+		origin->flags &= ~L3_SOCK_WILDCARD;
+}
+
 SEC("cgroup/bind4")
 int l3_bind4(struct bpf_sock_addr *ctx)
 {
 	__u32 ip4 = ctx->user_ip4;
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 
-	cell = sock_cell(ctx->sk, &cell_id);
+	origin = sock_origin(ctx->sk);
+	cell = origin_cell(origin, &cell_id);
 	if (!cell) {
 		if (owner_of4(ip4))
 			return refuse(0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
 		return 1;
 	}
+	mark_wildcard(origin, ip4 == 0);
 	if (ip4 == 0) {
 		if (!cell->primary4)
 			return refuse(cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
@@ -150,17 +165,20 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 SEC("cgroup/bind6")
 int l3_bind6(struct bpf_sock_addr *ctx)
 {
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 	__u32 a[4];
 
 	load_user_ip6(ctx, a);
-	cell = sock_cell(ctx->sk, &cell_id);
+	origin = sock_origin(ctx->sk);
+	cell = origin_cell(origin, &cell_id);
 	if (!cell) {
 		if (ip6_is_v4mapped(a) ? !!owner_of4(a[3]) : !!owner_of6(a))
 			return refuse(0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
 		return 1;
 	}
+	mark_wildcard(origin, ip6_is_zero(a) || (ip6_is_v4mapped(a) && a[3] == 0));
 	if (ip6_is_zero(a)) {
 		/* A dual-stack socket of a v4-only cell serves its v4 primary. */
 		if (cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3])

@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch_inc="/usr/include/$(gcc -dumpmachine)"
+# Programs that walk kernel structs (the socket iterators) need the running
+# kernel's types; CO-RE relocations keep them correct across kernels.
+if [ ! -s bpf/vmlinux.h ] || [ /sys/kernel/btf/vmlinux -nt bpf/vmlinux.h ]; then
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c >bpf/vmlinux.h.tmp
+	mv bpf/vmlinux.h.tmp bpf/vmlinux.h
+fi
 for src in bpf/*.bpf.c; do
 	out="${src%.c}.o"
 	clang -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 \

@@ -11,6 +11,7 @@ import { doctor } from '../engine/features';
 import { listCells, showCell, type CellView } from '../engine/inventory';
 import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
+import { setPolicy } from '../engine/policy';
 import { log } from '../log';
 import { printJson, table } from './output';
 
@@ -50,12 +51,17 @@ export function registerCommands(program: Command, run: Runner): void {
     .command('up')
     .summary('load the programs and attach them at the cgroup root')
     .description(
-      'Load the BPF programs, pin them and their maps under the pin dir, and attach them\n' +
-        'once at --cgroup-root, so every cgroup below it is covered. Idempotent: on a live\n' +
-        'engine it keeps every assignment and replaces the programs in place (atomically,\n' +
+      'Load the BPF programs, pin them and their maps under the pin dir, and attach them ' +
+        'once at --cgroup-root, so every cgroup below it is covered. Idempotent: on a live ' +
+        'engine it keeps every assignment and replaces the programs in place (atomically, ' +
         'through bpf_link_update). Refuses to start when a required kernel feature is missing.',
     )
     .requiredOption('--cgroup-root <path>', 'cgroup v2 directory whose subtree holds the cells')
+    .option(
+      '--netns <path>',
+      "network namespace for the sk_lookup demux (default: this process's)",
+      '/proc/self/ns/net',
+    )
     .option(
       '--max-cells <n>',
       'capacity of the cell maps (no memory is preallocated)',
@@ -69,11 +75,12 @@ export function registerCommands(program: Command, run: Runner): void {
         'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000',
       ]),
     )
-    .action((opts: { cgroupRoot: string; maxCells?: number }) =>
+    .action((opts: { cgroupRoot: string; maxCells?: number; netns: string }) =>
       run((g) => {
         const r = up({
           pinDir: g.pinDir,
           cgroupRoot: opts.cgroupRoot,
+          netns: opts.netns,
           ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
           onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
         });
@@ -110,9 +117,9 @@ export function registerCommands(program: Command, run: Runner): void {
     .command('assign')
     .summary('give addresses to a cell')
     .description(
-      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6). The first address of each\n' +
-        'family a cell gets is its primary: wildcard binds land there. An address belongs to\n' +
-        'at most one cell; the claim is atomic in the kernel. Re-running is harmless.\n' +
+      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6). The first address of each ' +
+        'family a cell gets is its primary: wildcard binds land there. An address belongs to ' +
+        'at most one cell; the claim is atomic in the kernel. Re-running is harmless. ' +
         'CGROUP is an absolute path or a path relative to the cgroup root.',
     )
     .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
@@ -139,7 +146,7 @@ export function registerCommands(program: Command, run: Runner): void {
     .command('release')
     .summary('take addresses (or the whole cell) back')
     .description(
-      'Release ADDR... from the cell, or with no ADDR the whole cell: its cgroup becomes an\n' +
+      'Release ADDR... from the cell, or with no ADDR the whole cell: its cgroup becomes an ' +
         'ordinary, unconfined cgroup. New binds to a released address fail at once.',
     )
     .argument('<cgroup>', 'cell cgroup')
@@ -151,7 +158,9 @@ export function registerCommands(program: Command, run: Runner): void {
         const r = release(g.pinDir, cgroup, addrs);
         if (g.json) return printJson(r);
         const what = r.released.length ? r.released.join(', ') : 'no addresses';
-        process.stdout.write(`${r.cell}: released ${what}${r.removed ? '; cell removed' : ''}\n`);
+        process.stdout.write(
+          `${r.cell}: released ${what}${r.removed ? '; cell removed' : ''}${r.socketsDestroyed ? `; ${r.socketsDestroyed} sockets destroyed` : ''}\n`,
+        );
       }),
     );
 
@@ -202,7 +211,7 @@ export function registerCommands(program: Command, run: Runner): void {
     .command('exec')
     .summary('run a command in a new cell (like `ip afnetns exec`)')
     .description(
-      'Create a cell cgroup under the root, assign ADDR... to it, and run CMD inside it\n' +
+      'Create a cell cgroup under the root, assign ADDR... to it, and run CMD inside it ' +
         'with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF dropped from its\n' +
         "bounding set. Exits with CMD's status. Afterwards the cell is released and its\n" +
         'cgroup removed, unless --keep.',
@@ -238,6 +247,32 @@ export function registerCommands(program: Command, run: Runner): void {
           onAssigned: (r) =>
             log.info({ cell: r.cell, addresses: [...r.added, ...r.unchanged] }, 'cell ready'),
         });
+      }),
+    );
+
+  program
+    .command('policy')
+    .summary("change a cell's policy")
+    .description(
+      'Raw sockets (SOCK_RAW) are denied in a cell by default: socket() fails with EPERM. ' +
+        '--allow-raw lets the cell open them; its packets still cannot leave with a source ' +
+        'address the cell does not own (egress anti-spoof).',
+    )
+    .argument('<cgroup>', 'cell cgroup')
+    .option('--allow-raw', 'let the cell open raw IP sockets')
+    .option('--deny-raw', 'refuse raw IP sockets (the default)')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso policy web --allow-raw', 'l3iso policy web --deny-raw']))
+    .action((cgroup: string, opts: { allowRaw?: boolean; denyRaw?: boolean }) =>
+      run((g) => {
+        if (opts.allowRaw && opts.denyRaw)
+          throw new L3isoError('EUSAGE', '--allow-raw and --deny-raw exclude each other');
+        const change = opts.allowRaw ? { allowRaw: true } : opts.denyRaw ? { allowRaw: false } : {};
+        if (Object.keys(change).length === 0)
+          throw new L3isoError('EUSAGE', 'policy needs --allow-raw or --deny-raw');
+        const r = setPolicy(g.pinDir, cgroup, change);
+        if (g.json) return printJson(r);
+        process.stdout.write(`${r.cell}: raw sockets ${r.allowRaw ? 'allowed' : 'denied'}\n`);
       }),
     );
 

@@ -20,7 +20,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   program
     .name('l3iso')
     .description(
-      'Isolate containers at L3 in one shared network stack: each cell (a cgroup v2\n' +
+      'Isolate containers at L3 in one shared network stack: each cell (a cgroup v2 ' +
         'subtree) owns its IP addresses, and BPF programs confine its sockets to them.',
     )
     .option(
@@ -29,17 +29,22 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR,
     )
     .option('-j, --json', 'print JSON instead of tables')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText(
       'after',
-      '\nExamples:\n' +
-        '  $ l3iso up --cgroup-root /sys/fs/cgroup/unified/containers\n' +
-        '  $ l3iso assign web 192.0.2.10 2001:db8::10\n' +
-        '  $ l3iso exec --name api 192.0.2.11 -- python3 -m http.server 8080\n' +
-        '  $ l3iso list --json\n' +
-        '  $ l3iso doctor\n',
+      [
+        '',
+        'Examples:',
+        '  $ l3iso up --cgroup-root /sys/fs/cgroup/unified/containers',
+        '  $ l3iso assign web 192.0.2.10 2001:db8::10',
+        '  $ l3iso exec --name api 192.0.2.11 -- python3 -m http.server 8080',
+        '  $ l3iso list --json',
+        '  $ l3iso doctor',
+        '',
+        'Every verb has --help. Errors: one line on stderr (with --json, a JSON error on stdout);',
+        'exit status 1, or 2 for usage errors.',
+      ].join('\n'),
     );
 
   const run: Runner = async (fn) => {
@@ -69,7 +74,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       ) {
         return EXIT_OK;
       }
-      const message = err.message.replace(/^error: /, '');
+      const message = `${err.message.replace(/^error: /, '')} (see --help)`;
       reportError(new L3isoError('EUSAGE', message), wantsJson(argv));
       return EXIT_USAGE;
     }

@@ -19,6 +19,7 @@ import {
   resolveCellPath,
 } from '../model/cgroup';
 import { withLock } from './lock';
+import { destroySockets } from './revoke';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
 
@@ -40,6 +41,8 @@ export interface ReleaseResult {
   released: string[];
   /** the whole cell was removed */
   removed: boolean;
+  /** sockets still bound to a released address, destroyed */
+  socketsDestroyed: number;
 }
 
 /** Parses every address before anything changes; duplicates collapse. */
@@ -197,6 +200,7 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
         .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
         .map((o) => o.address.text),
       removed: true,
+      socketsDestroyed: destroySockets(owned.map((o) => o.address)),
     };
   }
 
@@ -221,7 +225,13 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
   };
   state.putCell(id, next);
   for (const a of addrs) state.unclaim(a);
-  return { ...base, released: addrs.map((a) => a.text), removed: false };
+  // After the unclaim: a socket bound a moment before is caught too.
+  return {
+    ...base,
+    released: addrs.map((a) => a.text),
+    removed: false,
+    socketsDestroyed: destroySockets(addrs),
+  };
 }
 
 /** Keeps the primary unless it is being released; then the lowest

@@ -3,14 +3,15 @@
  * required one (fail closed: no silently reduced mode); `doctor` reports all
  * of them, including the ones only a full program load and attach can show.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BpfLink, BpfObject } from '../../loader';
+import { AttachType, BpfLink, BpfObject } from '../../loader';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
 import { bpfObjectPath } from './paths';
-import { SOCK_OBJECT, SOCK_PROGRAMS } from './programs';
+import { ATTACHED_OBJECTS, REVOKE_OBJECT } from './programs';
 
 export interface FeatureCheck {
   name: string;
@@ -95,52 +96,86 @@ export function requireFeatures(pinRoot: string): void {
 }
 
 /** Full probe: load the real objects and attach every program to a
- * throwaway cgroup (never the host's root). */
+ * throwaway cgroup and a throwaway network namespace (never the host's). */
 export function programChecks(): FeatureCheck[] {
   const checks: FeatureCheck[] = [];
-  let obj: BpfObject | undefined;
-  const load = check('socket hook programs load', true, 'all socket confinement', () => {
-    obj = BpfObject.open(bpfObjectPath(SOCK_OBJECT));
-    obj.load();
-    return `${SOCK_PROGRAMS.length} programs verified (sk_storage, bpf_set_retval, bpf_bind)`;
-  });
-  checks.push(load);
-  if (!load.ok || !obj) {
-    if (obj) (obj as BpfObject).close();
-    return checks;
-  }
-  const loaded: BpfObject = obj;
   let mount: string;
   try {
     mount = findCgroup2Mount();
   } catch {
-    loaded.close();
     return checks;
   }
-  const scratch = path.join(mount, `l3iso-doctor-${process.pid}`);
+  const scratchName = `l3iso-doctor-${process.pid}`;
+  const scratchCgroup = path.join(mount, scratchName);
+  fs.mkdirSync(scratchCgroup);
+  let netnsFd: number | undefined;
+  let cgroupFd: number | undefined;
   try {
-    fs.mkdirSync(scratch);
-    const fd = fs.openSync(scratch, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    try {
-      for (const p of SOCK_PROGRAMS) {
-        checks.push(
-          check(`attach ${p.program}`, true, p.purpose, () => {
-            const link = BpfLink.create(loaded.program(p.program).fd, fd, p.attach);
-            link.close();
-            return 'bpf_link_create on a cgroup';
-          }),
-        );
+    execFileSync('ip', ['netns', 'add', scratchName], { stdio: 'ignore' });
+    netnsFd = fs.openSync(`/run/netns/${scratchName}`, fs.constants.O_RDONLY);
+    cgroupFd = fs.openSync(scratchCgroup, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    for (const spec of ATTACHED_OBJECTS) {
+      let obj: BpfObject | undefined;
+      const load = check(
+        `${spec.file} loads`,
+        true,
+        spec.programs.map((p) => p.purpose).join('; '),
+        () => {
+          obj = BpfObject.open(bpfObjectPath(spec.file));
+          obj.load();
+          return `${spec.programs.length} programs verified`;
+        },
+      );
+      checks.push(load);
+      if (!obj) continue;
+      const loaded: BpfObject = obj;
+      try {
+        if (!load.ok) continue;
+        for (const p of spec.programs) {
+          const fd = p.target === 'cgroup' ? cgroupFd : netnsFd;
+          checks.push(
+            check(`attach ${p.program}`, true, p.purpose, () => {
+              BpfLink.create(loaded.program(p.program).fd, fd, p.attach).close();
+              return `${AttachType[p.attach]} on a ${p.target}`;
+            }),
+          );
+        }
+      } finally {
+        loaded.close();
       }
-    } finally {
-      fs.closeSync(fd);
     }
+    checks.push(
+      check(
+        'socket revocation (iter/tcp, iter/udp, bpf_sock_destroy)',
+        true,
+        'release leaves existing sockets open',
+        () => {
+          const obj = BpfObject.open(bpfObjectPath(REVOKE_OBJECT));
+          try {
+            obj.load();
+          } finally {
+            obj.close();
+          }
+          return 'Linux 6.5+ kfunc available';
+        },
+      ),
+    );
+  } catch (err) {
+    checks.push({
+      name: 'throwaway netns and cgroup for probing',
+      ok: false,
+      required: true,
+      detail: err instanceof Error ? err.message : String(err),
+    });
   } finally {
-    loaded.close();
+    if (cgroupFd !== undefined) fs.closeSync(cgroupFd);
+    if (netnsFd !== undefined) fs.closeSync(netnsFd);
     try {
-      fs.rmdirSync(scratch);
+      execFileSync('ip', ['netns', 'del', scratchName], { stdio: 'ignore' });
     } catch {
       /* it did not get created */
     }
+    fs.rmdirSync(scratchCgroup);
   }
   return checks;
 }

@@ -6,7 +6,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BpfLink, BpfLoadError, BpfMap, BpfObject, type BpfProgram } from '../../loader';
+import {
+  AttachType,
+  BpfLink,
+  BpfLoadError,
+  BpfMap,
+  BpfObject,
+  type BpfProgram,
+} from '../../loader';
 import { L3isoError } from '../errors';
 import { L3_LAYOUT_VERSION } from '../maps/layout';
 import { cgroupId, cgroupLevel, findCgroup2Mount } from '../model/cgroup';
@@ -15,10 +22,10 @@ import { withLock } from './lock';
 import { bpfObjectPath, pinLayout, type PinLayout } from './paths';
 import { requireRoot } from './privilege';
 import {
+  ALL_PROGRAMS,
+  ATTACHED_OBJECTS,
   DEFAULT_MAX_CELLS,
   SHARED_MAPS,
-  SOCK_OBJECT,
-  SOCK_PROGRAMS,
   mapCapacity,
 } from './programs';
 import { EngineState } from './state';
@@ -27,12 +34,15 @@ export interface UpOptions {
   pinDir: string;
   cgroupRoot: string;
   maxCells?: number;
+  /** network namespace for sk_lookup (default: the caller's) */
+  netns?: string;
   onProgress?: (step: string) => void;
 }
 
 export interface UpResult {
   pinDir: string;
   cgroupRoot: string;
+  netns: string;
   rootCgroupId: string;
   /** false when an engine was already up and its programs were replaced in place */
   fresh: boolean;
@@ -67,7 +77,16 @@ export function up(opts: UpOptions): UpResult {
     }
     const undo: (() => void)[] = [];
     try {
-      return bringUp(layout, root, mount, maxCells, previous === undefined, undo, progress);
+      return bringUp(
+        layout,
+        root,
+        mount,
+        opts.netns ?? '/proc/self/ns/net',
+        maxCells,
+        previous === undefined,
+        undo,
+        progress,
+      );
     } catch (err) {
       // Nothing half-applied: remove whatever this run created.
       for (const step of undo.reverse()) {
@@ -86,6 +105,7 @@ function bringUp(
   layout: PinLayout,
   root: string,
   mount: string,
+  netnsPath: string,
   maxCells: number,
   fresh: boolean,
   undo: (() => void)[],
@@ -100,19 +120,67 @@ function bringUp(
   const result: UpResult = {
     pinDir: layout.root,
     cgroupRoot: root,
+    netns: netnsPath,
     rootCgroupId: cgroupId(root).toString(),
     fresh,
     maps: [],
     programs: [],
   };
+  const targets = openTargets(root, netnsPath);
+  try {
+    for (const [i, spec] of ATTACHED_OBJECTS.entries()) {
+      progress(`loading ${spec.file}`);
+      const obj = loadWithPinnedMaps(spec.file, layout, maxCells, result, undo);
+      try {
+        if (i === 0) writeConfig(layout, root, mount);
+        for (const p of spec.programs) {
+          const targetFd = p.target === 'cgroup' ? targets.cgroup : targets.netns;
+          result.programs.push(
+            attachOrReplace(layout, obj.program(p.program), p.program, p.attach, targetFd, undo),
+          );
+        }
+      } finally {
+        obj.close();
+      }
+    }
+  } finally {
+    fs.closeSync(targets.cgroup);
+    fs.closeSync(targets.netns);
+  }
+  retireUnknownLinks(layout);
+  return result;
+}
 
-  progress('loading BPF programs');
-  const obj = BpfObject.open(bpfObjectPath(SOCK_OBJECT));
+function openTargets(root: string, netnsPath: string): { cgroup: number; netns: number } {
+  const cgroup = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    return { cgroup, netns: fs.openSync(netnsPath, fs.constants.O_RDONLY) };
+  } catch (err) {
+    fs.closeSync(cgroup);
+    throw new L3isoError(
+      'EUSAGE',
+      `cannot open network namespace ${netnsPath}: ${(err as Error).message}`,
+    );
+  }
+}
+
+/** Opens an object whose shared maps are the pinned ones when they exist
+ * (so state survives upgrades), loads it and pins the maps it created. */
+export function loadWithPinnedMaps(
+  file: string,
+  layout: PinLayout,
+  maxCells: number,
+  result?: UpResult,
+  undo?: (() => void)[],
+): BpfObject {
+  const obj = BpfObject.open(bpfObjectPath(file));
   const reused: BpfMap[] = [];
+  const created: string[] = [];
   try {
     for (const spec of obj.mapSpecs()) {
       if (!(SHARED_MAPS as readonly string[]).includes(spec.name)) continue;
       const pinned = layout.map(spec.name);
+      const seen = result?.maps.some((m) => m.name === spec.name);
       if (fs.existsSync(pinned)) {
         const map = BpfMap.openPinned(pinned);
         reused.push(map);
@@ -128,11 +196,13 @@ function bringUp(
           );
         }
         obj.reuseMap(spec.name, map);
-        result.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
+        if (!seen)
+          result?.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
       } else {
         const capacity = mapCapacity(spec.name, maxCells);
         if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
-        result.maps.push({
+        created.push(spec.name);
+        result?.maps.push({
           name: spec.name,
           action: 'created',
           maxEntries: capacity ?? spec.maxEntries,
@@ -145,64 +215,55 @@ function bringUp(
       if (err instanceof BpfLoadError) {
         throw new L3isoError(
           'EFEATURE_MISSING',
-          `the kernel refused the BPF programs: ${err.message}`,
+          `the kernel refused ${file}: ${err.message}`,
           'run `l3iso doctor`',
-          { cause: err },
+          {
+            cause: err,
+          },
         );
       }
       throw err;
     }
-
-    for (const m of result.maps) {
-      if (m.action !== 'created') continue;
-      const map = obj.map(m.name);
+    for (const name of created) {
+      const map = obj.map(name);
       try {
-        map.pin(layout.map(m.name));
+        map.pin(layout.map(name));
       } finally {
         map.close();
       }
-      undo.push(() => fs.unlinkSync(layout.map(m.name)));
+      undo?.push(() => fs.unlinkSync(layout.map(name)));
     }
-
-    // Config before links: sock_create reads the root level from it.
-    const state = EngineState.open(layout.root);
-    try {
-      state.writeConfig({
-        rootCgroup: cgroupId(root),
-        rootLevel: cgroupLevel(root, mount),
-        version: L3_LAYOUT_VERSION,
-        cgroupRoot: root,
-      });
-      state.ensureStats(0n);
-    } finally {
-      state.close();
-    }
-
-    progress(fresh ? 'attaching to the cgroup root' : 'replacing programs in place');
-    const cgroupFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    try {
-      for (const p of SOCK_PROGRAMS) {
-        result.programs.push(
-          attachOrReplace(layout, obj.program(p.program), p.program, p.attach, cgroupFd, undo),
-        );
-      }
-    } finally {
-      fs.closeSync(cgroupFd);
-    }
-    retireUnknownLinks(layout);
+    return obj;
+  } catch (err) {
+    obj.close();
+    throw err;
   } finally {
     for (const m of reused) m.close();
-    obj.close();
   }
-  return result;
+}
+
+// Before any link: sock_create reads the root level from it.
+function writeConfig(layout: PinLayout, root: string, mount: string): void {
+  const state = EngineState.open(layout.root);
+  try {
+    state.writeConfig({
+      rootCgroup: cgroupId(root),
+      rootLevel: cgroupLevel(root, mount),
+      version: L3_LAYOUT_VERSION,
+      cgroupRoot: root,
+    });
+    state.ensureStats(0n);
+  } finally {
+    state.close();
+  }
 }
 
 function attachOrReplace(
   layout: PinLayout,
   prog: BpfProgram,
   name: string,
-  attach: Parameters<typeof BpfLink.create>[2],
-  cgroupFd: number,
+  attach: AttachType,
+  targetFd: number,
   undo: (() => void)[],
 ): { name: string; action: 'attached' | 'replaced' } {
   const pinned = layout.link(name);
@@ -215,7 +276,7 @@ function attachOrReplace(
     }
     return { name, action: 'replaced' };
   }
-  const link = BpfLink.create(prog.fd, cgroupFd, attach);
+  const link = BpfLink.create(prog.fd, targetFd, attach);
   try {
     link.pin(pinned);
     undo.push(() => fs.unlinkSync(pinned));
@@ -227,7 +288,7 @@ function attachOrReplace(
 
 /** A link pinned by an older version for a program this one no longer has. */
 function retireUnknownLinks(layout: PinLayout): void {
-  const known = new Set(SOCK_PROGRAMS.map((p) => p.program));
+  const known = new Set(ALL_PROGRAMS.map((p) => p.program));
   for (const entry of fs.readdirSync(layout.linksDir)) {
     if (!known.has(entry)) fs.unlinkSync(path.join(layout.linksDir, entry));
   }

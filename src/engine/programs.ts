@@ -4,75 +4,86 @@
  */
 import { AttachType } from '../../loader';
 
-export interface CgroupProgram {
+export interface ProgramAttachment {
   /** Function name in the object; also the name of its pinned link. */
   readonly program: string;
   readonly attach: AttachType;
+  /** cgroup: the managed cgroup root; netns: the engine's network namespace */
+  readonly target: 'cgroup' | 'netns';
   /** What a user loses without it, for doctor. */
   readonly purpose: string;
 }
 
+export interface ObjectSpec {
+  readonly file: string;
+  readonly programs: readonly ProgramAttachment[];
+}
+
+const cg = (program: string, attach: AttachType, purpose: string): ProgramAttachment => ({
+  program,
+  attach,
+  target: 'cgroup',
+  purpose,
+});
+
 export const SOCK_OBJECT = 'sock.bpf.o';
 
-export const SOCK_PROGRAMS: readonly CgroupProgram[] = [
+/** Everything `up` attaches, in attach order: sockets get their origin and
+ * confinement before the demux and packet checks that rely on them. */
+export const ATTACHED_OBJECTS: readonly ObjectSpec[] = [
   {
-    program: 'l3_sock_create',
-    attach: AttachType.CGROUP_INET_SOCK_CREATE,
-    purpose: "records each socket's cell; refuses raw sockets",
-  },
-  { program: 'l3_bind4', attach: AttachType.CGROUP_INET4_BIND, purpose: 'confines IPv4 binds' },
-  { program: 'l3_bind6', attach: AttachType.CGROUP_INET6_BIND, purpose: 'confines IPv6 binds' },
-  {
-    program: 'l3_connect4',
-    attach: AttachType.CGROUP_INET4_CONNECT,
-    purpose: 'forces the IPv4 source address',
-  },
-  {
-    program: 'l3_connect6',
-    attach: AttachType.CGROUP_INET6_CONNECT,
-    purpose: 'forces the IPv6 source address',
-  },
-  {
-    program: 'l3_sendmsg4',
-    attach: AttachType.CGROUP_UDP4_SENDMSG,
-    purpose: 'forces the UDP/IPv4 source address',
-  },
-  {
-    program: 'l3_sendmsg6',
-    attach: AttachType.CGROUP_UDP6_SENDMSG,
-    purpose: 'forces the UDP/IPv6 source address',
+    file: SOCK_OBJECT,
+    programs: [
+      cg(
+        'l3_sock_create',
+        AttachType.CGROUP_INET_SOCK_CREATE,
+        "records each socket's cell; refuses raw sockets",
+      ),
+      cg('l3_bind4', AttachType.CGROUP_INET4_BIND, 'confines IPv4 binds'),
+      cg('l3_bind6', AttachType.CGROUP_INET6_BIND, 'confines IPv6 binds'),
+      cg('l3_connect4', AttachType.CGROUP_INET4_CONNECT, 'forces the IPv4 source address'),
+      cg('l3_connect6', AttachType.CGROUP_INET6_CONNECT, 'forces the IPv6 source address'),
+      cg('l3_sendmsg4', AttachType.CGROUP_UDP4_SENDMSG, 'forces the UDP/IPv4 source address'),
+      cg('l3_sendmsg6', AttachType.CGROUP_UDP6_SENDMSG, 'forces the UDP/IPv6 source address'),
+      cg('l3_recvmsg4', AttachType.CGROUP_UDP4_RECVMSG, 'hides the loopback alias (UDP/IPv4)'),
+      cg('l3_recvmsg6', AttachType.CGROUP_UDP6_RECVMSG, 'hides the loopback alias (UDP/IPv6)'),
+      cg('l3_getsockname4', AttachType.CGROUP_INET4_GETSOCKNAME, 'hides the loopback alias'),
+      cg('l3_getsockname6', AttachType.CGROUP_INET6_GETSOCKNAME, 'hides the loopback alias'),
+      cg('l3_getpeername4', AttachType.CGROUP_INET4_GETPEERNAME, 'hides the loopback alias'),
+      cg('l3_getpeername6', AttachType.CGROUP_INET6_GETPEERNAME, 'hides the loopback alias'),
+    ],
   },
   {
-    program: 'l3_recvmsg4',
-    attach: AttachType.CGROUP_UDP4_RECVMSG,
-    purpose: 'hides the loopback alias (UDP/IPv4)',
+    file: 'demux.bpf.o',
+    programs: [
+      cg('l3_sockops', AttachType.CGROUP_SOCK_OPS, 'registers cell TCP listeners for sk_lookup'),
+      {
+        program: 'l3_sk_lookup',
+        attach: AttachType.SK_LOOKUP,
+        target: 'netns',
+        purpose: "steers cell traffic to the cell's sockets, never to host wildcard listeners",
+      },
+    ],
   },
   {
-    program: 'l3_recvmsg6',
-    attach: AttachType.CGROUP_UDP6_RECVMSG,
-    purpose: 'hides the loopback alias (UDP/IPv6)',
-  },
-  {
-    program: 'l3_getsockname4',
-    attach: AttachType.CGROUP_INET4_GETSOCKNAME,
-    purpose: 'hides the loopback alias',
-  },
-  {
-    program: 'l3_getsockname6',
-    attach: AttachType.CGROUP_INET6_GETSOCKNAME,
-    purpose: 'hides the loopback alias',
-  },
-  {
-    program: 'l3_getpeername4',
-    attach: AttachType.CGROUP_INET4_GETPEERNAME,
-    purpose: 'hides the loopback alias',
-  },
-  {
-    program: 'l3_getpeername6',
-    attach: AttachType.CGROUP_INET6_GETPEERNAME,
-    purpose: 'hides the loopback alias',
+    file: 'skb.bpf.o',
+    programs: [
+      cg('l3_egress', AttachType.CGROUP_INET_EGRESS, 'anti-spoof and tx counters'),
+      cg(
+        'l3_ingress',
+        AttachType.CGROUP_INET_INGRESS,
+        'keeps cell traffic from non-cell sockets; rx counters',
+      ),
+    ],
   },
 ];
+
+export const ALL_PROGRAMS: readonly ProgramAttachment[] = ATTACHED_OBJECTS.flatMap(
+  (o) => o.programs,
+);
+
+/** Loaded by `release`, run once, never attached. */
+export const REVOKE_OBJECT = 'revoke.bpf.o';
 
 /** Maps every object shares; `up` pins them, later objects reuse the pins. */
 export const SHARED_MAPS = [
@@ -81,6 +92,7 @@ export const SHARED_MAPS = [
   'l3_owners',
   'l3_cell_stats',
   'l3_sock_origin',
+  'l3_listeners',
 ] as const;
 export type SharedMapName = (typeof SHARED_MAPS)[number];
 
@@ -95,6 +107,8 @@ export function mapCapacity(name: string, maxCells: number): number | undefined 
       return maxCells * 5;
     case 'l3_cell_stats':
       return maxCells + 1; // + key 0: sockets outside every cell
+    case 'l3_listeners':
+      return maxCells * 4; // a few listening ports per cell
     default:
       return undefined;
   }

@@ -30,6 +30,21 @@ export enum Reason {
   SendmsgLoopback = 7,
   SockRaw = 8,
 }
+/** Same numbers as enum l3_drop: packet-layer drops. */
+export enum Drop {
+  Spoof = 0,
+  ForeignDst = 1,
+  NoSocket = 2,
+}
+export const DROP_MAX = 3;
+export const dropName: Readonly<Record<Drop, string>> = {
+  [Drop.Spoof]: 'spoofed-source',
+  [Drop.ForeignDst]: 'foreign-destination',
+  [Drop.NoSocket]: 'no-cell-socket',
+};
+/** The socket's address came from a rewritten wildcard bind. */
+export const L3_SOCK_WILDCARD = 0x1;
+
 /** L3_R_MAX: number of defined reasons. */
 export const REASON_MAX = 9;
 
@@ -110,7 +125,18 @@ export const LAYOUT = {
     fields: {
       ancestors: { offset: 0, size: 8 * L3_MAX_DEPTH },
       depth: { offset: 128, size: 4 },
-      pad: { offset: 132, size: 4 },
+      flags: { offset: 132, size: 4 },
+    },
+  },
+  l3_listen_key: {
+    size: 32,
+    fields: {
+      cell: { offset: 0, size: 8 },
+      addr: { offset: 8, size: 16 },
+      port: { offset: 24, size: 2 },
+      family: { offset: 26, size: 1 },
+      protocol: { offset: 27, size: 1 },
+      pad: { offset: 28, size: 4 },
     },
   },
 } as const satisfies Record<string, StructLayout>;

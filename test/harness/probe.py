@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Socket probe for the l3iso integration tests.
+
+Usage: probe.py JSON
+  JSON is a list of operations, or {"ops": [...], "keep_going": true}.
+
+Each operation prints exactly one JSON line (servers print one line per event
+as well):
+  {"i": 0, "op": "bind", "ok": true, "addr": "192.0.2.1", "port": 40000}
+  {"i": 1, "op": "connect", "ok": false, "errno": "ECONNREFUSED"}
+Execution stops at the first failed operation unless keep_going is set.
+
+Sockets are named by "id" (default "s"). Families: 4, 6, "packet".
+Types: "tcp", "udp", "raw", "icmp". Every blocking call has a timeout
+("timeout", seconds, default 5).
+"""
+
+import errno
+import json
+import socket
+import struct
+import sys
+import time
+
+IP_PKTINFO = 8  # <linux/in.h>; the socket module does not export it
+IPV6_PKTINFO = 50  # <linux/in6.h>
+ETH_P_ALL = 0x0003
+
+socks = {}
+
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def errname(exc):
+    if isinstance(exc, (socket.timeout, TimeoutError)) and not exc.errno:
+        return "ETIMEDOUT"
+    if getattr(exc, "errno", None):
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return type(exc).__name__
+
+
+def fam_of(op):
+    fam = op.get("fam", 4)
+    if fam in (4, "4", "inet"):
+        return socket.AF_INET
+    if fam in (6, "6", "inet6"):
+        return socket.AF_INET6
+    if fam == "packet":
+        return socket.AF_PACKET
+    raise ValueError("bad fam %r" % (fam,))
+
+
+def sockaddr(sock, addr, port):
+    if sock.family == socket.AF_INET6:
+        return (addr, port, 0, 0)
+    return (addr, port)
+
+
+def fmt(sa):
+    if isinstance(sa, tuple) and len(sa) >= 2:
+        return {"addr": sa[0], "port": sa[1]}
+    return {"addr": str(sa)}
+
+
+def timeout_of(op):
+    return float(op.get("timeout", 5))
+
+
+def new_socket(op):
+    fam = fam_of(op)
+    typ = op.get("type", "tcp")
+    if fam == socket.AF_PACKET:
+        st = socket.SOCK_DGRAM if typ == "dgram" else socket.SOCK_RAW
+        return socket.socket(fam, st, socket.htons(ETH_P_ALL))
+    if typ == "tcp":
+        s = socket.socket(fam, socket.SOCK_STREAM)
+    elif typ == "udp":
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+    elif typ == "raw":
+        proto = socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6
+        s = socket.socket(fam, socket.SOCK_RAW, proto)
+    elif typ == "icmp":
+        proto = socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6
+        s = socket.socket(fam, socket.SOCK_DGRAM, proto)
+    else:
+        raise ValueError("bad type %r" % (typ,))
+    if fam == socket.AF_INET6 and "v6only" in op:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if op["v6only"] else 0)
+    if op.get("reuse"):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return s
+
+
+def get(op):
+    return socks[op.get("id", "s")]
+
+
+def recv_all(conn, timeout):
+    conn.settimeout(timeout)
+    chunks = []
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def send_src(sock, data, dst, src):
+    """sendto with an explicit source address (IP_PKTINFO / IPV6_PKTINFO)."""
+    if src is None:
+        return sock.sendto(data, dst)
+    if sock.family == socket.AF_INET:
+        info = struct.pack("=i4s4s", 0, socket.inet_aton(src), b"\0" * 4)
+        anc = [(socket.IPPROTO_IP, IP_PKTINFO, info)]
+    else:
+        info = struct.pack("=16si", socket.inet_pton(socket.AF_INET6, src), 0)
+        anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, info)]
+    return sock.sendmsg([data], anc, 0, dst)
+
+
+def op_socket(op):
+    socks[op.get("id", "s")] = new_socket(op)
+    return {}
+
+
+def op_bind(op):
+    s = get(op)
+    s.bind(sockaddr(s, op.get("addr", ""), int(op.get("port", 0))))
+    return fmt(s.getsockname())
+
+
+def op_bind_new(op):
+    """socket + bind + getsockname + close: one self-contained bind attempt."""
+    s = new_socket(op)
+    try:
+        s.bind(sockaddr(s, op.get("addr", ""), int(op.get("port", 0))))
+        return fmt(s.getsockname())
+    finally:
+        s.close()
+
+
+def op_listen(op):
+    get(op).listen(int(op.get("backlog", 64)))
+    return {}
+
+
+def op_connect(op):
+    s = get(op)
+    s.settimeout(timeout_of(op))
+    s.connect(sockaddr(s, op["addr"], int(op["port"])))
+    return {"local": fmt(s.getsockname()), "peer": fmt(s.getpeername())}
+
+
+def op_getsockname(op):
+    return fmt(get(op).getsockname())
+
+
+def op_getpeername(op):
+    return fmt(get(op).getpeername())
+
+
+def op_accept(op):
+    s = get(op)
+    s.settimeout(timeout_of(op))
+    conn, peer = s.accept()
+    res = {"peer": fmt(peer), "getpeername": fmt(conn.getpeername()), "local": fmt(conn.getsockname())}
+    if "send" in op:
+        conn.sendall(op["send"].encode())
+    if op.get("as"):
+        socks[op["as"]] = conn
+    else:
+        conn.close()
+    return res
+
+
+def op_send(op):
+    get(op).sendall(op.get("data", "").encode())
+    return {}
+
+
+def op_shutdown(op):
+    get(op).shutdown(socket.SHUT_WR)
+    return {}
+
+
+def op_recv(op):
+    return {"data": recv_all(get(op), timeout_of(op))}
+
+
+def op_sendto(op):
+    s = get(op)
+    n = send_src(s, op.get("data", "x").encode(), sockaddr(s, op["addr"], int(op["port"])), op.get("src"))
+    return {"sent": n}
+
+
+def op_recvfrom(op):
+    s = get(op)
+    s.settimeout(timeout_of(op))
+    data, peer = s.recvfrom(65536)
+    res = fmt(peer)
+    res["data"] = data.decode(errors="replace")
+    return res
+
+
+def op_close(op):
+    socks.pop(op.get("id", "s")).close()
+    return {}
+
+
+def op_fetch(op):
+    """TCP client: connect, read until EOF; reports local/peer names and data."""
+    s = new_socket(op)
+    try:
+        s.settimeout(timeout_of(op))
+        s.connect(sockaddr(s, op["addr"], int(op["port"])))
+        res = {"local": fmt(s.getsockname()), "peer": fmt(s.getpeername())}
+        res["data"] = recv_all(s, timeout_of(op))
+        return res
+    finally:
+        s.close()
+
+
+def op_serve_banner(op, i):
+    """TCP server on a listening socket: answer each connection with a banner.
+
+    Prints {"ready": true, ...} once listening, then one {"event": "conn"}
+    line per connection. count 0 (default) serves until killed."""
+    s = get(op)
+    count = int(op.get("count", 0))
+    out({"i": i, "op": "serve_banner", "ok": True, "ready": True, **fmt(s.getsockname())})
+    s.settimeout(None)
+    n = 0
+    while count == 0 or n < count:
+        conn, peer = s.accept()
+        ev = {"event": "conn", "peer": fmt(peer), "local": fmt(conn.getsockname())}
+        try:
+            conn.sendall(op.get("banner", "hello").encode())
+        except OSError as exc:
+            ev["send_errno"] = errname(exc)
+        conn.close()
+        out(ev)
+        n += 1
+    return {"served": n}
+
+
+def op_serve_echo(op, i):
+    """UDP echo server: prints ready, then one event line per datagram."""
+    s = get(op)
+    count = int(op.get("count", 0))
+    out({"i": i, "op": "serve_echo", "ok": True, "ready": True, **fmt(s.getsockname())})
+    s.settimeout(None)
+    n = 0
+    while count == 0 or n < count:
+        data, peer = s.recvfrom(65536)
+        ev = {"event": "dgram", "peer": fmt(peer), "data": data.decode(errors="replace")}
+        try:
+            s.sendto(data, peer)
+        except OSError as exc:
+            ev["send_errno"] = errname(exc)
+        out(ev)
+        n += 1
+    return {"served": n}
+
+
+def op_caps(_op):
+    res = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                res[k] = v.strip()
+    return res
+
+
+def op_cgroup(_op):
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return {"cgroup": line[3:].strip()}
+    return {"cgroup": None}
+
+
+def op_sleep(op):
+    time.sleep(float(op.get("s", 0.1)))
+    return {}
+
+
+def op_wait_stdin(_op):
+    """Block until stdin is closed (lets a test keep sockets open)."""
+    sys.stdin.read()
+    return {}
+
+
+OPS = {
+    "socket": op_socket,
+    "bind": op_bind,
+    "bind_new": op_bind_new,
+    "listen": op_listen,
+    "connect": op_connect,
+    "getsockname": op_getsockname,
+    "getpeername": op_getpeername,
+    "accept": op_accept,
+    "send": op_send,
+    "shutdown": op_shutdown,
+    "recv": op_recv,
+    "sendto": op_sendto,
+    "recvfrom": op_recvfrom,
+    "close": op_close,
+    "fetch": op_fetch,
+    "caps": op_caps,
+    "cgroup": op_cgroup,
+    "sleep": op_sleep,
+    "wait_stdin": op_wait_stdin,
+}
+SERVERS = {"serve_banner": op_serve_banner, "serve_echo": op_serve_echo}
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    if isinstance(spec, list):
+        spec = {"ops": spec}
+    keep_going = bool(spec.get("keep_going"))
+    for i, op in enumerate(spec["ops"]):
+        name = op["op"]
+        try:
+            if name in SERVERS:
+                res = SERVERS[name](op, i)
+            else:
+                res = OPS[name](op)
+            out({"i": i, "op": name, "ok": True, **res})
+        except KeyError as exc:
+            out({"i": i, "op": name, "ok": False, "errno": "EPROBE", "message": "missing %s" % exc})
+            return 3
+        except (OSError, ValueError) as exc:
+            out({"i": i, "op": name, "ok": False, "errno": errname(exc), "message": str(exc)})
+            if not keep_going:
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        sys.stdout.flush()

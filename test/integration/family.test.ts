@@ -1,0 +1,179 @@
+// DESIGN.md: "C uses a family it has no address for: EAFNOSUPPORT (jail
+// semantics), except loopback".
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, mapped, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
+
+describe('address families a cell lacks', () => {
+  let sb: Sandbox;
+  let tcp4: BgProc;
+  let tcp6: BgProc;
+  let p4: number;
+  let p6: number;
+
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+    sb.cg('c4');
+    sb.cg('d6');
+    await sb.assign('c4', V4(4));
+    await sb.assign('d6', V6(6));
+    tcp4 = sb.spawnProbe(null, [
+      { op: 'socket', fam: 4 },
+      { op: 'bind', addr: V4(9), port: 0 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'host4' },
+    ]);
+    tcp6 = sb.spawnProbe(null, [
+      { op: 'socket', fam: 6, v6only: true },
+      { op: 'bind', addr: V6(9), port: 0 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'host6' },
+    ]);
+    [p4, p6] = (await Promise.all([tcp4.ready(), tcp6.ready()])).map((l) => l.port as number);
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  describe('v4-only cell', () => {
+    it('connect to a v6 address: EAFNOSUPPORT (TCP and connected UDP)', async () => {
+      const r = await sb.probe(
+        'c4',
+        [
+          { op: 'fetch', fam: 6, addr: V6(9), port: p6 },
+          { op: 'socket', fam: 6, type: 'udp' },
+          { op: 'connect', addr: V6(9), port: p6 },
+        ],
+        { keepGoing: true },
+      );
+      expect(r.ops[0]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+      expect(r.ops[2]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    });
+
+    it('UDP sendto a v6 address: EAFNOSUPPORT', async () => {
+      const r = await sb.probe(
+        'c4',
+        [
+          { op: 'socket', fam: 6, type: 'udp' },
+          { op: 'sendto', addr: V6(9), port: 9, data: 'x' },
+        ],
+        { keepGoing: true },
+      );
+      expect(r.ops[1]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    });
+
+    it('bind :: on an IPV6_V6ONLY socket is refused (EINVAL)', async () => {
+      // The bind6 hook cannot tell a v6-only socket from a dual-stack one: it
+      // rewrites :: to the v4-mapped primary (right for dual-stack), and the
+      // kernel then refuses a v4-mapped bind on a v6-only socket with EINVAL.
+      // Either way the socket gets no v6 address.
+      const r = await sb.probe('c4', [{ op: 'bind_new', fam: 6, addr: '::', v6only: true }], {
+        keepGoing: true,
+      });
+      expect(r.last).toMatchObject({ ok: false, errno: 'EINVAL' });
+    });
+
+    it('v4 still works: connect source and dual-stack v4-mapped connect', async () => {
+      const r = await sb.probe('c4', [
+        { op: 'fetch', fam: 4, addr: V4(9), port: p4 },
+        { op: 'fetch', fam: 6, v6only: false, addr: mapped(V4(9)), port: p4 },
+      ]);
+      expect(r.ops[0]).toMatchObject({ ok: true, data: 'host4', local: { addr: V4(4) } });
+      expect(r.ops[1]).toMatchObject({ ok: true, data: 'host4', local: { addr: mapped(V4(4)) } });
+    });
+
+    it('loopback works over ::1 too', async () => {
+      const srv = sb.spawnProbe('c4', [
+        { op: 'socket', fam: 6, v6only: false },
+        { op: 'bind', addr: '::1', port: 0 },
+        { op: 'listen' },
+        { op: 'serve_banner', banner: 'c4-local6', count: 1 },
+      ]);
+      const ready = await srv.ready();
+      expect(ready.addr).toBe('::1');
+      const r = await sb.probe('c4', [{ op: 'fetch', fam: 6, addr: '::1', port: ready.port }]);
+      expect(r.last).toMatchObject({ ok: true, data: 'c4-local6', peer: { addr: '::1' } });
+    });
+  });
+
+  describe('v6-only cell', () => {
+    it('bind 0.0.0.0 (TCP, UDP) and ::ffff:0.0.0.0: EAFNOSUPPORT', async () => {
+      const r = await sb.probe(
+        'd6',
+        [
+          { op: 'bind_new', fam: 4, type: 'tcp', addr: '0.0.0.0' },
+          { op: 'bind_new', fam: 4, type: 'udp', addr: '0.0.0.0' },
+          { op: 'bind_new', fam: 6, type: 'tcp', addr: mapped('0.0.0.0'), v6only: false },
+        ],
+        { keepGoing: true },
+      );
+      expect(r.ops).toHaveLength(3);
+      for (const op of r.ops) expect(op).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    });
+
+    it('connect to a v4 address (AF_INET and v4-mapped): EAFNOSUPPORT', async () => {
+      const r = await sb.probe(
+        'd6',
+        [
+          { op: 'fetch', fam: 4, addr: V4(9), port: p4 },
+          { op: 'fetch', fam: 6, v6only: false, addr: mapped(V4(9)), port: p4 },
+          { op: 'socket', fam: 4, type: 'udp' },
+          { op: 'connect', addr: V4(9), port: p4 },
+        ],
+        { keepGoing: true },
+      );
+      expect(r.ops[0]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+      expect(r.ops[1]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+      expect(r.ops[3]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    });
+
+    it('UDP sendto a v4 address: EAFNOSUPPORT', async () => {
+      const r = await sb.probe(
+        'd6',
+        [
+          { op: 'socket', fam: 4, type: 'udp' },
+          { op: 'sendto', addr: V4(9), port: 9, data: 'x' },
+        ],
+        { keepGoing: true },
+      );
+      expect(r.ops[1]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    });
+
+    it('v6 works: connect source is the v6 primary', async () => {
+      const r = await sb.probe('d6', [{ op: 'fetch', fam: 6, addr: V6(9), port: p6 }]);
+      expect(r.last).toMatchObject({ ok: true, data: 'host6', local: { addr: V6(6) } });
+    });
+
+    it('loopback still works: TCP on 127.0.0.1 and [::1], UDP on 127.0.0.1', async () => {
+      const s4 = sb.spawnProbe('d6', [
+        { op: 'socket', fam: 4 },
+        { op: 'bind', addr: '127.0.0.1', port: 0 },
+        { op: 'listen' },
+        { op: 'serve_banner', banner: 'd6-local', count: 1 },
+      ]);
+      const s6 = sb.spawnProbe('d6', [
+        { op: 'socket', fam: 6, v6only: false },
+        { op: 'bind', addr: '::1', port: 0 },
+        { op: 'listen' },
+        { op: 'serve_banner', banner: 'd6-local6', count: 1 },
+      ]);
+      const u4 = sb.spawnProbe('d6', [
+        { op: 'socket', fam: 4, type: 'udp' },
+        { op: 'bind', addr: '127.0.0.1', port: 0 },
+        { op: 'serve_echo', count: 1 },
+      ]);
+      const [r4, r6, ru] = await Promise.all([s4.ready(), s6.ready(), u4.ready()]);
+      expect([r4.addr, r6.addr, ru.addr]).toEqual(['127.0.0.1', '::1', '127.0.0.1']);
+      const r = await sb.probe('d6', [
+        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: r4.port },
+        { op: 'fetch', fam: 6, addr: '::1', port: r6.port },
+        { op: 'socket', fam: 4, type: 'udp' },
+        { op: 'sendto', addr: '127.0.0.1', port: ru.port, data: 'lo' },
+        { op: 'recvfrom' },
+      ]);
+      expect(r.ops[0]).toMatchObject({ ok: true, data: 'd6-local', peer: { addr: '127.0.0.1' } });
+      expect(r.ops[1]).toMatchObject({ ok: true, data: 'd6-local6', peer: { addr: '::1' } });
+      expect(r.ops[4]).toMatchObject({ ok: true, data: 'lo', addr: '127.0.0.1' });
+    });
+  });
+});

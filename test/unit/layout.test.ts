@@ -1,0 +1,424 @@
+/**
+ * The header is the contract: this test compiles bpf/l3iso.h with the host
+ * gcc, asks the compiler for every size and offset LAYOUT claims, and has C
+ * fill each struct so the TypeScript codecs must read and write the very
+ * same bytes. Any change to one side without the other fails here.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { L3isoError } from '../../src/errors';
+import {
+  CELL_KEY_SIZE,
+  L3_CELL_ALLOW_RAW,
+  L3_CELL_STATS_PERCPU_STRIDE,
+  L3_CELL_STATS_SIZE,
+  L3_DROP_SLOTS,
+  L3_FAMILY_V4,
+  L3_FAMILY_V6,
+  L3_LAYOUT_VERSION,
+  L3_MAX_DEPTH,
+  L3_OWNER_LOOPBACK,
+  L3_REFUSED_SLOTS,
+  LAYOUT,
+  REASON_MAX,
+  Drop,
+  DROP_MAX,
+  L3_SOCK_WILDCARD,
+  Reason,
+  decodeAddr,
+  decodeCell,
+  decodeCellKey,
+  decodeCellStats,
+  decodeCellStatsPerCpu,
+  decodeConfig,
+  decodeOwner,
+  decodeSockOrigin,
+  emptyCellStats,
+  encodeAddr,
+  encodeCell,
+  encodeCellKey,
+  encodeCellStats,
+  encodeConfig,
+  encodeOwner,
+  encodeSockOrigin,
+  reasonName,
+  sumCellStats,
+  type CellStats,
+  type StructLayout,
+} from '../../src/maps/layout';
+import { addressFromBytes, parseAddress } from '../../src/model/address';
+
+const HEADER_DIR = path.resolve(__dirname, '../../bpf');
+const HEADER = path.join(HEADER_DIR, 'l3iso.h');
+
+/** C name of each enum l3_reason member, keyed by the TS Reason. */
+const REASON_C: Record<Reason, string> = {
+  [Reason.BindForeign]: 'L3_R_BIND_FOREIGN',
+  [Reason.BindNoFamily]: 'L3_R_BIND_NOFAMILY',
+  [Reason.BindCellAddr]: 'L3_R_BIND_CELL_ADDR',
+  [Reason.ConnectNoFamily]: 'L3_R_CONNECT_NOFAMILY',
+  [Reason.ConnectLoopback]: 'L3_R_CONNECT_LOOPBACK',
+  [Reason.SendmsgForeignSrc]: 'L3_R_SENDMSG_FOREIGN_SRC',
+  [Reason.SendmsgNoFamily]: 'L3_R_SENDMSG_NOFAMILY',
+  [Reason.SendmsgLoopback]: 'L3_R_SENDMSG_LOOPBACK',
+  [Reason.SockRaw]: 'L3_R_SOCK_RAW',
+};
+
+const CONSTANTS: Record<string, number> = {
+  L3_MAX_DEPTH,
+  L3_FAMILY_V4,
+  L3_FAMILY_V6,
+  L3_OWNER_LOOPBACK,
+  L3_CELL_ALLOW_RAW,
+  L3_LAYOUT_VERSION,
+  L3_REFUSED_SLOTS,
+  L3_DROP_SLOTS,
+  L3_R_MAX: REASON_MAX,
+  L3_SOCK_WILDCARD,
+  L3_D_SPOOF: Drop.Spoof,
+  L3_D_FOREIGN_DST: Drop.ForeignDst,
+  L3_D_NO_SOCKET: Drop.NoSocket,
+  L3_D_MAX: DROP_MAX,
+};
+
+const reasons = Object.values(Reason).filter((v): v is Reason => typeof v === 'number');
+
+const SAMPLE_ROOT = '/sys/fs/cgroup/unified/l3iso';
+
+/** Builds the probe from LAYOUT, so a field LAYOUT names that the header
+ * lacks is a compile error, and sizes/offsets are the compiler's. */
+function probeSource(): string {
+  const out: string[] = [];
+  const emit = (fmt: string, ...args: string[]): void => {
+    out.push(`  printf(${JSON.stringify(fmt)}${args.map((a) => `, ${a}`).join('')});`);
+  };
+  emit('{"structs":{');
+  Object.entries(LAYOUT as Record<string, StructLayout>).forEach(([name, s], i) => {
+    emit(`${i ? ',' : ''}"${name}":{"size":%zu,"fields":{`, `sizeof(struct ${name})`);
+    Object.keys(s.fields).forEach((field, j) => {
+      emit(
+        `${j ? ',' : ''}"${field}":{"offset":%zu,"size":%zu}`,
+        `offsetof(struct ${name}, ${field})`,
+        `sizeof(((struct ${name} *)0)->${field})`,
+      );
+    });
+    emit('}}');
+  });
+  emit('},"constants":{');
+  Object.keys(CONSTANTS).forEach((c, i) => emit(`${i ? ',' : ''}"${c}":%lld`, `(long long)(${c})`));
+  emit('},"reasons":{');
+  reasons.forEach((r, i) =>
+    emit(`${i ? ',' : ''}"${REASON_C[r]}":%lld`, `(long long)(${REASON_C[r]})`),
+  );
+  emit('},"samples":{');
+  out.push(`  struct l3_addr a4, a6; struct l3_owner o; struct l3_cell c; struct l3_config cfg;
+  struct l3_cell_stats st; struct l3_sock_origin so;
+  memset(&a4, 0, sizeof a4); memset(&a6, 0, sizeof a6); memset(&o, 0, sizeof o);
+  memset(&c, 0, sizeof c); memset(&cfg, 0, sizeof cfg); memset(&st, 0, sizeof st);
+  memset(&so, 0, sizeof so);
+  a4.family = L3_FAMILY_V4; a4.addr[0] = htonl(0xc0000207);
+  a6.family = L3_FAMILY_V6; a6.addr[0] = htonl(0x20010db8); a6.addr[3] = htonl(0x00010002);
+  o.cell = 0x0102030405060708ULL; o.flags = L3_OWNER_LOOPBACK;
+  c.primary4 = htonl(0x0a000001); c.loopback4 = htonl(0x7f400a01);
+  c.primary6[0] = htonl(0xfd000000); c.primary6[3] = htonl(0x0000abcd);
+  c.flags = L3_CELL_ALLOW_RAW; c.addrs4 = 3; c.addrs6 = 70000;
+  cfg.root_cgroup = 0x1122334455667788ULL; cfg.root_level = 2; cfg.version = L3_LAYOUT_VERSION;
+  strcpy(cfg.cgroup_root, ${JSON.stringify(SAMPLE_ROOT)});
+  for (int i = 0; i < L3_REFUSED_SLOTS; i++) st.refused[i] = 1000 + i;
+  st.rx_packets = 1; st.rx_bytes = 0xffffffffffffffffULL; st.tx_packets = 3; st.tx_bytes = 1ULL << 40;
+  for (int i = 0; i < L3_DROP_SLOTS; i++) st.dropped[i] = 2000 + i;
+  so.ancestors[0] = 1; so.ancestors[1] = 0x100000005ULL; so.ancestors[2] = 77; so.depth = 3;
+  hex("a4", &a4, sizeof a4, 1); hex("a6", &a6, sizeof a6, 0); hex("owner", &o, sizeof o, 0);
+  hex("cell", &c, sizeof c, 0); hex("config", &cfg, sizeof cfg, 0);
+  hex("stats", &st, sizeof st, 0); hex("origin", &so, sizeof so, 0);`);
+  emit('}}\n');
+  return `#include <stdio.h>
+#include <stddef.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include "l3iso.h"
+
+static void hex(const char *name, const void *p, size_t n, int first)
+{
+  const unsigned char *b = p;
+  printf("%s\\"%s\\":\\"", first ? "" : ",", name);
+  for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
+  printf("\\"");
+}
+
+int main(void)
+{
+${out.join('\n')}
+  return 0;
+}
+`;
+}
+
+interface Probe {
+  structs: Record<
+    string,
+    { size: number; fields: Record<string, { offset: number; size: number }> }
+  >;
+  constants: Record<string, number>;
+  reasons: Record<string, number>;
+  samples: Record<'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'origin', string>;
+}
+
+let tmp: string;
+let probe: Probe;
+
+beforeAll(() => {
+  tmp = mkdtempSync(path.join(tmpdir(), 'l3iso-layout-'));
+  const src = path.join(tmp, 'probe.c');
+  const exe = path.join(tmp, 'probe');
+  writeFileSync(src, probeSource());
+  execFileSync('gcc', ['-std=gnu11', '-Wall', '-Werror', '-I', HEADER_DIR, '-o', exe, src], {
+    stdio: 'pipe',
+  });
+  probe = JSON.parse(execFileSync(exe, { encoding: 'utf8' })) as Probe;
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof L3isoError) return err.code;
+    throw err;
+  }
+  return undefined;
+}
+
+const hexOf = (b: Buffer): string => b.toString('hex');
+
+describe('LAYOUT matches bpf/l3iso.h', () => {
+  it('covers every struct the header defines', () => {
+    const header = readFileSync(HEADER, 'utf8');
+    const defined = [...header.matchAll(/^struct\s+(\w+)\s*\{/gm)].map((m) => m[1]);
+    expect(Object.keys(LAYOUT).sort()).toEqual(defined.sort());
+  });
+
+  it('has the compiler’s sizes and offsets', () => {
+    expect(LAYOUT).toEqual(probe.structs);
+  });
+
+  it.each(Object.entries(LAYOUT as Record<string, StructLayout>))(
+    '%s: fields tile the struct (no byte unaccounted for)',
+    (_name, s) => {
+      let next = 0;
+      for (const f of Object.values(s.fields).sort((a, b) => a.offset - b.offset)) {
+        expect(f.offset).toBe(next);
+        next = f.offset + f.size;
+      }
+      expect(next).toBe(s.size);
+    },
+  );
+
+  it('has the header’s constants and reason numbers', () => {
+    expect(probe.constants).toEqual(CONSTANTS);
+    expect(reasons).toHaveLength(REASON_MAX);
+    for (const r of reasons) expect(probe.reasons[REASON_C[r]]).toBe(r);
+    expect(REASON_MAX).toBeLessThanOrEqual(L3_REFUSED_SLOTS);
+  });
+
+  it('names every reason in kebab case, uniquely', () => {
+    const names = reasons.map((r) => reasonName[r]);
+    for (const n of names) expect(n).toMatch(/^[a-z0-9]+(-[a-z0-9]+)*$/);
+    expect(new Set(names).size).toBe(REASON_MAX);
+    expect(reasonName[Reason.BindForeign]).toBe('bind-foreign');
+    expect(reasonName[Reason.SockRaw]).toBe('sock-raw');
+  });
+});
+
+describe('codecs read and write the bytes C does', () => {
+  it('l3_addr', () => {
+    const v4 = parseAddress('192.0.2.7');
+    const v6 = parseAddress('2001:db8::1:2');
+    expect(hexOf(encodeAddr(v4))).toBe(probe.samples.a4);
+    expect(hexOf(encodeAddr(v6))).toBe(probe.samples.a6);
+    expect(decodeAddr(Buffer.from(probe.samples.a4, 'hex'))).toEqual(v4);
+    expect(decodeAddr(Buffer.from(probe.samples.a6, 'hex'))).toEqual(v6);
+  });
+
+  it('l3_owner', () => {
+    const o = { cell: 0x0102030405060708n, flags: L3_OWNER_LOOPBACK };
+    expect(hexOf(encodeOwner(o))).toBe(probe.samples.owner);
+    expect(decodeOwner(Buffer.from(probe.samples.owner, 'hex'))).toEqual(o);
+  });
+
+  it('l3_cell', () => {
+    const c = {
+      primary4: parseAddress('10.0.0.1'),
+      loopback4: addressFromBytes(4, Buffer.from([127, 64, 10, 1])),
+      primary6: parseAddress('fd00::abcd'),
+      flags: L3_CELL_ALLOW_RAW,
+      addrs4: 3,
+      addrs6: 70000,
+    };
+    expect(hexOf(encodeCell(c))).toBe(probe.samples.cell);
+    expect(decodeCell(Buffer.from(probe.samples.cell, 'hex'))).toEqual(c);
+  });
+
+  it('l3_config', () => {
+    const cfg = {
+      rootCgroup: 0x1122334455667788n,
+      rootLevel: 2,
+      version: L3_LAYOUT_VERSION,
+      cgroupRoot: SAMPLE_ROOT,
+    };
+    expect(hexOf(encodeConfig(cfg))).toBe(probe.samples.config);
+    expect(decodeConfig(Buffer.from(probe.samples.config, 'hex'))).toEqual(cfg);
+  });
+
+  it('l3_cell_stats', () => {
+    const s: CellStats = {
+      refused: Array.from({ length: L3_REFUSED_SLOTS }, (_, i) => BigInt(1000 + i)),
+      rxPackets: 1n,
+      rxBytes: (1n << 64n) - 1n,
+      txPackets: 3n,
+      txBytes: 1n << 40n,
+      dropped: Array.from({ length: L3_DROP_SLOTS }, (_, i) => BigInt(2000 + i)),
+    };
+    expect(hexOf(encodeCellStats(s))).toBe(probe.samples.stats);
+    expect(decodeCellStats(Buffer.from(probe.samples.stats, 'hex'))).toEqual(s);
+  });
+
+  it('l3_sock_origin', () => {
+    const so = { ancestors: [1n, 0x100000005n, 77n] };
+    expect(hexOf(encodeSockOrigin(so))).toBe(probe.samples.origin);
+    expect(decodeSockOrigin(Buffer.from(probe.samples.origin, 'hex'))).toEqual(so);
+  });
+});
+
+describe('codec round trips and edge cases', () => {
+  it('cell keys are little-endian u64', () => {
+    for (const id of [0n, 1n, 0x0102030405060708n, (1n << 64n) - 1n]) {
+      const k = encodeCellKey(id);
+      expect(k.length).toBe(CELL_KEY_SIZE);
+      expect(decodeCellKey(k)).toBe(id);
+    }
+    expect(hexOf(encodeCellKey(0x0102n))).toBe('0201000000000000');
+    expect(codeOf(() => encodeCellKey(-1n))).toBe('EUSAGE');
+    expect(codeOf(() => encodeCellKey(1n << 64n))).toBe('EUSAGE');
+    expect(codeOf(() => decodeCellKey(Buffer.alloc(4)))).toBe('EKERNEL');
+  });
+
+  it('l3_addr: v4 sits in addr[0] with the rest zero; unknown families are refused', () => {
+    const b = encodeAddr(parseAddress('10.1.2.3'));
+    expect(hexOf(b)).toBe(`04000000${'0a010203'}${'00'.repeat(12)}`);
+    const bad = Buffer.from(b);
+    bad[0] = 5;
+    expect(codeOf(() => decodeAddr(bad))).toBe('EKERNEL');
+    expect(codeOf(() => decodeAddr(b.subarray(0, 19)))).toBe('EKERNEL');
+  });
+
+  it('l3_cell: zero primaries mean none', () => {
+    const c = {
+      loopback4: addressFromBytes(4, Buffer.from([127, 100, 1, 2])),
+      flags: 0,
+      addrs4: 0,
+      addrs6: 0,
+    };
+    const b = encodeCell(c);
+    expect(b.length).toBe(LAYOUT.l3_cell.size);
+    expect(decodeCell(b)).toEqual({ ...c, primary4: undefined, primary6: undefined });
+    const only6 = { ...c, primary6: parseAddress('2001:db8::5'), addrs6: 1 };
+    expect(decodeCell(encodeCell(only6))).toEqual({ ...only6, primary4: undefined });
+  });
+
+  it('l3_cell: refuses wrong families and out-of-range counters', () => {
+    const base = {
+      loopback4: addressFromBytes(4, Buffer.from([127, 64, 0, 1])),
+      flags: 0,
+      addrs4: 0,
+      addrs6: 0,
+    };
+    expect(codeOf(() => encodeCell({ ...base, primary4: parseAddress('2001:db8::1') }))).toBe(
+      'EUSAGE',
+    );
+    expect(codeOf(() => encodeCell({ ...base, primary6: parseAddress('10.0.0.1') }))).toBe(
+      'EUSAGE',
+    );
+    expect(codeOf(() => encodeCell({ ...base, loopback4: parseAddress('2001:db8::1') }))).toBe(
+      'EUSAGE',
+    );
+    expect(
+      codeOf(() => encodeCell({ ...base, primary4: addressFromBytes(4, Buffer.alloc(4)) })),
+    ).toBe('EUSAGE');
+    expect(codeOf(() => encodeCell({ ...base, addrs4: 2 ** 32 }))).toBe('EUSAGE');
+    expect(codeOf(() => encodeCell({ ...base, flags: -1 }))).toBe('EUSAGE');
+    expect(codeOf(() => encodeCell({ ...base, addrs6: 1.5 }))).toBe('EUSAGE');
+  });
+
+  it('l3_owner: refuses out-of-range values', () => {
+    expect(codeOf(() => encodeOwner({ cell: -1n, flags: 0 }))).toBe('EUSAGE');
+    expect(codeOf(() => encodeOwner({ cell: 1n, flags: 2 ** 32 }))).toBe('EUSAGE');
+    expect(codeOf(() => decodeOwner(Buffer.alloc(8)))).toBe('EKERNEL');
+  });
+
+  it('l3_config: path must fit with its NUL and be NUL-free; non-ASCII survives', () => {
+    const cfg = { rootCgroup: 42n, rootLevel: 0, version: 1, cgroupRoot: '' };
+    const fits = '/' + 'x'.repeat(254);
+    expect(decodeConfig(encodeConfig({ ...cfg, cgroupRoot: fits })).cgroupRoot).toBe(fits);
+    expect(codeOf(() => encodeConfig({ ...cfg, cgroupRoot: fits + 'y' }))).toBe('EUSAGE');
+    expect(codeOf(() => encodeConfig({ ...cfg, cgroupRoot: '/a\0b' }))).toBe('EUSAGE');
+    expect(
+      decodeConfig(encodeConfig({ ...cfg, cgroupRoot: '/sys/fs/cgroup/zellé' })).cgroupRoot,
+    ).toBe('/sys/fs/cgroup/zellé');
+    expect(decodeConfig(encodeConfig(cfg))).toEqual(cfg);
+  });
+
+  it('l3_cell_stats: per-CPU slices split and sum as bigints', () => {
+    const a = emptyCellStats();
+    a.refused[Reason.BindForeign] = 5n;
+    a.rxBytes = (1n << 64n) - 1n;
+    a.dropped[7] = 1n;
+    const b = emptyCellStats();
+    b.refused[Reason.BindForeign] = 2n;
+    b.refused[Reason.SockRaw] = 1n;
+    b.rxBytes = 10n;
+    b.txPackets = 4n;
+    const raw = Buffer.alloc(3 * L3_CELL_STATS_PERCPU_STRIDE);
+    encodeCellStats(a).copy(raw, 0);
+    encodeCellStats(b).copy(raw, 2 * L3_CELL_STATS_PERCPU_STRIDE);
+    const slices = decodeCellStatsPerCpu(raw);
+    expect(slices).toHaveLength(3);
+    expect(slices[0]).toEqual(a);
+    expect(slices[1]).toEqual(emptyCellStats());
+    expect(slices[2]).toEqual(b);
+    const sum = sumCellStats(slices);
+    expect(sum.refused[Reason.BindForeign]).toBe(7n);
+    expect(sum.refused[Reason.SockRaw]).toBe(1n);
+    expect(sum.rxBytes).toBe((1n << 64n) + 9n);
+    expect(sum.txPackets).toBe(4n);
+    expect(sum.dropped[7]).toBe(1n);
+    expect(sum.refused).toHaveLength(L3_REFUSED_SLOTS);
+    expect(sumCellStats([])).toEqual(emptyCellStats());
+    expect(codeOf(() => decodeCellStatsPerCpu(Buffer.alloc(L3_CELL_STATS_SIZE + 1)))).toBe(
+      'EKERNEL',
+    );
+    expect(codeOf(() => decodeCellStatsPerCpu(Buffer.alloc(0)))).toBe('EKERNEL');
+  });
+
+  it('l3_sock_origin: depth is the ancestor count, bounded by L3_MAX_DEPTH', () => {
+    const full = { ancestors: Array.from({ length: L3_MAX_DEPTH }, (_, i) => BigInt(i + 1)) };
+    expect(decodeSockOrigin(encodeSockOrigin(full))).toEqual(full);
+    expect(decodeSockOrigin(encodeSockOrigin({ ancestors: [] }))).toEqual({ ancestors: [] });
+    expect(codeOf(() => encodeSockOrigin({ ancestors: [...full.ancestors, 99n] }))).toBe('EUSAGE');
+    const bad = encodeSockOrigin(full);
+    bad.writeUInt32LE(L3_MAX_DEPTH + 1, LAYOUT.l3_sock_origin.fields.depth.offset);
+    expect(codeOf(() => decodeSockOrigin(bad))).toBe('EKERNEL');
+  });
+
+  it('decoders accept views into larger buffers', () => {
+    const o = encodeOwner({ cell: 9n, flags: 1 });
+    const big = Buffer.concat([Buffer.alloc(3), o, Buffer.alloc(5)]);
+    expect(decodeOwner(big.subarray(3, 3 + o.length))).toEqual({ cell: 9n, flags: 1 });
+  });
+});
