@@ -37,7 +37,10 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
 	say "installing node modules"
-	npm ci --no-audit --no-fund --loglevel=error
+	# Not `npm ci`: the registry this project installs from lacks rollup's
+	# optional builds for other platforms, so no lock file can list them and
+	# `npm ci` refuses the lock. `npm install` honours the locked versions.
+	npm install --no-audit --no-fund --loglevel=error
 fi
 # Fail here, not in the middle of a test, if the native FFI modules are broken.
 node -e "require('@2060.io/ffi-napi'); require('@2060.io/ref-napi')"
