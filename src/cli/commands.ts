@@ -194,7 +194,12 @@ export function registerCommands(program: Command, run: Runner): void {
       run((g) => {
         const c = showCell(g.pinDir, cgroup);
         if (g.json) return printJson(c);
-        const refused = Object.entries(c.refused).filter(([, n]) => n > 0);
+        const nonzero = (r: Record<string, number>) =>
+          Object.entries(r)
+            .filter(([, n]) => n > 0)
+            .map(([k, n]) => `${k}=${n}`)
+            .join(' ') || '-';
+        const t = c.traffic;
         process.stdout.write(
           `cell ${c.cell}  (cgroup ${c.path}, id ${c.id})\n` +
             `  addresses   ${c.addresses.join(' ') || '-'}\n` +
@@ -202,8 +207,15 @@ export function registerCommands(program: Command, run: Runner): void {
             `  loopback    127.0.0.1 -> ${c.loopback4} (private)\n` +
             `  raw sockets ${c.allowRaw ? 'allowed' : 'denied'}\n` +
             `  processes   ${c.processes.join(' ') || '-'}\n` +
-            `  refused     ${refused.map(([r, n]) => `${r}=${n}`).join(' ') || '-'}\n`,
+            `  traffic     rx ${t.rxPackets} pkts ${t.rxBytes} B, tx ${t.txPackets} pkts ${t.txBytes} B\n` +
+            `  refused     ${nonzero(c.refused)}\n` +
+            `  dropped     ${nonzero(c.dropped)}\n`,
         );
+        for (const w of c.capabilityWarnings) {
+          process.stderr.write(
+            `l3iso: warning: pid ${w.pid} (${w.comm}) in cell ${c.cell} holds ${w.capabilities.map((n) => `CAP_${n.toUpperCase()}`).join(', ')}: it can escape confinement\n`,
+          );
+        }
       }),
     );
 

@@ -9,12 +9,16 @@ import {
   L3_CELL_ALLOW_RAW,
   L3_OWNER_LOOPBACK,
   REASON_MAX,
+  DROP_MAX,
+  dropName,
+  type Drop,
   reasonName,
   type Cell,
   type CellStats,
   type Reason,
 } from '../maps/layout';
 import type { CellAddress } from '../model/address';
+import { dangerousCapabilities, type CapabilityWarning } from '../model/capabilities';
 import { cgroupProcs, relativeCellName } from '../model/cgroup';
 import { openCellTarget } from './cells';
 import { EngineState } from './state';
@@ -31,9 +35,21 @@ export interface CellView {
   allowRaw: boolean;
 }
 
+export interface TrafficCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+}
+
 export interface CellDetail extends CellView {
   processes: number[];
   refused: Record<string, number>;
+  /** packets seen at the cell's sockets (cgroup_skb), GSO segments counted */
+  traffic: TrafficCounters;
+  dropped: Record<string, number>;
+  /** processes of the cell holding a capability that defeats confinement */
+  capabilityWarnings: CapabilityWarning[];
 }
 
 /** cgroup id -> path for every cgroup at or below root, in one walk. */
@@ -111,6 +127,21 @@ export function listCells(pinDir: string): { root: string; cells: CellView[] } {
   }
 }
 
+export function dropsByReason(stats: CellStats | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let d = 0; d < DROP_MAX; d++) out[dropName[d as Drop]] = Number(stats?.dropped[d] ?? 0n);
+  return out;
+}
+
+export function trafficOf(stats: CellStats | undefined): TrafficCounters {
+  return {
+    rxPackets: Number(stats?.rxPackets ?? 0n),
+    rxBytes: Number(stats?.rxBytes ?? 0n),
+    txPackets: Number(stats?.txPackets ?? 0n),
+    txBytes: Number(stats?.txBytes ?? 0n),
+  };
+}
+
 export function refusalsByReason(stats: CellStats | undefined): Record<string, number> {
   const out: Record<string, number> = {};
   for (let r = 0; r < REASON_MAX; r++)
@@ -130,10 +161,15 @@ export function showCell(pinDir: string, cgroupArg: string): CellDetail {
       );
     }
     const addrs = addressesByCell(t.state).get(t.id) ?? [];
+    const stats = t.state.stats(t.id);
+    const processes = subtreeProcs(t.path);
     return {
       ...view(t.id, cell, addrs, t.path, t.root),
-      processes: subtreeProcs(t.path),
-      refused: refusalsByReason(t.state.stats(t.id)),
+      processes,
+      refused: refusalsByReason(stats),
+      traffic: trafficOf(stats),
+      dropped: dropsByReason(stats),
+      capabilityWarnings: dangerousCapabilities(processes),
     };
   } finally {
     t.state.close();
