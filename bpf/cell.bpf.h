@@ -107,6 +107,64 @@ static __always_inline int is_cell_loopback4(__u32 ip4)
 	return owner && (owner->flags & L3_OWNER_LOOPBACK);
 }
 
+/* At most L3_EVENTS_PER_SEC events per CPU and second; the rest are only
+ * counted, so a flood of refusals cannot flood user space. */
+static __always_inline int event_budget_ok(void)
+{
+	struct l3_event_budget *budget;
+	__u32 zero = 0;
+	__u64 now;
+
+	budget = bpf_map_lookup_elem(&l3_event_budget, &zero);
+	if (!budget)
+		return 0;
+	now = bpf_ktime_get_ns() / 1000000000ULL;
+	if (budget->window != now) {
+		budget->window = now;
+		budget->sent = 0;
+	}
+	if (budget->sent >= L3_EVENTS_PER_SEC) {
+		budget->suppressed++;
+		return 0;
+	}
+	budget->sent++;
+	return 1;
+}
+
+/* in_task: called in process context, where pid and comm mean something
+ * (a constant at every call site, so packet programs never see the task
+ * helpers). */
+static __always_inline void emit_event(__u64 cell_id, __u32 kind, __u32 reason, __u8 family,
+				       const __u32 addr[4], __u16 port, int in_task)
+{
+	struct l3_event *e;
+
+	if (!event_budget_ok())
+		return;
+	e = bpf_ringbuf_reserve(&l3_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->time_ns = bpf_ktime_get_ns();
+	e->cell = cell_id;
+	e->kind = kind;
+	e->reason = reason;
+	e->family = family;
+	e->pad = 0;
+	e->port = port;
+	e->addr[0] = addr ? addr[0] : 0;
+	e->addr[1] = addr ? addr[1] : 0;
+	e->addr[2] = addr ? addr[2] : 0;
+	e->addr[3] = addr ? addr[3] : 0;
+	if (in_task) {
+		e->pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	} else {
+		e->pid = 0;
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
 static __always_inline void count_drop(__u64 cell_id, __u32 reason)
 {
 	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
@@ -129,6 +187,36 @@ static __always_inline void count_refusal(__u64 cell_id, __u32 reason)
 static __always_inline int refuse(__u64 cell_id, __u32 reason, int err)
 {
 	count_refusal(cell_id, reason);
+	emit_event(cell_id, L3_EV_REFUSED, reason, 0, NULL, 0, 1);
+	bpf_set_retval(-err);
+	return 0;
+}
+
+/* As refuse(), with the address and port the socket call named. The family
+ * is fixed per hook: v4 hooks may not read user_ip6, nor v6 hooks user_ip4. */
+static __always_inline int refuse4(struct bpf_sock_addr *ctx, __u64 cell_id, __u32 reason, int err)
+{
+	__u32 addr[4] = {};
+
+	addr[0] = ctx->user_ip4;
+	count_refusal(cell_id, reason);
+	emit_event(cell_id, L3_EV_REFUSED, reason, L3_FAMILY_V4, addr,
+		   bpf_ntohs((__u16)ctx->user_port), 1);
+	bpf_set_retval(-err);
+	return 0;
+}
+
+static __always_inline int refuse6(struct bpf_sock_addr *ctx, __u64 cell_id, __u32 reason, int err)
+{
+	__u32 addr[4];
+
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	count_refusal(cell_id, reason);
+	emit_event(cell_id, L3_EV_REFUSED, reason, L3_FAMILY_V6, addr,
+		   bpf_ntohs((__u16)ctx->user_port), 1);
 	bpf_set_retval(-err);
 	return 0;
 }

@@ -44,6 +44,8 @@ struct l3_owner {
 
 /* The cell may open SOCK_RAW sockets (cgroup/sock_create). */
 #define L3_CELL_ALLOW_RAW 0x1
+/* Uplink ingress only admits sources in the cell's l3_allow entries. */
+#define L3_CELL_ALLOW_LIST 0x2
 
 /* Value of l3_cells, keyed by the cell's cgroup id (__u64). */
 struct l3_cell {
@@ -86,11 +88,15 @@ enum l3_reason {
 /* Per-CPU value of l3_cell_stats, keyed by cell cgroup id (0: no cell). */
 struct l3_cell_stats {
 	__u64 refused[L3_REFUSED_SLOTS]; /* by enum l3_reason */
-	__u64 rx_packets;
+	__u64 rx_packets; /* delivered to the cell's sockets (cgroup_skb) */
 	__u64 rx_bytes;
-	__u64 tx_packets;
+	__u64 tx_packets; /* sent by the cell's sockets (cgroup_skb) */
 	__u64 tx_bytes;
-	__u64 dropped[L3_DROP_SLOTS]; /* packet-layer drops by reason */
+	__u64 dropped[L3_DROP_SLOTS]; /* packet-layer drops by enum l3_drop */
+	__u64 uplink_rx_packets; /* frames for the cell at uplink XDP */
+	__u64 uplink_rx_bytes;
+	__u64 uplink_tx_packets; /* the cell's frames at uplink tc egress */
+	__u64 uplink_tx_bytes;
 };
 
 /* Per-socket storage (SK_STORAGE, cloned to accepted children): the
@@ -126,7 +132,65 @@ enum l3_drop {
 	L3_D_SPOOF = 0, /* left a cell with a source the cell does not own */
 	L3_D_FOREIGN_DST = 1, /* reached a socket that does not own its destination */
 	L3_D_NO_SOCKET = 2, /* to a cell address and port with no cell socket */
-	L3_D_MAX = 3,
+	L3_D_POLICY = 3, /* uplink: source not in the cell's allow-list */
+	L3_D_UNASSIGNED = 4, /* uplink: managed address that no cell owns */
+	L3_D_WIRE_SPOOF = 5, /* uplink tc egress: forged source on the wire */
+	L3_D_MAX = 6,
+};
+
+/* Key of l3_managed (LPM_TRIE): prefixes whose addresses belong to cells.
+ * prefixlen counts the family byte too: 8 + the prefix length. */
+struct l3_prefix_key {
+	__u32 prefixlen;
+	__u8 family; /* L3_FAMILY_V4 / _V6 */
+	__u8 addr[16]; /* network byte order, v4 in addr[0..3] */
+	__u8 pad[3];
+};
+
+/* Key of l3_allow (LPM_TRIE): a source prefix a cell admits at the
+ * uplink. prefixlen = 64 (cell) + 8 (family) + the prefix length. */
+struct l3_allow_key {
+	__u32 prefixlen;
+	__u8 cell[8]; /* cell cgroup id, big-endian so the trie matches it first */
+	__u8 family;
+	__u8 addr[16];
+	__u8 pad[3];
+};
+
+/* One audit event on the l3_events ring buffer. */
+struct l3_event {
+	__u64 time_ns; /* bpf_ktime_get_ns (monotonic) */
+	__u64 cell; /* cgroup id of the cell, 0 outside every cell */
+	__u32 pid; /* tgid, 0 in packet context */
+	__u32 kind; /* L3_EV_REFUSED or L3_EV_DROPPED */
+	__u32 reason; /* enum l3_reason or enum l3_drop */
+	__u16 port; /* host byte order */
+	__u8 family; /* L3_FAMILY_V4 / _V6, 0 if unknown */
+	__u8 pad;
+	__u32 addr[4]; /* the address at stake, network byte order */
+	char comm[16];
+};
+
+#define L3_EV_REFUSED 1
+#define L3_EV_DROPPED 2
+/* Events each CPU may emit per second; the rest are counted, not sent, so a
+ * flood of refusals cannot starve the host. */
+#define L3_EVENTS_PER_SEC 2000
+
+/* Per-CPU value of l3_event_budget (ARRAY, key 0): the rate limit's state. */
+struct l3_event_budget {
+	__u64 window; /* current second (bpf_ktime_get_ns / 1e9) */
+	__u64 sent; /* events sent in that second */
+	__u64 suppressed; /* events over budget, ever */
+};
+
+/* Value of l3_uplinks (HASH keyed by __u32 ifindex): what `attach` put on
+ * an interface, so `detach` and `down` can take exactly that away. */
+struct l3_uplink {
+	__u32 xdp_flags; /* XDP_FLAGS_SKB_MODE or XDP_FLAGS_DRV_MODE */
+	__u32 xdp_prog_id;
+	__u32 tc_prog_id;
+	__u32 pad;
 };
 
 #endif /* L3ISO_H */

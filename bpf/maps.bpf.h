@@ -61,4 +61,43 @@ struct {
 	__type(value, __u64);
 } l3_listeners SEC(".maps");
 
+/* Prefixes whose addresses belong to cells (up --managed-prefix): the
+ * uplink drops traffic to, and frames from, unowned addresses inside them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct l3_prefix_key);
+	__type(value, __u8);
+} l3_managed SEC(".maps");
+
+/* Per-cell uplink ingress allow-lists of source prefixes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, struct l3_allow_key);
+	__type(value, __u8);
+} l3_allow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct l3_uplink);
+} l3_uplinks SEC(".maps");
+
+/* Audit events for `l3iso events`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} l3_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct l3_event_budget);
+} l3_event_budget SEC(".maps");
+
 #endif

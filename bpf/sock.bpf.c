@@ -143,13 +143,13 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 	cell = origin_cell(origin, &cell_id);
 	if (!cell) {
 		if (owner_of4(ip4))
-			return refuse(0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
+			return refuse4(ctx, 0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
 		return 1;
 	}
 	mark_wildcard(origin, ip4 == 0);
 	if (ip4 == 0) {
 		if (!cell->primary4)
-			return refuse(cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
+			return refuse4(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
 		ctx->user_ip4 = cell->primary4;
 		return 1;
 	}
@@ -159,7 +159,7 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 	}
 	if (owned_by4(ip4, cell_id))
 		return 1;
-	return refuse(cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
+	return refuse4(ctx, cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
 }
 
 SEC("cgroup/bind6")
@@ -175,7 +175,7 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 	cell = origin_cell(origin, &cell_id);
 	if (!cell) {
 		if (ip6_is_v4mapped(a) ? !!owner_of4(a[3]) : !!owner_of6(a))
-			return refuse(0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
+			return refuse6(ctx, 0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
 		return 1;
 	}
 	mark_wildcard(origin, ip6_is_zero(a) || (ip6_is_v4mapped(a) && a[3] == 0));
@@ -186,7 +186,7 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 		else if (cell->primary4)
 			store_user_mapped(ctx, cell->primary4);
 		else
-			return refuse(cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
+			return refuse6(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
 		return 1;
 	}
 	if (ip6_is_loopback(a)) {
@@ -196,7 +196,7 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 	if (ip6_is_v4mapped(a)) {
 		if (a[3] == 0) {
 			if (!cell->primary4)
-				return refuse(cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
+				return refuse6(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
 			store_user_mapped(ctx, cell->primary4);
 			return 1;
 		}
@@ -206,11 +206,11 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 		}
 		if (owned_by4(a[3], cell_id))
 			return 1;
-		return refuse(cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
+		return refuse6(ctx, cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
 	}
 	if (owned_by6(a, cell_id))
 		return 1;
-	return refuse(cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
+	return refuse6(ctx, cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
 }
 
 /* ---- connect (TCP, TCP fast open, connected UDP) ----------------------- */
@@ -225,19 +225,19 @@ int l3_connect4(struct bpf_sock_addr *ctx)
 	cell = sock_cell(ctx->sk, &cell_id);
 	if (!cell) {
 		if (is_cell_loopback4(dst))
-			return refuse(0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
+			return refuse4(ctx, 0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 		return 1;
 	}
 	if (dst == 0 || L3_IS_IP4_LOOPBACK_NET(dst)) {
 		/* The host's loopback services are never the cell's. */
 		if (dst != 0 && dst != L3_IP4_LOOPBACK && dst != cell->loopback4)
-			return refuse(cell_id, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
+			return refuse4(ctx, cell_id, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 		ctx->user_ip4 = cell->loopback4;
 		bind_source4(ctx, cell->loopback4);
 		return 1;
 	}
 	if (!cell->primary4)
-		return refuse(cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
+		return refuse4(ctx, cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
 	bind_source4(ctx, cell->primary4);
 	return 1;
 }
@@ -253,7 +253,7 @@ int l3_connect6(struct bpf_sock_addr *ctx)
 	cell = sock_cell(ctx->sk, &cell_id);
 	if (!cell) {
 		if (ip6_is_v4mapped(a) && is_cell_loopback4(a[3]))
-			return refuse(0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
+			return refuse6(ctx, 0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 		return 1;
 	}
 	if (ip6_is_zero(a) || ip6_is_loopback(a)) {
@@ -266,18 +266,18 @@ int l3_connect6(struct bpf_sock_addr *ctx)
 
 		if (dst == 0 || L3_IS_IP4_LOOPBACK_NET(dst)) {
 			if (dst != 0 && dst != L3_IP4_LOOPBACK && dst != cell->loopback4)
-				return refuse(cell_id, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
+				return refuse6(ctx, cell_id, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 			store_user_mapped(ctx, cell->loopback4);
 			bind_source6(ctx, 0, 0, L3_V4MAPPED_PREFIX, cell->loopback4);
 			return 1;
 		}
 		if (!cell->primary4)
-			return refuse(cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
+			return refuse6(ctx, cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
 		bind_source6(ctx, 0, 0, L3_V4MAPPED_PREFIX, cell->primary4);
 		return 1;
 	}
 	if (!(cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3]))
-		return refuse(cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
+		return refuse6(ctx, cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
 	bind_source6(ctx, cell->primary6[0], cell->primary6[1], cell->primary6[2],
 		     cell->primary6[3]);
 	return 1;
@@ -296,14 +296,14 @@ int l3_sendmsg4(struct bpf_sock_addr *ctx)
 	cell = sock_cell(ctx->sk, &cell_id);
 	if (!cell) {
 		if (is_cell_loopback4(dst))
-			return refuse(0, L3_R_SENDMSG_LOOPBACK, EPERM);
+			return refuse4(ctx, 0, L3_R_SENDMSG_LOOPBACK, EPERM);
 		if (src && owner_of4(src))
-			return refuse(0, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
+			return refuse4(ctx, 0, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
 		return 1;
 	}
 	if (dst == 0 || L3_IS_IP4_LOOPBACK_NET(dst)) {
 		if (dst != 0 && dst != L3_IP4_LOOPBACK && dst != cell->loopback4)
-			return refuse(cell_id, L3_R_SENDMSG_LOOPBACK, EPERM);
+			return refuse4(ctx, cell_id, L3_R_SENDMSG_LOOPBACK, EPERM);
 		ctx->user_ip4 = cell->loopback4;
 		if (src == 0 || src == L3_IP4_LOOPBACK) {
 			ctx->msg_src_ip4 = cell->loopback4;
@@ -311,14 +311,14 @@ int l3_sendmsg4(struct bpf_sock_addr *ctx)
 		}
 	} else if (src == 0) {
 		if (!cell->primary4)
-			return refuse(cell_id, L3_R_SENDMSG_NOFAMILY, EAFNOSUPPORT);
+			return refuse4(ctx, cell_id, L3_R_SENDMSG_NOFAMILY, EAFNOSUPPORT);
 		ctx->msg_src_ip4 = cell->primary4;
 		return 1;
 	}
 	/* An explicit source (bound address or IP_PKTINFO) must be the cell's. */
 	if (owned_by4(src, cell_id))
 		return 1;
-	return refuse(cell_id, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
+	return refuse4(ctx, cell_id, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
 }
 
 SEC("cgroup/sendmsg6")
@@ -336,7 +336,7 @@ int l3_sendmsg6(struct bpf_sock_addr *ctx)
 	cell = sock_cell(ctx->sk, &cell_id);
 	if (!cell) {
 		if (!ip6_is_zero(src) && owner_of6(src))
-			return refuse(0, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
+			return refuse6(ctx, 0, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
 		return 1;
 	}
 	/*
@@ -346,11 +346,11 @@ int l3_sendmsg6(struct bpf_sock_addr *ctx)
 	 * 127.0.0.1).
 	 */
 	if (ip6_is_zero(dst) || ip6_is_loopback(dst))
-		return refuse(cell_id, L3_R_SENDMSG_LOOPBACK, EPERM);
+		return refuse6(ctx, cell_id, L3_R_SENDMSG_LOOPBACK, EPERM);
 	if (ip6_is_zero(src)) {
 		if (!(cell->primary6[0] | cell->primary6[1] | cell->primary6[2] |
 		      cell->primary6[3]))
-			return refuse(cell_id, L3_R_SENDMSG_NOFAMILY, EAFNOSUPPORT);
+			return refuse6(ctx, cell_id, L3_R_SENDMSG_NOFAMILY, EAFNOSUPPORT);
 		ctx->msg_src_ip6[0] = cell->primary6[0];
 		ctx->msg_src_ip6[1] = cell->primary6[1];
 		ctx->msg_src_ip6[2] = cell->primary6[2];
@@ -359,7 +359,7 @@ int l3_sendmsg6(struct bpf_sock_addr *ctx)
 	}
 	if (owned_by6(src, cell_id))
 		return 1;
-	return refuse(cell_id, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
+	return refuse6(ctx, cell_id, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);
 }
 
 /* ---- hide the alias: getsockname, getpeername, recvmsg ---------------- */

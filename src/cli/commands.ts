@@ -13,6 +13,7 @@ import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
 import { setPolicy } from '../engine/policy';
 import { log } from '../log';
+import { registerObserveCommands } from './observe';
 import { printJson, table } from './output';
 
 export interface GlobalOptions {
@@ -47,6 +48,11 @@ function cellRow(c: CellView): string[] {
 }
 
 export function registerCommands(program: Command, run: Runner): void {
+  registerEngineCommands(program, run);
+  registerObserveCommands(program, run);
+}
+
+function registerEngineCommands(program: Command, run: Runner): void {
   program
     .command('up')
     .summary('load the programs and attach them at the cgroup root')

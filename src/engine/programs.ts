@@ -82,6 +82,9 @@ export const ALL_PROGRAMS: readonly ProgramAttachment[] = ATTACHED_OBJECTS.flatM
   (o) => o.programs,
 );
 
+/** Attached per interface by `attach` (XDP ingress, tc egress). */
+export const UPLINK_OBJECT = 'uplink.bpf.o';
+
 /** Loaded by `release`, run once, never attached. */
 export const REVOKE_OBJECT = 'revoke.bpf.o';
 
@@ -93,6 +96,11 @@ export const SHARED_MAPS = [
   'l3_cell_stats',
   'l3_sock_origin',
   'l3_listeners',
+  'l3_managed',
+  'l3_allow',
+  'l3_uplinks',
+  'l3_events',
+  'l3_event_budget',
 ] as const;
 export type SharedMapName = (typeof SHARED_MAPS)[number];
 
@@ -109,6 +117,8 @@ export function mapCapacity(name: string, maxCells: number): number | undefined 
       return maxCells + 1; // + key 0: sockets outside every cell
     case 'l3_listeners':
       return maxCells * 4; // a few listening ports per cell
+    case 'l3_allow':
+      return maxCells * 4; // a few allowed source prefixes per cell
     default:
       return undefined;
   }

@@ -5,7 +5,7 @@
  * two cannot drift apart silently.
  */
 import { L3isoError } from '../errors';
-import { addressFromBytes, type CellAddress } from '../model/address';
+import { addressFromBytes, formatAddress, type CellAddress, type CellPrefix } from '../model/address';
 
 export const L3_MAX_DEPTH = 16;
 export const L3_FAMILY_V4 = 4;
@@ -35,13 +35,24 @@ export enum Drop {
   Spoof = 0,
   ForeignDst = 1,
   NoSocket = 2,
+  Policy = 3,
+  Unassigned = 4,
+  WireSpoof = 5,
 }
-export const DROP_MAX = 3;
+export const DROP_MAX = 6;
 export const dropName: Readonly<Record<Drop, string>> = {
   [Drop.Spoof]: 'spoofed-source',
   [Drop.ForeignDst]: 'foreign-destination',
   [Drop.NoSocket]: 'no-cell-socket',
+  [Drop.Policy]: 'not-allowed-source',
+  [Drop.Unassigned]: 'unassigned-address',
+  [Drop.WireSpoof]: 'spoofed-source-wire',
 };
+/** The cell admits only allow-listed sources at the uplink. */
+export const L3_CELL_ALLOW_LIST = 0x2;
+export const L3_EV_REFUSED = 1;
+export const L3_EV_DROPPED = 2;
+export const L3_EVENTS_PER_SEC = 2000;
 /** The socket's address came from a rewritten wildcard bind. */
 export const L3_SOCK_WILDCARD = 0x1;
 
@@ -110,7 +121,7 @@ export const LAYOUT = {
     },
   },
   l3_cell_stats: {
-    size: 224,
+    size: 256,
     fields: {
       refused: { offset: 0, size: 8 * L3_REFUSED_SLOTS },
       rx_packets: { offset: 128, size: 8 },
@@ -118,6 +129,52 @@ export const LAYOUT = {
       tx_packets: { offset: 144, size: 8 },
       tx_bytes: { offset: 152, size: 8 },
       dropped: { offset: 160, size: 8 * L3_DROP_SLOTS },
+      uplink_rx_packets: { offset: 224, size: 8 },
+      uplink_rx_bytes: { offset: 232, size: 8 },
+      uplink_tx_packets: { offset: 240, size: 8 },
+      uplink_tx_bytes: { offset: 248, size: 8 },
+    },
+  },
+  l3_prefix_key: {
+    size: 24,
+    fields: {
+      prefixlen: { offset: 0, size: 4 },
+      family: { offset: 4, size: 1 },
+      addr: { offset: 5, size: 16 },
+      pad: { offset: 21, size: 3 },
+    },
+  },
+  l3_allow_key: {
+    size: 32,
+    fields: {
+      prefixlen: { offset: 0, size: 4 },
+      cell: { offset: 4, size: 8 },
+      family: { offset: 12, size: 1 },
+      addr: { offset: 13, size: 16 },
+      pad: { offset: 29, size: 3 },
+    },
+  },
+  l3_event: {
+    size: 64,
+    fields: {
+      time_ns: { offset: 0, size: 8 },
+      cell: { offset: 8, size: 8 },
+      pid: { offset: 16, size: 4 },
+      kind: { offset: 20, size: 4 },
+      reason: { offset: 24, size: 4 },
+      port: { offset: 28, size: 2 },
+      family: { offset: 30, size: 1 },
+      pad: { offset: 31, size: 1 },
+      addr: { offset: 32, size: 16 },
+      comm: { offset: 48, size: 16 },
+    },
+  },
+  l3_event_budget: {
+    size: 24,
+    fields: {
+      window: { offset: 0, size: 8 },
+      sent: { offset: 8, size: 8 },
+      suppressed: { offset: 16, size: 8 },
     },
   },
   l3_sock_origin: {
@@ -371,8 +428,12 @@ export interface CellStats {
   rxBytes: bigint;
   txPackets: bigint;
   txBytes: bigint;
-  /** L3_DROP_SLOTS packet-layer drop counters */
+  /** L3_DROP_SLOTS packet-layer drop counters, indexed by Drop */
   dropped: bigint[];
+  uplinkRxPackets: bigint;
+  uplinkRxBytes: bigint;
+  uplinkTxPackets: bigint;
+  uplinkTxBytes: bigint;
 }
 
 export function emptyCellStats(): CellStats {
@@ -383,6 +444,10 @@ export function emptyCellStats(): CellStats {
     txPackets: 0n,
     txBytes: 0n,
     dropped: new Array<bigint>(L3_DROP_SLOTS).fill(0n),
+    uplinkRxPackets: 0n,
+    uplinkRxBytes: 0n,
+    uplinkTxPackets: 0n,
+    uplinkTxBytes: 0n,
   };
 }
 
@@ -407,6 +472,10 @@ export function encodeCellStats(s: CellStats): Buffer {
   buf.writeBigUInt64LE(u64('l3_cell_stats.tx_packets', s.txPackets), F.tx_packets.offset);
   buf.writeBigUInt64LE(u64('l3_cell_stats.tx_bytes', s.txBytes), F.tx_bytes.offset);
   writeU64Array('l3_cell_stats.dropped', buf, F.dropped, s.dropped);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_rx_packets', s.uplinkRxPackets), F.uplink_rx_packets.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_rx_bytes', s.uplinkRxBytes), F.uplink_rx_bytes.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_tx_packets', s.uplinkTxPackets), F.uplink_tx_packets.offset);
+  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_tx_bytes', s.uplinkTxBytes), F.uplink_tx_bytes.offset);
   return buf;
 }
 
@@ -421,6 +490,10 @@ export function decodeCellStats(raw: Uint8Array): CellStats {
     txPackets: buf.readBigUInt64LE(F.tx_packets.offset),
     txBytes: buf.readBigUInt64LE(F.tx_bytes.offset),
     dropped: readU64Array(buf, F.dropped),
+    uplinkRxPackets: buf.readBigUInt64LE(F.uplink_rx_packets.offset),
+    uplinkRxBytes: buf.readBigUInt64LE(F.uplink_rx_bytes.offset),
+    uplinkTxPackets: buf.readBigUInt64LE(F.uplink_tx_packets.offset),
+    uplinkTxBytes: buf.readBigUInt64LE(F.uplink_tx_bytes.offset),
   };
 }
 
@@ -450,6 +523,10 @@ export function sumCellStats(slices: readonly CellStats[]): CellStats {
     total.rxBytes += s.rxBytes;
     total.txPackets += s.txPackets;
     total.txBytes += s.txBytes;
+    total.uplinkRxPackets += s.uplinkRxPackets;
+    total.uplinkRxBytes += s.uplinkRxBytes;
+    total.uplinkTxPackets += s.uplinkTxPackets;
+    total.uplinkTxBytes += s.uplinkTxBytes;
   }
   return total;
 }
@@ -480,4 +557,94 @@ export function decodeSockOrigin(raw: Uint8Array): SockOrigin {
     );
   }
   return { ancestors: readU64Array(buf, F.ancestors).slice(0, depth) };
+}
+
+// ---- struct l3_prefix_key / l3_allow_key (LPM tries) --------------------
+
+/** Key of l3_managed: prefixlen counts the family byte (8 + prefix length). */
+export function encodePrefixKey(p: CellPrefix): Buffer {
+  const F = LAYOUT.l3_prefix_key.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_prefix_key.size);
+  buf.writeUInt32LE(8 + p.prefixLength, F.prefixlen.offset);
+  buf.writeUInt8(p.address.family, F.family.offset);
+  p.address.bytes.copy(buf, F.addr.offset);
+  return buf;
+}
+
+export function decodePrefixKey(raw: Uint8Array): CellPrefix {
+  const F = LAYOUT.l3_prefix_key.fields;
+  const buf = checkSize('l3_prefix_key', raw);
+  const family = buf.readUInt8(F.family.offset) === L3_FAMILY_V6 ? 6 : 4;
+  const len = family === 4 ? 4 : 16;
+  return {
+    address: addressFromBytes(family, buf.subarray(F.addr.offset, F.addr.offset + len)),
+    prefixLength: buf.readUInt32LE(F.prefixlen.offset) - 8,
+  };
+}
+
+/** Key of l3_allow: the cell id big-endian, so the trie matches it whole
+ * before it looks at the source prefix (prefixlen = 64 + 8 + length). */
+export function encodeAllowKey(cell: bigint, p: CellPrefix): Buffer {
+  const F = LAYOUT.l3_allow_key.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_allow_key.size);
+  buf.writeUInt32LE(64 + 8 + p.prefixLength, F.prefixlen.offset);
+  buf.writeBigUInt64BE(u64('l3_allow_key.cell', cell), F.cell.offset);
+  buf.writeUInt8(p.address.family, F.family.offset);
+  p.address.bytes.copy(buf, F.addr.offset);
+  return buf;
+}
+
+export function decodeAllowKey(raw: Uint8Array): { cell: bigint; prefix: CellPrefix } {
+  const F = LAYOUT.l3_allow_key.fields;
+  const buf = checkSize('l3_allow_key', raw);
+  const family = buf.readUInt8(F.family.offset) === L3_FAMILY_V6 ? 6 : 4;
+  const len = family === 4 ? 4 : 16;
+  return {
+    cell: buf.readBigUInt64BE(F.cell.offset),
+    prefix: {
+      address: addressFromBytes(family, buf.subarray(F.addr.offset, F.addr.offset + len)),
+      prefixLength: buf.readUInt32LE(F.prefixlen.offset) - 72,
+    },
+  };
+}
+
+// ---- struct l3_event ----------------------------------------------------
+
+export interface AuditEvent {
+  /** CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) */
+  timeNs: bigint;
+  cell: bigint;
+  pid: number;
+  kind: 'refused' | 'dropped';
+  /** reason name from reasonName / dropName */
+  reason: string;
+  port: number;
+  address?: string | undefined;
+  comm: string;
+}
+
+export function decodeEvent(raw: Uint8Array): AuditEvent {
+  const F = LAYOUT.l3_event.fields;
+  const buf = checkSize('l3_event', raw);
+  const kindNum = buf.readUInt32LE(F.kind.offset);
+  const reasonNum = buf.readUInt32LE(F.reason.offset);
+  const family = buf.readUInt8(F.family.offset);
+  const kind = kindNum === L3_EV_DROPPED ? 'dropped' : 'refused';
+  const names: Readonly<Record<number, string>> = kind === 'dropped' ? dropName : reasonName;
+  const addrBytes = buf.subarray(F.addr.offset, F.addr.offset + (family === L3_FAMILY_V6 ? 16 : 4));
+  const comm = buf.subarray(F.comm.offset, F.comm.offset + F.comm.size);
+  const nul = comm.indexOf(0);
+  return {
+    timeNs: buf.readBigUInt64LE(F.time_ns.offset),
+    cell: buf.readBigUInt64LE(F.cell.offset),
+    pid: buf.readUInt32LE(F.pid.offset),
+    kind,
+    reason: names[reasonNum] ?? `reason-${reasonNum}`,
+    port: buf.readUInt16LE(F.port.offset),
+    address:
+      family === L3_FAMILY_V4 || family === L3_FAMILY_V6
+        ? formatAddress(family === L3_FAMILY_V4 ? 4 : 6, addrBytes)
+        : undefined,
+    comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
+  };
 }

@@ -11,8 +11,9 @@ as well):
 Execution stops at the first failed operation unless keep_going is set.
 
 Sockets are named by "id" (default "s"). Families: 4, 6, "packet".
-Types: "tcp", "udp", "raw", "icmp". Every blocking call has a timeout
-("timeout", seconds, default 5).
+Types: "tcp", "udp", "raw", "icmp", "ipraw" (SOCK_RAW/IPPROTO_RAW: the
+caller writes the IP header, see send_forged). Every blocking call has a
+timeout ("timeout", seconds, default 5).
 """
 
 import errno
@@ -82,6 +83,11 @@ def new_socket(op):
     elif typ == "raw":
         proto = socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6
         s = socket.socket(fam, socket.SOCK_RAW, proto)
+    elif typ == "ipraw":
+        s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        if fam == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+        # AF_INET6 + IPPROTO_RAW implies IPV6_HDRINCL
     elif typ == "icmp":
         proto = socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6
         s = socket.socket(fam, socket.SOCK_DGRAM, proto)
@@ -177,9 +183,17 @@ def op_accept(op):
     return res
 
 
+def payload_of(op, default=""):
+    """op["data"] as bytes, or op["size"] bytes of "x" when size is given."""
+    if "size" in op:
+        return b"x" * int(op["size"])
+    return op.get("data", default).encode()
+
+
 def op_send(op):
-    get(op).sendall(op.get("data", "").encode())
-    return {}
+    data = payload_of(op)
+    get(op).sendall(data)
+    return {"sent": len(data)}
 
 
 def op_shutdown(op):
@@ -188,12 +202,15 @@ def op_shutdown(op):
 
 
 def op_recv(op):
-    return {"data": recv_all(get(op), timeout_of(op))}
+    data = recv_all(get(op), timeout_of(op))
+    if op.get("quiet"):
+        return {"len": len(data)}
+    return {"data": data}
 
 
 def op_sendto(op):
     s = get(op)
-    n = send_src(s, op.get("data", "x").encode(), sockaddr(s, op["addr"], int(op["port"])), op.get("src"))
+    n = send_src(s, payload_of(op, "x"), sockaddr(s, op["addr"], int(op["port"])), op.get("src"))
     return {"sent": n}
 
 
@@ -204,6 +221,47 @@ def op_recvfrom(op):
     res = fmt(peer)
     res["data"] = data.decode(errors="replace")
     return res
+
+
+def csum16(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def forged_udp(fam, src, dst, sport, dport, payload):
+    """A complete IPv4 or IPv6 packet carrying one UDP datagram."""
+    ulen = 8 + len(payload)
+    if fam == socket.AF_INET:
+        s4, d4 = socket.inet_aton(src), socket.inet_aton(dst)
+        pseudo = s4 + d4 + struct.pack("!BBH", 0, socket.IPPROTO_UDP, ulen)
+        udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+        ck = csum16(pseudo + udp) or 0xFFFF
+        udp = struct.pack("!HHHH", sport, dport, ulen, ck) + payload
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, 0, 0x4000, 64, socket.IPPROTO_UDP, 0, s4, d4)
+        hdr = hdr[:10] + struct.pack("!H", csum16(hdr)) + hdr[12:]
+        return hdr + udp
+    s6 = socket.inet_pton(socket.AF_INET6, src)
+    d6 = socket.inet_pton(socket.AF_INET6, dst)
+    pseudo = s6 + d6 + struct.pack("!I3xB", ulen, socket.IPPROTO_UDP)
+    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
+    ck = csum16(pseudo + udp) or 0xFFFF
+    udp = struct.pack("!HHHH", sport, dport, ulen, ck) + payload
+    hdr = struct.pack("!IHBB16s16s", 6 << 28, ulen, socket.IPPROTO_UDP, 64, s6, d6)
+    return hdr + udp
+
+
+def op_send_forged(op):
+    """On an "ipraw" socket: send a hand-built UDP packet whose IP source is
+    op["src"] (whatever the socket is bound to), to op["dst"]:op["dport"]."""
+    s = get(op)
+    pkt = forged_udp(s.family, op["src"], op["dst"], int(op.get("sport", 9999)), int(op["dport"]),
+                     payload_of(op, "forged"))
+    n = s.sendto(pkt, sockaddr(s, op["dst"], 0))
+    return {"sent": n}
 
 
 def op_close(op):
@@ -310,6 +368,7 @@ OPS = {
     "sendto": op_sendto,
     "recvfrom": op_recvfrom,
     "close": op_close,
+    "send_forged": op_send_forged,
     "fetch": op_fetch,
     "caps": op_caps,
     "cgroup": op_cgroup,

@@ -27,6 +27,15 @@ import {
   Drop,
   DROP_MAX,
   L3_SOCK_WILDCARD,
+  encodePrefixKey,
+  decodePrefixKey,
+  encodeAllowKey,
+  decodeAllowKey,
+  decodeEvent,
+  L3_CELL_ALLOW_LIST,
+  L3_EV_REFUSED,
+  L3_EV_DROPPED,
+  L3_EVENTS_PER_SEC,
   Reason,
   decodeAddr,
   decodeCell,
@@ -49,7 +58,7 @@ import {
   type CellStats,
   type StructLayout,
 } from '../../src/maps/layout';
-import { addressFromBytes, parseAddress } from '../../src/model/address';
+import { addressFromBytes, parseAddress, parsePrefix } from '../../src/model/address';
 
 const HEADER_DIR = path.resolve(__dirname, '../../bpf');
 const HEADER = path.join(HEADER_DIR, 'l3iso.h');
@@ -81,7 +90,14 @@ const CONSTANTS: Record<string, number> = {
   L3_D_SPOOF: Drop.Spoof,
   L3_D_FOREIGN_DST: Drop.ForeignDst,
   L3_D_NO_SOCKET: Drop.NoSocket,
+  L3_D_POLICY: Drop.Policy,
+  L3_D_UNASSIGNED: Drop.Unassigned,
+  L3_D_WIRE_SPOOF: Drop.WireSpoof,
   L3_D_MAX: DROP_MAX,
+  L3_CELL_ALLOW_LIST,
+  L3_EV_REFUSED,
+  L3_EV_DROPPED,
+  L3_EVENTS_PER_SEC,
 };
 
 const reasons = Object.values(Reason).filter((v): v is Reason => typeof v === 'number');
@@ -130,6 +146,7 @@ function probeSource(): string {
   for (int i = 0; i < L3_REFUSED_SLOTS; i++) st.refused[i] = 1000 + i;
   st.rx_packets = 1; st.rx_bytes = 0xffffffffffffffffULL; st.tx_packets = 3; st.tx_bytes = 1ULL << 40;
   for (int i = 0; i < L3_DROP_SLOTS; i++) st.dropped[i] = 2000 + i;
+  st.uplink_rx_packets = 5; st.uplink_rx_bytes = 6; st.uplink_tx_packets = 7; st.uplink_tx_bytes = 1ULL << 50;
   so.ancestors[0] = 1; so.ancestors[1] = 0x100000005ULL; so.ancestors[2] = 77; so.depth = 3;
   hex("a4", &a4, sizeof a4, 1); hex("a6", &a6, sizeof a6, 0); hex("owner", &o, sizeof o, 0);
   hex("cell", &c, sizeof c, 0); hex("config", &cfg, sizeof cfg, 0);
@@ -284,6 +301,10 @@ describe('codecs read and write the bytes C does', () => {
       txPackets: 3n,
       txBytes: 1n << 40n,
       dropped: Array.from({ length: L3_DROP_SLOTS }, (_, i) => BigInt(2000 + i)),
+      uplinkRxPackets: 5n,
+      uplinkRxBytes: 6n,
+      uplinkTxPackets: 7n,
+      uplinkTxBytes: 1n << 50n,
     };
     expect(hexOf(encodeCellStats(s))).toBe(probe.samples.stats);
     expect(decodeCellStats(Buffer.from(probe.samples.stats, 'hex'))).toEqual(s);
@@ -397,6 +418,8 @@ describe('codec round trips and edge cases', () => {
     expect(sum.refused[Reason.SockRaw]).toBe(1n);
     expect(sum.rxBytes).toBe((1n << 64n) + 9n);
     expect(sum.txPackets).toBe(4n);
+    b.uplinkTxBytes = 3n;
+    expect(sumCellStats([a, b, b]).uplinkTxBytes).toBe(6n);
     expect(sum.dropped[7]).toBe(1n);
     expect(sum.refused).toHaveLength(L3_REFUSED_SLOTS);
     expect(sumCellStats([])).toEqual(emptyCellStats());
@@ -420,5 +443,51 @@ describe('codec round trips and edge cases', () => {
     const o = encodeOwner({ cell: 9n, flags: 1 });
     const big = Buffer.concat([Buffer.alloc(3), o, Buffer.alloc(5)]);
     expect(decodeOwner(big.subarray(3, 3 + o.length))).toEqual({ cell: 9n, flags: 1 });
+  });
+});
+
+describe('LPM keys and audit events', () => {
+  it('prefix keys count the family byte and round-trip', () => {
+    const p = parsePrefix('192.0.2.0/24');
+    const k = encodePrefixKey(p);
+    expect(k.readUInt32LE(0)).toBe(32);
+    expect(decodePrefixKey(k)).toEqual(p);
+    const p6 = parsePrefix('2001:db8::/32');
+    expect(decodePrefixKey(encodePrefixKey(p6))).toEqual(p6);
+  });
+
+  it('allow keys put the cell first, big-endian, then the source prefix', () => {
+    const p = parsePrefix('198.51.100.0/24');
+    const k = encodeAllowKey(0x0102030405060708n, p);
+    expect(k.readUInt32LE(0)).toBe(64 + 8 + 24);
+    expect([...k.subarray(4, 12)]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(decodeAllowKey(k)).toEqual({ cell: 0x0102030405060708n, prefix: p });
+  });
+
+  it('decodes an event with names for its reason', () => {
+    const F = LAYOUT.l3_event.fields;
+    const raw = Buffer.alloc(LAYOUT.l3_event.size);
+    raw.writeBigUInt64LE(123n, F.time_ns.offset);
+    raw.writeBigUInt64LE(42n, F.cell.offset);
+    raw.writeUInt32LE(777, F.pid.offset);
+    raw.writeUInt32LE(L3_EV_REFUSED, F.kind.offset);
+    raw.writeUInt32LE(Reason.BindForeign, F.reason.offset);
+    raw.writeUInt16LE(8080, F.port.offset);
+    raw.writeUInt8(4, F.family.offset);
+    Buffer.from([192, 0, 2, 7]).copy(raw, F.addr.offset);
+    raw.write('python3', F.comm.offset);
+    expect(decodeEvent(raw)).toEqual({
+      timeNs: 123n,
+      cell: 42n,
+      pid: 777,
+      kind: 'refused',
+      reason: 'bind-foreign',
+      port: 8080,
+      address: '192.0.2.7',
+      comm: 'python3',
+    });
+    raw.writeUInt32LE(L3_EV_DROPPED, F.kind.offset);
+    raw.writeUInt32LE(Drop.Policy, F.reason.offset);
+    expect(decodeEvent(raw).reason).toBe('not-allowed-source');
   });
 });
