@@ -11,7 +11,8 @@ import { doctor } from '../engine/features';
 import { listCells, showCell, type CellView } from '../engine/inventory';
 import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
-import { setPolicy } from '../engine/policy';
+import { setPolicy, type PolicyChange } from '../engine/policy';
+import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
 import { printJson, table } from './output';
@@ -64,6 +65,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
     )
     .requiredOption('--cgroup-root <path>', 'cgroup v2 directory whose subtree holds the cells')
     .option(
+      '--managed-prefix <cidr...>',
+      'prefixes whose addresses belong to cells: the uplink drops traffic to (and frames from) unowned ones',
+    )
+    .option(
       '--netns <path>',
       "network namespace for the sk_lookup demux (default: this process's)",
       '/proc/self/ns/net',
@@ -81,24 +86,28 @@ function registerEngineCommands(program: Command, run: Runner): void {
         'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000',
       ]),
     )
-    .action((opts: { cgroupRoot: string; maxCells?: number; netns: string }) =>
-      run((g) => {
-        const r = up({
-          pinDir: g.pinDir,
-          cgroupRoot: opts.cgroupRoot,
-          netns: opts.netns,
-          ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
-          onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
-        });
-        if (g.json) return printJson(r);
-        const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
-        process.stdout.write(
-          `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
-            r.maps
-              .map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`)
-              .join(''),
-        );
-      }),
+    .action(
+      (opts: { cgroupRoot: string; maxCells?: number; netns: string; managedPrefix?: string[] }) =>
+        run((g) => {
+          const r = up({
+            pinDir: g.pinDir,
+            cgroupRoot: opts.cgroupRoot,
+            netns: opts.netns,
+            ...(opts.managedPrefix ? { managedPrefixes: opts.managedPrefix } : {}),
+            ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
+            onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
+          });
+          if (g.json) return printJson(r);
+          const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
+          process.stdout.write(
+            `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
+              r.maps
+                .map(
+                  (m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`,
+                )
+                .join(''),
+          );
+        }),
     );
 
   program
@@ -114,7 +123,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
         const r = down(g.pinDir);
         if (g.json) return printJson(r);
         process.stdout.write(
-          `engine down: ${r.links} links detached, ${r.maps} maps removed from ${r.pinDir}\n`,
+          `engine down: ${r.links} links detached, ${r.uplinks} uplinks detached, ${r.maps} maps removed from ${r.pinDir}\n`,
         );
       }),
     );
@@ -213,7 +222,8 @@ function registerEngineCommands(program: Command, run: Runner): void {
             `  loopback    127.0.0.1 -> ${c.loopback4} (private)\n` +
             `  raw sockets ${c.allowRaw ? 'allowed' : 'denied'}\n` +
             `  processes   ${c.processes.join(' ') || '-'}\n` +
-            `  traffic     rx ${t.rxPackets} pkts ${t.rxBytes} B, tx ${t.txPackets} pkts ${t.txBytes} B\n` +
+            `  sockets     rx ${t.rxPackets} pkts ${t.rxBytes} B, tx ${t.txPackets} pkts ${t.txBytes} B\n` +
+            `  uplink      rx ${t.uplinkRxPackets} pkts ${t.uplinkRxBytes} B, tx ${t.uplinkTxPackets} pkts ${t.uplinkTxBytes} B\n` +
             `  refused     ${nonzero(c.refused)}\n` +
             `  dropped     ${nonzero(c.dropped)}\n`,
         );
@@ -279,18 +289,79 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .argument('<cgroup>', 'cell cgroup')
     .option('--allow-raw', 'let the cell open raw IP sockets')
     .option('--deny-raw', 'refuse raw IP sockets (the default)')
+    .option('--allow-from <cidr...>', 'at the uplink, admit only these source prefixes (v4 and v6)')
+    .option('--clear', 'drop the allow-list: admit every source again')
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso policy web --allow-raw', 'l3iso policy web --deny-raw']))
-    .action((cgroup: string, opts: { allowRaw?: boolean; denyRaw?: boolean }) =>
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso policy web --allow-raw',
+        'l3iso policy web --allow-from 198.51.100.0/24 2001:db8:100::/48',
+        'l3iso policy web --clear',
+      ]),
+    )
+    .action(
+      (
+        cgroup: string,
+        opts: { allowRaw?: boolean; denyRaw?: boolean; allowFrom?: string[]; clear?: boolean },
+      ) =>
+        run((g) => {
+          if (opts.allowRaw && opts.denyRaw)
+            throw new L3isoError('EUSAGE', '--allow-raw and --deny-raw exclude each other');
+          const change: PolicyChange = {
+            ...(opts.allowRaw ? { allowRaw: true } : opts.denyRaw ? { allowRaw: false } : {}),
+            ...(opts.allowFrom ? { allowFrom: opts.allowFrom } : {}),
+            ...(opts.clear ? { clearAllowList: true } : {}),
+          };
+          if (Object.keys(change).length === 0)
+            throw new L3isoError(
+              'EUSAGE',
+              'policy needs --allow-raw, --deny-raw, --allow-from or --clear',
+            );
+          const r = setPolicy(g.pinDir, cgroup, change);
+          if (g.json) return printJson(r);
+          process.stdout.write(
+            `${r.cell}: raw sockets ${r.allowRaw ? 'allowed' : 'denied'}; ` +
+              `uplink sources ${r.allowFrom ? r.allowFrom.join(' ') : 'all'}\n`,
+          );
+        }),
+    );
+
+  program
+    .command('attach')
+    .summary('put the uplink programs (XDP in, tc out) on an interface')
+    .description(
+      'Attach XDP on the ingress of IFACE (per-cell rx counters, allow-lists, drop of ' +
+        'traffic to unassigned managed addresses) and a tc filter on its egress (per-cell ' +
+        'tx counters, anti-spoof at the wire). Native XDP where the driver supports it, ' +
+        'else generic with a warning. Stays attached after the CLI exits.',
+    )
+    .argument('<iface>', 'network interface in this network namespace')
+    .addOption(new Option('--mode <mode>', 'XDP mode').choices(['native', 'generic']))
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso attach eth0', 'l3iso attach eth1 --mode generic']))
+    .action((iface: string, opts: { mode?: XdpMode }) =>
       run((g) => {
-        if (opts.allowRaw && opts.denyRaw)
-          throw new L3isoError('EUSAGE', '--allow-raw and --deny-raw exclude each other');
-        const change = opts.allowRaw ? { allowRaw: true } : opts.denyRaw ? { allowRaw: false } : {};
-        if (Object.keys(change).length === 0)
-          throw new L3isoError('EUSAGE', 'policy needs --allow-raw or --deny-raw');
-        const r = setPolicy(g.pinDir, cgroup, change);
+        const r = attachUplink(g.pinDir, iface, opts.mode);
+        if (r.warning) log.warn(r.warning);
         if (g.json) return printJson(r);
-        process.stdout.write(`${r.cell}: raw sockets ${r.allowRaw ? 'allowed' : 'denied'}\n`);
+        process.stdout.write(
+          `attached to ${r.iface}: XDP ${r.mode} (prog ${r.xdpProgId}), tc egress (prog ${r.tcProgId})\n`,
+        );
+      }),
+    );
+
+  program
+    .command('detach')
+    .summary('take the uplink programs off an interface')
+    .argument('<iface>', 'network interface')
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso detach eth0']))
+    .action((iface: string) =>
+      run((g) => {
+        const r = detachUplink(g.pinDir, iface);
+        if (g.json) return printJson(r);
+        process.stdout.write(`detached from ${r.iface}\n`);
       }),
     );
 

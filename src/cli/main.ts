@@ -5,7 +5,9 @@
  * status. The verbs live in commands.ts.
  */
 import { Command, CommanderError } from 'commander';
+import { setLibbpfLogger } from '../../loader';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { log } from '../log';
 import { L3isoError } from '../errors';
 import { registerCommands, type GlobalOptions, type Runner } from './commands';
 import { EXIT_OK, EXIT_USAGE, reportError } from './output';
@@ -15,6 +17,9 @@ function wantsJson(argv: readonly string[]): boolean {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  // libbpf narrates (e.g. netlink's EEXIST for a qdisc that is already
+  // there); failures reach the user as typed errors, so its prose is debug.
+  setLibbpfLogger((level, msg) => log.debug({ libbpf: level }, msg.trimEnd()));
   let status = EXIT_OK;
   const program = new Command();
   program

@@ -19,6 +19,7 @@ import {
   resolveCellPath,
 } from '../model/cgroup';
 import { withLock } from './lock';
+import { setAllowList } from './prefixes';
 import { destroySockets } from './revoke';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
@@ -194,6 +195,7 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
     state.deleteCell(id);
     for (const o of owned) state.unclaim(o.address);
     state.deleteStats(id);
+    setAllowList(state, id, []);
     return {
       ...base,
       released: owned

@@ -40,6 +40,11 @@ export interface TrafficCounters {
   rxBytes: number;
   txPackets: number;
   txBytes: number;
+  /** frames counted on attached uplinks (XDP in, tc out) */
+  uplinkRxPackets: number;
+  uplinkRxBytes: number;
+  uplinkTxPackets: number;
+  uplinkTxBytes: number;
 }
 
 export interface CellDetail extends CellView {
@@ -139,6 +144,10 @@ export function trafficOf(stats: CellStats | undefined): TrafficCounters {
     rxBytes: Number(stats?.rxBytes ?? 0n),
     txPackets: Number(stats?.txPackets ?? 0n),
     txBytes: Number(stats?.txBytes ?? 0n),
+    uplinkRxPackets: Number(stats?.uplinkRxPackets ?? 0n),
+    uplinkRxBytes: Number(stats?.uplinkRxBytes ?? 0n),
+    uplinkTxPackets: Number(stats?.uplinkTxPackets ?? 0n),
+    uplinkTxBytes: Number(stats?.uplinkTxBytes ?? 0n),
   };
 }
 

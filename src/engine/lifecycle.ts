@@ -6,29 +6,19 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  AttachType,
-  BpfLink,
-  BpfLoadError,
-  BpfMap,
-  BpfObject,
-  type BpfProgram,
-} from '../../loader';
+import { AttachType, BpfLink, type BpfProgram } from '../../loader';
 import { L3isoError } from '../errors';
 import { L3_LAYOUT_VERSION } from '../maps/layout';
 import { cgroupId, cgroupLevel, findCgroup2Mount } from '../model/cgroup';
 import { requireFeatures } from './features';
 import { withLock } from './lock';
-import { bpfObjectPath, pinLayout, type PinLayout } from './paths';
+import { pinLayout, type PinLayout } from './paths';
 import { requireRoot } from './privilege';
-import {
-  ALL_PROGRAMS,
-  ATTACHED_OBJECTS,
-  DEFAULT_MAX_CELLS,
-  SHARED_MAPS,
-  mapCapacity,
-} from './programs';
+import { ALL_PROGRAMS, ATTACHED_OBJECTS, DEFAULT_MAX_CELLS } from './programs';
+import { parsePrefixes, setManagedPrefixes } from './prefixes';
+import { loadWithPinnedMaps } from './objects';
 import { EngineState } from './state';
+import { detachAllUplinks } from './uplink';
 
 export interface UpOptions {
   pinDir: string;
@@ -36,6 +26,8 @@ export interface UpOptions {
   maxCells?: number;
   /** network namespace for sk_lookup (default: the caller's) */
   netns?: string;
+  /** prefixes whose addresses belong to cells; undefined keeps the current set */
+  managedPrefixes?: string[];
   onProgress?: (step: string) => void;
 }
 
@@ -63,6 +55,7 @@ export function up(opts: UpOptions): UpResult {
   const mount = findCgroup2Mount();
   const root = resolveCgroupRoot(opts.cgroupRoot, mount);
   const layout = pinLayout(opts.pinDir);
+  const managed = opts.managedPrefixes ? parsePrefixes(opts.managedPrefixes) : undefined;
   progress('checking kernel features');
   requireFeatures(layout.root);
 
@@ -77,7 +70,7 @@ export function up(opts: UpOptions): UpResult {
     }
     const undo: (() => void)[] = [];
     try {
-      return bringUp(
+      const result = bringUp(
         layout,
         root,
         mount,
@@ -87,6 +80,15 @@ export function up(opts: UpOptions): UpResult {
         undo,
         progress,
       );
+      if (managed) {
+        const state = EngineState.open(layout.root);
+        try {
+          setManagedPrefixes(state, managed);
+        } finally {
+          state.close();
+        }
+      }
+      return result;
     } catch (err) {
       // Nothing half-applied: remove whatever this run created.
       for (const step of undo.reverse()) {
@@ -161,84 +163,6 @@ function openTargets(root: string, netnsPath: string): { cgroup: number; netns: 
       'EUSAGE',
       `cannot open network namespace ${netnsPath}: ${(err as Error).message}`,
     );
-  }
-}
-
-/** Opens an object whose shared maps are the pinned ones when they exist
- * (so state survives upgrades), loads it and pins the maps it created. */
-export function loadWithPinnedMaps(
-  file: string,
-  layout: PinLayout,
-  maxCells: number,
-  result?: UpResult,
-  undo?: (() => void)[],
-): BpfObject {
-  const obj = BpfObject.open(bpfObjectPath(file));
-  const reused: BpfMap[] = [];
-  const created: string[] = [];
-  try {
-    for (const spec of obj.mapSpecs()) {
-      if (!(SHARED_MAPS as readonly string[]).includes(spec.name)) continue;
-      const pinned = layout.map(spec.name);
-      const seen = result?.maps.some((m) => m.name === spec.name);
-      if (fs.existsSync(pinned)) {
-        const map = BpfMap.openPinned(pinned);
-        reused.push(map);
-        if (
-          map.keySize !== spec.keySize ||
-          map.valueSize !== spec.valueSize ||
-          map.type !== spec.type
-        ) {
-          throw new L3isoError(
-            'EKERNEL',
-            `pinned map ${spec.name} has another layout than this version expects`,
-            'run `l3iso down` and `up` again (this drops the assignments)',
-          );
-        }
-        obj.reuseMap(spec.name, map);
-        if (!seen)
-          result?.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
-      } else {
-        const capacity = mapCapacity(spec.name, maxCells);
-        if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
-        created.push(spec.name);
-        result?.maps.push({
-          name: spec.name,
-          action: 'created',
-          maxEntries: capacity ?? spec.maxEntries,
-        });
-      }
-    }
-    try {
-      obj.load();
-    } catch (err) {
-      if (err instanceof BpfLoadError) {
-        throw new L3isoError(
-          'EFEATURE_MISSING',
-          `the kernel refused ${file}: ${err.message}`,
-          'run `l3iso doctor`',
-          {
-            cause: err,
-          },
-        );
-      }
-      throw err;
-    }
-    for (const name of created) {
-      const map = obj.map(name);
-      try {
-        map.pin(layout.map(name));
-      } finally {
-        map.close();
-      }
-      undo?.push(() => fs.unlinkSync(layout.map(name)));
-    }
-    return obj;
-  } catch (err) {
-    obj.close();
-    throw err;
-  } finally {
-    for (const m of reused) m.close();
   }
 }
 
@@ -329,6 +253,7 @@ export interface DownResult {
   pinDir: string;
   links: number;
   maps: number;
+  uplinks: number;
 }
 
 /** Detaches (unpinning a link whose only reference is the pin detaches it)
@@ -340,7 +265,16 @@ export function down(pinDir: string): DownResult {
     throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
   }
   const result = withLock(layout, () => {
-    const result: DownResult = { pinDir: layout.root, links: 0, maps: 0 };
+    const result: DownResult = { pinDir: layout.root, links: 0, maps: 0, uplinks: 0 };
+    // Netlink attachments do not go away with the pins: remove them first.
+    if (EngineState.isUp(layout.root)) {
+      const state = EngineState.open(layout.root);
+      try {
+        result.uplinks = detachAllUplinks(state);
+      } finally {
+        state.close();
+      }
+    }
     for (const [dir, key] of [
       [layout.linksDir, 'links'],
       [layout.mapsDir, 'maps'],

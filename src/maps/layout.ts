@@ -5,7 +5,12 @@
  * two cannot drift apart silently.
  */
 import { L3isoError } from '../errors';
-import { addressFromBytes, formatAddress, type CellAddress, type CellPrefix } from '../model/address';
+import {
+  addressFromBytes,
+  formatAddress,
+  type CellAddress,
+  type CellPrefix,
+} from '../model/address';
 
 export const L3_MAX_DEPTH = 16;
 export const L3_FAMILY_V4 = 4;
@@ -167,6 +172,15 @@ export const LAYOUT = {
       pad: { offset: 31, size: 1 },
       addr: { offset: 32, size: 16 },
       comm: { offset: 48, size: 16 },
+    },
+  },
+  l3_uplink: {
+    size: 16,
+    fields: {
+      xdp_flags: { offset: 0, size: 4 },
+      xdp_prog_id: { offset: 4, size: 4 },
+      tc_prog_id: { offset: 8, size: 4 },
+      pad: { offset: 12, size: 4 },
     },
   },
   l3_event_budget: {
@@ -472,10 +486,22 @@ export function encodeCellStats(s: CellStats): Buffer {
   buf.writeBigUInt64LE(u64('l3_cell_stats.tx_packets', s.txPackets), F.tx_packets.offset);
   buf.writeBigUInt64LE(u64('l3_cell_stats.tx_bytes', s.txBytes), F.tx_bytes.offset);
   writeU64Array('l3_cell_stats.dropped', buf, F.dropped, s.dropped);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_rx_packets', s.uplinkRxPackets), F.uplink_rx_packets.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_rx_bytes', s.uplinkRxBytes), F.uplink_rx_bytes.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_tx_packets', s.uplinkTxPackets), F.uplink_tx_packets.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.uplink_tx_bytes', s.uplinkTxBytes), F.uplink_tx_bytes.offset);
+  buf.writeBigUInt64LE(
+    u64('l3_cell_stats.uplink_rx_packets', s.uplinkRxPackets),
+    F.uplink_rx_packets.offset,
+  );
+  buf.writeBigUInt64LE(
+    u64('l3_cell_stats.uplink_rx_bytes', s.uplinkRxBytes),
+    F.uplink_rx_bytes.offset,
+  );
+  buf.writeBigUInt64LE(
+    u64('l3_cell_stats.uplink_tx_packets', s.uplinkTxPackets),
+    F.uplink_tx_packets.offset,
+  );
+  buf.writeBigUInt64LE(
+    u64('l3_cell_stats.uplink_tx_bytes', s.uplinkTxBytes),
+    F.uplink_tx_bytes.offset,
+  );
   return buf;
 }
 
@@ -646,5 +672,32 @@ export function decodeEvent(raw: Uint8Array): AuditEvent {
         ? formatAddress(family === L3_FAMILY_V4 ? 4 : 6, addrBytes)
         : undefined,
     comm: comm.subarray(0, nul < 0 ? comm.length : nul).toString('utf8'),
+  };
+}
+
+// ---- struct l3_uplink ---------------------------------------------------
+
+export interface Uplink {
+  xdpFlags: number;
+  xdpProgId: number;
+  tcProgId: number;
+}
+
+export function encodeUplink(u: Uplink): Buffer {
+  const F = LAYOUT.l3_uplink.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_uplink.size);
+  buf.writeUInt32LE(u32('l3_uplink.xdp_flags', u.xdpFlags), F.xdp_flags.offset);
+  buf.writeUInt32LE(u32('l3_uplink.xdp_prog_id', u.xdpProgId), F.xdp_prog_id.offset);
+  buf.writeUInt32LE(u32('l3_uplink.tc_prog_id', u.tcProgId), F.tc_prog_id.offset);
+  return buf;
+}
+
+export function decodeUplink(raw: Uint8Array): Uplink {
+  const F = LAYOUT.l3_uplink.fields;
+  const buf = checkSize('l3_uplink', raw);
+  return {
+    xdpFlags: buf.readUInt32LE(F.xdp_flags.offset),
+    xdpProgId: buf.readUInt32LE(F.xdp_prog_id.offset),
+    tcProgId: buf.readUInt32LE(F.tc_prog_id.offset),
   };
 }

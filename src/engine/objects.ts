@@ -1,0 +1,95 @@
+/**
+ * Loading a BPF object against an engine's pinned maps: every object
+ * declares the shared maps (bpf/maps.bpf.h), and each load reuses the pinned
+ * instance when there is one, so all objects see the same state and it
+ * survives upgrades.
+ */
+import * as fs from 'node:fs';
+import { BpfLoadError, BpfMap, BpfObject } from '../../loader';
+import { L3isoError } from '../errors';
+import { bpfObjectPath, type PinLayout } from './paths';
+import { SHARED_MAPS, mapCapacity } from './programs';
+
+export interface MapOutcome {
+  name: string;
+  action: 'created' | 'reused';
+  maxEntries: number;
+}
+
+/** Opens an object whose shared maps are the pinned ones when they exist
+ * (so state survives upgrades), loads it and pins the maps it created. */
+export function loadWithPinnedMaps(
+  file: string,
+  layout: PinLayout,
+  maxCells: number,
+  result?: { maps: MapOutcome[] },
+  undo?: (() => void)[],
+): BpfObject {
+  const obj = BpfObject.open(bpfObjectPath(file));
+  const reused: BpfMap[] = [];
+  const created: string[] = [];
+  try {
+    for (const spec of obj.mapSpecs()) {
+      if (!(SHARED_MAPS as readonly string[]).includes(spec.name)) continue;
+      const pinned = layout.map(spec.name);
+      const seen = result?.maps.some((m) => m.name === spec.name);
+      if (fs.existsSync(pinned)) {
+        const map = BpfMap.openPinned(pinned);
+        reused.push(map);
+        if (
+          map.keySize !== spec.keySize ||
+          map.valueSize !== spec.valueSize ||
+          map.type !== spec.type
+        ) {
+          throw new L3isoError(
+            'EKERNEL',
+            `pinned map ${spec.name} has another layout than this version expects`,
+            'run `l3iso down` and `up` again (this drops the assignments)',
+          );
+        }
+        obj.reuseMap(spec.name, map);
+        if (!seen)
+          result?.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
+      } else {
+        const capacity = mapCapacity(spec.name, maxCells);
+        if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
+        created.push(spec.name);
+        result?.maps.push({
+          name: spec.name,
+          action: 'created',
+          maxEntries: capacity ?? spec.maxEntries,
+        });
+      }
+    }
+    try {
+      obj.load();
+    } catch (err) {
+      if (err instanceof BpfLoadError) {
+        throw new L3isoError(
+          'EFEATURE_MISSING',
+          `the kernel refused ${file}: ${err.message}`,
+          'run `l3iso doctor`',
+          {
+            cause: err,
+          },
+        );
+      }
+      throw err;
+    }
+    for (const name of created) {
+      const map = obj.map(name);
+      try {
+        map.pin(layout.map(name));
+      } finally {
+        map.close();
+      }
+      undo?.push(() => fs.unlinkSync(layout.map(name)));
+    }
+    return obj;
+  } catch (err) {
+    obj.close();
+    throw err;
+  } finally {
+    for (const m of reused) m.close();
+  }
+}
