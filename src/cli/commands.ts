@@ -5,10 +5,11 @@
  */
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
-import { assign, release } from '../engine/cells';
+import { assign, gc, release } from '../engine/cells';
 import { execInCell } from '../engine/exec';
 import { doctor } from '../engine/features';
-import { listCells, showCell, type CellView } from '../engine/inventory';
+import { allCapabilityWarnings, listCells, showCell, type CellView } from '../engine/inventory';
+import { EngineState } from '../engine/state';
 import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
 import { setPolicy, type PolicyChange } from '../engine/policy';
@@ -45,7 +46,10 @@ function positiveInt(name: string) {
 }
 
 function cellRow(c: CellView): string[] {
-  return [c.cell, c.addresses.join(',') || '-', c.loopback4, c.allowRaw ? 'raw' : '-', c.id];
+  const policy = [c.allowRaw ? 'raw' : '', c.allowList ? 'allow-list' : '']
+    .filter(Boolean)
+    .join(',');
+  return [c.cell, c.addresses.join(',') || '-', c.loopback4, policy || '-', c.id];
 }
 
 export function registerCommands(program: Command, run: Runner): void {
@@ -366,6 +370,30 @@ function registerEngineCommands(program: Command, run: Runner): void {
     );
 
   program
+    .command('gc')
+    .summary('release cells whose cgroup is gone, and claims of crashed assigns')
+    .description(
+      'A cgroup removed without `release` leaves its cell in the maps (its addresses stay ' +
+        'owned). gc releases such cells, destroys their sockets, and frees addresses claimed ' +
+        'by an assign that died before it finished.',
+    )
+    .addOption(jsonOption())
+    .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json']))
+    .action(() =>
+      run((g) => {
+        const r = gc(g.pinDir);
+        if (g.json) return printJson(r);
+        process.stdout.write(
+          `gc: ${r.cells.length} stale cells released` +
+            (r.cells.length
+              ? ` (${r.cells.map((c) => `#${c.id}: ${c.addresses.join(',') || '-'}`).join('; ')})`
+              : '') +
+            `, ${r.orphanedAddresses.length} orphaned addresses freed\n`,
+        );
+      }),
+    );
+
+  program
     .command('doctor')
     .summary('probe every kernel feature the engine uses')
     .description(
@@ -375,7 +403,15 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso doctor', 'l3iso doctor --json']))
     .action(() =>
       run((g) => {
-        const r = doctor(pinLayout(g.pinDir).root);
+        const r = {
+          ...doctor(pinLayout(g.pinDir).root),
+          warnings: EngineState.isUp(g.pinDir) ? allCapabilityWarnings(g.pinDir) : [],
+        };
+        for (const w of r.warnings) {
+          process.stderr.write(
+            `l3iso: warning: pid ${w.pid} (${w.comm}) in cell ${w.cell} holds ${w.capabilities.map((n) => `CAP_${n.toUpperCase()}`).join(', ')}: it can escape confinement\n`,
+          );
+        }
         if (g.json) printJson(r);
         else
           process.stdout.write(

@@ -13,6 +13,7 @@ import { L3_OWNER_LOOPBACK, type Cell, type Owner } from '../maps/layout';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
   cgroupId,
+  cgroupPathsById,
   findCgroup2Mount,
   findCgroupById,
   relativeCellName,
@@ -249,4 +250,54 @@ function pickPrimary(
     .filter((a) => a.family === family)
     .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
   return candidates[0];
+}
+
+export interface GcResult {
+  /** cells whose cgroup was removed without `release` */
+  cells: { id: string; addresses: string[] }[];
+  /** addresses claimed by an assign that died before it wrote its cell */
+  orphanedAddresses: string[];
+}
+
+/**
+ * Releases what nobody can release by name any more: cells whose cgroup is
+ * gone, and claims whose cell entry never got written (an assign that
+ * crashed). Under the lock no assign is halfway, so such claims are stale.
+ */
+export function gc(pinDir: string): GcResult {
+  requireRoot('gc');
+  const state = EngineState.open(pinDir);
+  try {
+    const root = state.config().cgroupRoot;
+    return withLock(state.layout, () => {
+      const live = new Set(cgroupPathsById(root).keys());
+      const cells = state.cells();
+      const owners = state.owners();
+      const result: GcResult = { cells: [], orphanedAddresses: [] };
+      for (const id of cells.keys()) {
+        if (live.has(id)) continue;
+        const owned = owners.filter((o) => o.owner.cell === id);
+        state.deleteCell(id);
+        for (const o of owned) state.unclaim(o.address);
+        state.deleteStats(id);
+        setAllowList(state, id, []);
+        destroySockets(owned.map((o) => o.address));
+        result.cells.push({
+          id: id.toString(),
+          addresses: owned
+            .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
+            .map((o) => o.address.text),
+        });
+      }
+      for (const o of owners) {
+        if (cells.has(o.owner.cell)) continue;
+        if (result.cells.some((c) => c.id === o.owner.cell.toString())) continue;
+        state.unclaim(o.address);
+        result.orphanedAddresses.push(o.address.text);
+      }
+      return result;
+    });
+  } finally {
+    state.close();
+  }
 }

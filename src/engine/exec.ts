@@ -15,7 +15,8 @@ import * as path from 'node:path';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
 import { assign, parseAddresses, release, type AssignResult } from './cells';
-import { cgroupPathsById, subtreeProcs } from './inventory';
+import { cgroupPathsById } from '../model/cgroup';
+import { subtreeProcs } from './inventory';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
 

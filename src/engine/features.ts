@@ -7,11 +7,22 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AttachType, BpfLink, BpfObject } from '../../loader';
+import {
+  AttachType,
+  BpfLink,
+  BpfObject,
+  TcAttachPoint,
+  XdpFlags,
+  inNetns,
+  tcAttach,
+  tcHookCreate,
+  xdpAttach,
+  xdpDetach,
+} from '../../loader';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
 import { bpfObjectPath } from './paths';
-import { ATTACHED_OBJECTS, REVOKE_OBJECT } from './programs';
+import { ATTACHED_OBJECTS, REVOKE_OBJECT, UPLINK_OBJECT } from './programs';
 
 export interface FeatureCheck {
   name: string;
@@ -144,6 +155,7 @@ export function programChecks(): FeatureCheck[] {
         loaded.close();
       }
     }
+    checks.push(...uplinkChecks(scratchName));
     checks.push(
       check(
         'socket revocation (iter/tcp, iter/udp, bpf_sock_destroy)',
@@ -178,6 +190,79 @@ export function programChecks(): FeatureCheck[] {
     fs.rmdirSync(scratchCgroup);
   }
   return checks;
+}
+
+/** The uplink programs on a veth inside the throwaway netns: native XDP
+ * (optional: drivers differ), generic XDP and tc egress (required for
+ * `attach`). */
+function uplinkChecks(netns: string): FeatureCheck[] {
+  const out: FeatureCheck[] = [];
+  let obj: BpfObject | undefined;
+  const load = check(
+    `${UPLINK_OBJECT} loads`,
+    false,
+    '`attach` (uplink filtering and counters)',
+    () => {
+      obj = BpfObject.open(bpfObjectPath(UPLINK_OBJECT));
+      obj.load();
+      return 'XDP and tc programs verified';
+    },
+  );
+  out.push(load);
+  if (!obj) return out;
+  const loaded: BpfObject = obj;
+  try {
+    if (!load.ok) return out;
+    execFileSync(
+      'ip',
+      ['-n', netns, 'link', 'add', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    execFileSync('ip', ['-n', netns, 'link', 'set', 'probe0', 'up'], { stdio: 'ignore' });
+    const [link] = JSON.parse(
+      execFileSync('ip', ['-n', netns, '-j', 'link', 'show', 'probe0'], { encoding: 'utf8' }),
+    ) as { ifindex: number }[];
+    const ifindex = link!.ifindex;
+    inNetns(`/run/netns/${netns}`, () => {
+      const xdp = loaded.program('l3_xdp').fd;
+      for (const [mode, flags] of [
+        ['native', XdpFlags.DRV_MODE],
+        ['generic', XdpFlags.SKB_MODE],
+      ] as const) {
+        out.push(
+          check(`XDP ${mode} mode`, false, `${mode} XDP on drivers that lack it`, () => {
+            xdpAttach(ifindex, xdp, flags);
+            xdpDetach(ifindex, flags);
+            return 'attached to a veth';
+          }),
+        );
+      }
+      out.push(
+        check(
+          'tc egress (clsact)',
+          false,
+          '`attach`: tx counters and anti-spoof at the wire',
+          () => {
+            tcHookCreate(ifindex, TcAttachPoint.EGRESS);
+            tcAttach(ifindex, TcAttachPoint.EGRESS, loaded.program('l3_tc_egress').fd);
+            return 'attached to a veth';
+          },
+        ),
+      );
+    });
+  } catch (err) {
+    out.push({
+      name: 'uplink probe',
+      ok: false,
+      required: false,
+      detail: err instanceof Error ? err.message : String(err),
+    });
+  } finally {
+    loaded.close();
+  }
+  return out;
 }
 
 /** Listed for completeness: the design must work without them. */

@@ -2,10 +2,9 @@
  * Read-only views of an engine: which cells exist, what they own, what they
  * were refused. Built from the maps on every call (they are the state).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { L3isoError } from '../errors';
 import {
+  L3_CELL_ALLOW_LIST,
   L3_CELL_ALLOW_RAW,
   L3_OWNER_LOOPBACK,
   REASON_MAX,
@@ -19,7 +18,7 @@ import {
 } from '../maps/layout';
 import type { CellAddress } from '../model/address';
 import { dangerousCapabilities, type CapabilityWarning } from '../model/capabilities';
-import { cgroupProcs, relativeCellName } from '../model/cgroup';
+import { cgroupPathsById, cgroupProcs, relativeCellName } from '../model/cgroup';
 import { openCellTarget } from './cells';
 import { EngineState } from './state';
 
@@ -33,6 +32,8 @@ export interface CellView {
   primary6?: string;
   loopback4: string;
   allowRaw: boolean;
+  /** uplink ingress admits only allow-listed sources */
+  allowList: boolean;
 }
 
 export interface TrafficCounters {
@@ -55,24 +56,6 @@ export interface CellDetail extends CellView {
   dropped: Record<string, number>;
   /** processes of the cell holding a capability that defeats confinement */
   capabilityWarnings: CapabilityWarning[];
-}
-
-/** cgroup id -> path for every cgroup at or below root, in one walk. */
-export function cgroupPathsById(root: string): Map<bigint, string> {
-  const out = new Map<bigint, string>();
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    try {
-      out.set(fs.statSync(dir, { bigint: true }).ino, dir);
-      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-        if (e.isDirectory()) stack.push(path.join(dir, e.name));
-      }
-    } catch {
-      /* removed while walking */
-    }
-  }
-  return out;
 }
 
 function compareAddresses(a: CellAddress, b: CellAddress): number {
@@ -102,6 +85,7 @@ function view(
     ...(cell.primary6 ? { primary6: cell.primary6.text } : {}),
     loopback4: cell.loopback4.text,
     allowRaw: (cell.flags & L3_CELL_ALLOW_RAW) !== 0,
+    allowList: (cell.flags & L3_CELL_ALLOW_LIST) !== 0,
   };
 }
 
@@ -196,4 +180,15 @@ export function subtreeProcs(cgroupPath: string): number[] {
     }
   }
   return out.sort((a, b) => a - b);
+}
+
+/** Every process, in every cell, that holds a confinement-breaking
+ * capability (for doctor). */
+export function allCapabilityWarnings(pinDir: string): (CapabilityWarning & { cell: string })[] {
+  const out: (CapabilityWarning & { cell: string })[] = [];
+  for (const c of listCells(pinDir).cells) {
+    if (!c.path) continue;
+    for (const w of dangerousCapabilities(subtreeProcs(c.path))) out.push({ ...w, cell: c.cell });
+  }
+  return out;
 }

@@ -204,3 +204,21 @@ export function cgroupProcs(cgroupPath: string): number[] {
     .map((l) => Number.parseInt(l, 10))
     .filter((n) => Number.isSafeInteger(n) && n > 0);
 }
+
+/** cgroup id -> path for every cgroup at or below root, in one walk. */
+export function cgroupPathsById(root: string): Map<bigint, string> {
+  const out = new Map<bigint, string>();
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    try {
+      out.set(statSync(dir, { bigint: true }).ino, dir);
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) stack.push(path.join(dir, e.name));
+      }
+    } catch {
+      /* removed while walking */
+    }
+  }
+  return out;
+}
