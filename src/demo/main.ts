@@ -138,7 +138,14 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
   }
   say();
 
-  say(bold('6. What the engine knows'));
+  say(bold('6. The host listens on 0.0.0.0:2222; the shared stack must not hand it cell traffic'));
+  cmd(`curl http://${HOST_ADDR}:2222/   # the host's own address`);
+  expect('answer', curl(sb, `http://${HOST_ADDR}:2222/`), (g) => g.includes("HOST's wildcard"));
+  cmd(`curl http://${A.addr}:2222/   # ${A.name}'s address, where ${A.name} has no socket`);
+  expect('answer', curl(sb, `http://${A.addr}:2222/`), (g) => /refused|reset|Couldn't connect/i.test(g));
+  say();
+
+  say(bold('7. What the engine knows'));
   cmd('l3iso list');
   for (const line of sb.cli(['list']).stdout.trimEnd().split('\n')) say(`    ${line}`);
   cmd(`l3iso show ${A.name}`);
@@ -182,7 +189,7 @@ async function main(): Promise<number> {
     );
     sb.destroy();
   }
-  say(bold('7. Cleaned up: cells released, engine down, sandbox removed.'));
+  say(bold('8. Cleaned up: cells released, engine down, sandbox removed.'));
   say(
     failures === 0
       ? bold('demo: every step behaved as described')
