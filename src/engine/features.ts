@@ -35,8 +35,8 @@ export interface FeatureCheck {
 }
 
 const BPF_FS_MAGIC = 0xcafe4a11;
-/** bpf_set_retval, the last helper the socket hooks rely on. */
-const MIN_KERNEL: [number, number] = [5, 18];
+/** bpf_sock_destroy (revocation), the newest kernel feature relied on. */
+const MIN_KERNEL: [number, number] = [6, 5];
 
 function kernelVersion(): [number, number] {
   const m = /^(\d+)\.(\d+)/.exec(os.release());
@@ -66,9 +66,9 @@ function check(
 export function staticChecks(pinRoot: string): FeatureCheck[] {
   return [
     check(
-      'kernel >= 5.18',
+      `kernel >= ${MIN_KERNEL.join('.')}`,
       true,
-      'everything (bpf_set_retval, sk_storage in sock_addr hooks)',
+      'everything (bpf_set_retval 5.18, sk_lookup 5.9, bpf_sock_destroy 6.5)',
       () => {
         const [major, minor] = kernelVersion();
         if (major < MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor < MIN_KERNEL[1])) {
@@ -95,8 +95,26 @@ export function staticChecks(pinRoot: string): FeatureCheck[] {
   ];
 }
 
+/** Revocation is the one required feature no attach exercises: load it. */
+function revocationCheck(): FeatureCheck {
+  return check(
+    'socket revocation (iter/tcp, iter/udp, bpf_sock_destroy)',
+    true,
+    'release leaves existing sockets open',
+    () => {
+      const obj = BpfObject.open(bpfObjectPath(REVOKE_OBJECT));
+      try {
+        obj.load();
+      } finally {
+        obj.close();
+      }
+      return 'Linux 6.5+ kfunc available';
+    },
+  );
+}
+
 export function requireFeatures(pinRoot: string): void {
-  const missing = staticChecks(pinRoot).filter((f) => f.required && !f.ok);
+  const missing = [...staticChecks(pinRoot), revocationCheck()].filter((f) => f.required && !f.ok);
   if (missing.length > 0) {
     throw new L3isoError(
       'EFEATURE_MISSING',
@@ -156,22 +174,7 @@ export function programChecks(): FeatureCheck[] {
       }
     }
     checks.push(...uplinkChecks(scratchName));
-    checks.push(
-      check(
-        'socket revocation (iter/tcp, iter/udp, bpf_sock_destroy)',
-        true,
-        'release leaves existing sockets open',
-        () => {
-          const obj = BpfObject.open(bpfObjectPath(REVOKE_OBJECT));
-          try {
-            obj.load();
-          } finally {
-            obj.close();
-          }
-          return 'Linux 6.5+ kfunc available';
-        },
-      ),
-    );
+    checks.push(revocationCheck());
   } catch (err) {
     checks.push({
       name: 'throwaway netns and cgroup for probing',

@@ -60,9 +60,18 @@ describe('capability warnings', () => {
       const t = await sb.cli(['show', 'c']);
       expect(t.status, t.stderr).toBe(0);
       const lines = t.stderr.split('\n').filter((l) => l.startsWith('l3iso: warning:'));
-      expect(lines.some((l) => l.includes(String(p.pid))), t.stderr).toBe(true);
-      expect(lines.some((l) => l.includes(String(nested.pid))), t.stderr).toBe(true);
-      expect(lines.some((l) => /NET_RAW/i.test(l)), t.stderr).toBe(true);
+      expect(
+        lines.some((l) => l.includes(String(p.pid))),
+        t.stderr,
+      ).toBe(true);
+      expect(
+        lines.some((l) => l.includes(String(nested.pid))),
+        t.stderr,
+      ).toBe(true);
+      expect(
+        lines.some((l) => /NET_RAW/i.test(l)),
+        t.stderr,
+      ).toBe(true);
       // and another cell is not warned about
       const other = await sb.show('clean');
       expect(other.capabilityWarnings).toEqual([]);
