@@ -16,7 +16,7 @@ import { setPolicy, type PolicyChange } from '../engine/policy';
 import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
-import { printJson, table } from './output';
+import { printJson, table, warnCapabilities } from './output';
 
 export interface GlobalOptions {
   pinDir: string;
@@ -231,11 +231,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
             `  refused     ${nonzero(c.refused)}\n` +
             `  dropped     ${nonzero(c.dropped)}\n`,
         );
-        for (const w of c.capabilityWarnings) {
-          process.stderr.write(
-            `l3iso: warning: pid ${w.pid} (${w.comm}) in cell ${c.cell} holds ${w.capabilities.map((n) => `CAP_${n.toUpperCase()}`).join(', ')}: it can escape confinement\n`,
-          );
-        }
+        for (const w of c.capabilityWarnings) warnCapabilities(c.cell, w);
       }),
     );
 
@@ -407,11 +403,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
           ...doctor(pinLayout(g.pinDir).root),
           warnings: EngineState.isUp(g.pinDir) ? allCapabilityWarnings(g.pinDir) : [],
         };
-        for (const w of r.warnings) {
-          process.stderr.write(
-            `l3iso: warning: pid ${w.pid} (${w.comm}) in cell ${w.cell} holds ${w.capabilities.map((n) => `CAP_${n.toUpperCase()}`).join(', ')}: it can escape confinement\n`,
-          );
-        }
+        for (const w of r.warnings) warnCapabilities(w.cell, w);
         if (g.json) printJson(r);
         else
           process.stdout.write(

@@ -5,6 +5,7 @@
  */
 import { BpfError } from '../../loader';
 import { L3isoError } from '../errors';
+import type { CapabilityWarning } from '../model/capabilities';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -59,4 +60,12 @@ export function reportError(err: unknown, json: boolean): number {
     process.stderr.write(`${err.stack}\n`);
   }
   return report.code === 'EUSAGE' ? EXIT_USAGE : EXIT_FAILURE;
+}
+
+/** A process in a cell holding a capability that defeats confinement. */
+export function warnCapabilities(cell: string, w: CapabilityWarning): void {
+  const caps = w.capabilities.map((n) => `CAP_${n.toUpperCase()}`).join(', ');
+  process.stderr.write(
+    `l3iso: warning: pid ${w.pid} (${w.comm}) in cell ${cell} holds ${caps}: it can escape confinement\n`,
+  );
 }
