@@ -227,13 +227,17 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
     addrs6: remaining.filter((a) => a.family === 6).length,
   };
   state.putCell(id, next);
+  // Destroy while the cell still owns the address: tcp_abort's RST to the
+  // peer leaves from it, and egress anti-spoof would drop it a moment later.
+  let destroyed = destroySockets(addrs);
   for (const a of addrs) state.unclaim(a);
-  // After the unclaim: a socket bound a moment before is caught too.
+  // Again after the unclaim: a socket bound in between is caught too.
+  destroyed += destroySockets(addrs);
   return {
     ...base,
     released: addrs.map((a) => a.text),
     removed: false,
-    socketsDestroyed: destroySockets(addrs),
+    socketsDestroyed: destroyed,
   };
 }
 

@@ -192,3 +192,6 @@ export function allCapabilityWarnings(pinDir: string): (CapabilityWarning & { ce
   }
   return out;
 }
+
+/** Moved to the cgroup model; re-exported for callers that find it here. */
+export { cgroupPathsById } from '../model/cgroup';

@@ -264,6 +264,29 @@ def op_send_forged(op):
     return {"sent": n}
 
 
+def op_packet_send(op):
+    """AF_PACKET (SOCK_RAW) send of one hand-built Ethernet + IPv4/IPv6 + UDP
+    frame on interface op["iface"]: source op["src"] (forged or not),
+    destination op["dst"]:op["dport"], Ethernet destination op["dst_mac"]
+    ("aa:bb:..."), source MAC the interface's own unless op["src_mac"].
+    Needs CAP_NET_RAW. Reports the frame length written."""
+    fam = socket.AF_INET6 if ":" in op["dst"] else socket.AF_INET
+    pkt = forged_udp(fam, op["src"], op["dst"], int(op.get("sport", 9999)), int(op["dport"]),
+                     payload_of(op, "forged"))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        s.bind((op["iface"], 0))
+        own_mac = s.getsockname()[4]
+        src_mac = bytes.fromhex(op["src_mac"].replace(":", "")) if "src_mac" in op else own_mac
+        dst_mac = bytes.fromhex(op["dst_mac"].replace(":", ""))
+        ethertype = 0x86DD if fam == socket.AF_INET6 else 0x0800
+        frame = dst_mac + src_mac + struct.pack("!H", ethertype) + pkt
+        n = s.send(frame)
+        return {"sent": n, "frame_len": len(frame), "src_mac": own_mac.hex()}
+    finally:
+        s.close()
+
+
 def op_close(op):
     socks.pop(op.get("id", "s")).close()
     return {}
@@ -369,6 +392,7 @@ OPS = {
     "recvfrom": op_recvfrom,
     "close": op_close,
     "send_forged": op_send_forged,
+    "packet_send": op_packet_send,
     "fetch": op_fetch,
     "caps": op_caps,
     "cgroup": op_cgroup,
