@@ -10,7 +10,7 @@ import type { BpfProgram } from './object';
 
 /** Runs an iterator program to completion and returns what it printed
  * (bpf_seq_printf output; empty for programs that only act). */
-export function runIterator(prog: BpfProgram): string {
+export function runIterator(prog: BpfProgram | number): string {
   const link = BpfLink.create(prog, 0, AttachType.TRACE_ITER);
   try {
     const fd = check('bpf_iter_create', libbpf.bpf_iter_create(link.fd));

@@ -203,7 +203,10 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
         .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
         .map((o) => o.address.text),
       removed: true,
-      socketsDestroyed: destroySockets(owned.map((o) => o.address)),
+      socketsDestroyed: destroySockets(
+        state.layout,
+        owned.map((o) => o.address),
+      ),
     };
   }
 
@@ -229,10 +232,10 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
   state.putCell(id, next);
   // Destroy while the cell still owns the address: tcp_abort's RST to the
   // peer leaves from it, and egress anti-spoof would drop it a moment later.
-  let destroyed = destroySockets(addrs);
+  let destroyed = destroySockets(state.layout, addrs);
   for (const a of addrs) state.unclaim(a);
   // Again after the unclaim: a socket bound in between is caught too.
-  destroyed += destroySockets(addrs);
+  destroyed += destroySockets(state.layout, addrs);
   return {
     ...base,
     released: addrs.map((a) => a.text),
@@ -285,7 +288,10 @@ export function gc(pinDir: string): GcResult {
         for (const o of owned) state.unclaim(o.address);
         state.deleteStats(id);
         setAllowList(state, id, []);
-        destroySockets(owned.map((o) => o.address));
+        destroySockets(
+          state.layout,
+          owned.map((o) => o.address),
+        );
         result.cells.push({
           id: id.toString(),
           addresses: owned

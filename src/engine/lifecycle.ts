@@ -17,6 +17,7 @@ import { requireRoot } from './privilege';
 import { ALL_PROGRAMS, ATTACHED_OBJECTS, DEFAULT_MAX_CELLS } from './programs';
 import { parsePrefixes, setManagedPrefixes } from './prefixes';
 import { loadWithPinnedMaps } from './objects';
+import { pinRevoker, unpinRevoker } from './revoke';
 import { EngineState } from './state';
 import { detachAllUplinks } from './uplink';
 
@@ -150,6 +151,9 @@ function bringUp(
     fs.closeSync(targets.netns);
   }
   retireUnknownLinks(layout);
+  progress('loading the revocation iterator');
+  pinRevoker(layout);
+  if (fresh) undo.push(() => unpinRevoker(layout));
   return result;
 }
 
@@ -275,6 +279,7 @@ export function down(pinDir: string): DownResult {
         state.close();
       }
     }
+    unpinRevoker(layout);
     for (const [dir, key] of [
       [layout.linksDir, 'links'],
       [layout.mapsDir, 'maps'],

@@ -11,6 +11,8 @@ export interface PinLayout {
   readonly root: string;
   readonly mapsDir: string;
   readonly linksDir: string;
+  /** the revocation iterator, loaded once by `up` (never attached) */
+  readonly revokeDir: string;
   /** Serialises control-plane writers of one instance (not on bpffs: it has no regular files). */
   readonly lockFile: string;
   map(name: string): string;
@@ -21,11 +23,13 @@ export function pinLayout(pinDir: string): PinLayout {
   const root = path.resolve(pinDir);
   const mapsDir = path.join(root, 'maps');
   const linksDir = path.join(root, 'links');
+  const revokeDir = path.join(root, 'revoke');
   const tag = createHash('sha256').update(root).digest('hex').slice(0, 16);
   return {
     root,
     mapsDir,
     linksDir,
+    revokeDir,
     lockFile: path.join('/run/l3iso', `${tag}.lock`),
     map: (name) => path.join(mapsDir, name),
     link: (name) => path.join(linksDir, name),

@@ -34,32 +34,25 @@ import { SHARED_MAPS, type SharedMapName } from './programs';
 export type ClaimResult = { claimed: true } | { claimed: false; owner: Owner };
 
 export class EngineState {
-  private constructor(
-    readonly layout: PinLayout,
-    private readonly maps: Record<SharedMapName, BpfMap>,
-  ) {}
+  /** Maps are opened on first use: a verb that touches two maps should
+   * not pay the FFI round trips of opening all of them. */
+  private readonly opened = new Map<SharedMapName, BpfMap>();
 
-  /** Opens the pinned maps of a running engine, or fails with ENOT_UP. */
+  private constructor(readonly layout: PinLayout) {}
+
+  /** An engine whose maps are pinned in pinDir, or ENOT_UP. */
   static open(pinDir: string): EngineState {
     const layout = pinLayout(pinDir);
-    const opened: Partial<Record<SharedMapName, BpfMap>> = {};
-    try {
-      for (const name of SHARED_MAPS) {
-        const file = layout.map(name);
-        if (!fs.existsSync(file)) {
-          throw new L3isoError(
-            'ENOT_UP',
-            `engine is not up in ${layout.root} (no pinned map ${name})`,
-            'run `l3iso up --cgroup-root PATH` first',
-          );
-        }
-        opened[name] = BpfMap.openPinned(file);
+    for (const name of SHARED_MAPS) {
+      if (!fs.existsSync(layout.map(name))) {
+        throw new L3isoError(
+          'ENOT_UP',
+          `engine is not up in ${layout.root} (no pinned map ${name})`,
+          'run `l3iso up --cgroup-root PATH` first',
+        );
       }
-    } catch (err) {
-      for (const m of Object.values(opened)) m.close();
-      throw err;
     }
-    return new EngineState(layout, opened as Record<SharedMapName, BpfMap>);
+    return new EngineState(layout);
   }
 
   static isUp(pinDir: string): boolean {
@@ -68,17 +61,32 @@ export class EngineState {
   }
 
   map(name: SharedMapName): BpfMap {
-    return this.maps[name];
+    let m = this.opened.get(name);
+    if (!m) {
+      try {
+        m = BpfMap.openPinned(this.layout.map(name));
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) {
+          throw new L3isoError('ENOT_UP', `engine in ${this.layout.root} went down`, undefined, {
+            cause: err,
+          });
+        }
+        throw err;
+      }
+      this.opened.set(name, m);
+    }
+    return m;
   }
 
   close(): void {
-    for (const m of Object.values(this.maps)) m.close();
+    for (const m of this.opened.values()) m.close();
+    this.opened.clear();
   }
 
   // ---- config ----------------------------------------------------------
 
   config(): Config {
-    const raw = this.maps.l3_config.lookup(configKey());
+    const raw = this.map('l3_config').lookup(configKey());
     if (!raw) throw new L3isoError('EKERNEL', 'l3_config has no entry');
     const config = decodeConfig(raw);
     if (config.rootCgroup === 0n) {
@@ -88,29 +96,29 @@ export class EngineState {
   }
 
   writeConfig(config: Config): void {
-    this.maps.l3_config.update(configKey(), encodeConfig(config), MapUpdate.ANY);
+    this.map('l3_config').update(configKey(), encodeConfig(config), MapUpdate.ANY);
   }
 
   // ---- cells -----------------------------------------------------------
 
   cell(id: bigint): Cell | undefined {
-    const raw = this.maps.l3_cells.lookup(encodeCellKey(id));
+    const raw = this.map('l3_cells').lookup(encodeCellKey(id));
     return raw ? decodeCell(raw) : undefined;
   }
 
   putCell(id: bigint, cell: Cell): void {
     mapFull(
-      () => this.maps.l3_cells.update(encodeCellKey(id), encodeCell(cell), MapUpdate.ANY),
+      () => this.map('l3_cells').update(encodeCellKey(id), encodeCell(cell), MapUpdate.ANY),
       'l3_cells',
     );
   }
 
   deleteCell(id: bigint): boolean {
-    return this.maps.l3_cells.delete(encodeCellKey(id));
+    return this.map('l3_cells').delete(encodeCellKey(id));
   }
 
   cells(): Map<bigint, Cell> {
-    const { keys, values } = this.maps.l3_cells.lookupBatch();
+    const { keys, values } = this.map('l3_cells').lookupBatch();
     const out = new Map<bigint, Cell>();
     keys.forEach((k, i) => out.set(decodeCellKey(k), decodeCell(values[i]!)));
     return out;
@@ -123,7 +131,7 @@ export class EngineState {
     const key = encodeAddr(addr);
     try {
       mapFull(
-        () => this.maps.l3_owners.update(key, encodeOwner(owner), MapUpdate.NOEXIST),
+        () => this.map('l3_owners').update(key, encodeOwner(owner), MapUpdate.NOEXIST),
         'l3_owners',
       );
       return { claimed: true };
@@ -137,16 +145,16 @@ export class EngineState {
   }
 
   owner(addr: CellAddress): Owner | undefined {
-    const raw = this.maps.l3_owners.lookup(encodeAddr(addr));
+    const raw = this.map('l3_owners').lookup(encodeAddr(addr));
     return raw ? decodeOwner(raw) : undefined;
   }
 
   unclaim(addr: CellAddress): boolean {
-    return this.maps.l3_owners.delete(encodeAddr(addr));
+    return this.map('l3_owners').delete(encodeAddr(addr));
   }
 
   owners(): { address: CellAddress; owner: Owner }[] {
-    const { keys, values } = this.maps.l3_owners.lookupBatch();
+    const { keys, values } = this.map('l3_owners').lookupBatch();
     return keys.map((k, i) => ({ address: decodeAddr(k), owner: decodeOwner(values[i]!) }));
   }
 
@@ -155,12 +163,12 @@ export class EngineState {
   /** Creates the zeroed counter entry the BPF programs increment. */
   ensureStats(id: bigint): void {
     const zero = encodeCellStats(emptyCellStats());
-    const perCpu = Buffer.alloc(this.maps.l3_cell_stats.valueBufferSize);
+    const perCpu = Buffer.alloc(this.map('l3_cell_stats').valueBufferSize);
     for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride())
       zero.copy(perCpu, off);
     try {
       mapFull(
-        () => this.maps.l3_cell_stats.update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST),
+        () => this.map('l3_cell_stats').update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST),
         'l3_cell_stats',
       );
     } catch (err) {
@@ -169,16 +177,16 @@ export class EngineState {
   }
 
   deleteStats(id: bigint): void {
-    this.maps.l3_cell_stats.delete(encodeCellKey(id));
+    this.map('l3_cell_stats').delete(encodeCellKey(id));
   }
 
   stats(id: bigint): CellStats | undefined {
-    const raw = this.maps.l3_cell_stats.lookup(encodeCellKey(id));
+    const raw = this.map('l3_cell_stats').lookup(encodeCellKey(id));
     return raw ? sumCellStats(decodeCellStatsPerCpu(raw)) : undefined;
   }
 
   allStats(): Map<bigint, CellStats> {
-    const { keys, values } = this.maps.l3_cell_stats.lookupBatch();
+    const { keys, values } = this.map('l3_cell_stats').lookupBatch();
     const out = new Map<bigint, CellStats>();
     keys.forEach((k, i) =>
       out.set(decodeCellKey(k), sumCellStats(decodeCellStatsPerCpu(values[i]!))),
@@ -187,7 +195,7 @@ export class EngineState {
   }
 
   private statsStride(): number {
-    return Math.ceil(this.maps.l3_cell_stats.valueSize / 8) * 8;
+    return Math.ceil(this.map('l3_cell_stats').valueSize / 8) * 8;
   }
 }
 
