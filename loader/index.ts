@@ -32,3 +32,5 @@ export {
 export { setLibbpfLogger } from './log';
 export type { LibbpfLogger, LibbpfLogLevel } from './log';
 export { runIterator } from './iter';
+export { RingBuffer } from './ringbuf';
+export type { RingBufferSampleFn } from './ringbuf';

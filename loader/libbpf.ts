@@ -101,6 +101,12 @@ export interface LibBpf {
   bpf_tc_hook_destroy(hook: Ptr): number;
   bpf_tc_attach(hook: Ptr, opts: Ptr): number;
   bpf_tc_detach(hook: Ptr, opts: Ptr): number;
+  // BPF_MAP_TYPE_RINGBUF consumer (see ringbuf.ts)
+  ring_buffer__new(mapFd: number, sampleCb: Ptr, ctx: Ptr, opts: Ptr): Ptr;
+  ring_buffer__free(rb: Ptr): void;
+  ring_buffer__consume(rb: Ptr): number;
+  ring_buffer__poll(rb: Ptr, timeoutMs: number): number;
+  ring_buffer__epoll_fd(rb: Ptr): number;
   // misc
   libbpf_num_possible_cpus(): number;
   libbpf_set_print(fn: Ptr): Ptr;
@@ -165,6 +171,12 @@ const libbpfDecl: Decl = {
   bpf_tc_hook_destroy: ['int', [P]],
   bpf_tc_attach: ['int', [P, P]],
   bpf_tc_detach: ['int', [P, P]],
+  // sample_cb is an ffi.Callback('int', ['pointer', 'pointer', 'size_t']).
+  ring_buffer__new: [P, ['int', P, P, P]],
+  ring_buffer__free: ['void', [P]],
+  ring_buffer__consume: ['int', [P]],
+  ring_buffer__poll: ['int', [P, 'int']],
+  ring_buffer__epoll_fd: ['int', [P]],
   libbpf_num_possible_cpus: ['int', []],
   libbpf_set_print: [P, [P]],
   libbpf_strerror: ['int', ['int', P, 'size_t']],

@@ -1,0 +1,290 @@
+/**
+ * Prometheus exposition of the engine's counters with prom-client. The
+ * registry holds ordinary prom-client metrics whose values are computed at
+ * collect time from one snapshot of the maps, taken once per scrape (all
+ * families of one scrape see the same numbers).
+ *
+ * Per-cell families have one series per cell, so they do not go through
+ * Counter.inc() (a label hash per series): their get() builds the value
+ * list straight from the snapshot's Float64Array, and prom-client formats
+ * it. Label sets are bounded: `cell` (one per assigned cell, '' for sockets
+ * outside every cell) and `reason` (the fixed tables of bpf/l3iso.h).
+ *
+ * Which series appear:
+ *   - l3iso_cell_{rx,tx}_{packets,bytes}_total: always, for every cell;
+ *   - l3iso_cell_uplink_*: when non-zero (only an attached uplink counts);
+ *   - l3iso_cell_refusals_total / _drops_total: one series per non-zero
+ *     (cell, reason) pair, so 100k quiet cells do not cost 1.5M zero lines.
+ */
+import { Counter, Gauge, Registry, type CounterConfiguration } from 'prom-client';
+import { EngineState } from './state';
+import {
+  CellNamer,
+  DROP_SLOTS,
+  NamerCache,
+  REFUSED_SLOTS,
+  STAT_WORDS,
+  W,
+  dropLabel,
+  readStatsTable,
+  readSuppressed,
+  refusalLabel,
+  type StatsTable,
+} from './counters';
+
+/** What one scrape exposes. */
+export interface MetricsSnapshot {
+  table: StatsTable;
+  /** `cell` label value of each row ('' for row id 0) */
+  names: string[];
+  /** assigned cells (entries of l3_cells) */
+  cells: number;
+  /** events the kernel rate limit suppressed, ever */
+  suppressed: number;
+}
+
+/** prom-client's registry formats `labels` plus `sharedLabels` (labels common
+ * to many samples, memoised per object in a WeakMap). Samples that leave it
+ * out get a fresh `{}` each, which costs a WeakMap entry per series: pass
+ * the same empty object instead. */
+const NO_SHARED_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+type Sample<L extends string> = {
+  value: number;
+  labels: Partial<Record<L, string | number>>;
+  sharedLabels: Readonly<Record<string, string>>;
+};
+type CounterResult<L extends string> = Awaited<ReturnType<Counter<L>['get']>>;
+
+/**
+ * A prom-client Counter whose series come from a function evaluated at
+ * collect time instead of from inc() calls.
+ */
+class SnapshotCounter<L extends string> extends Counter<L> {
+  constructor(
+    config: CounterConfiguration<L>,
+    private readonly samples: () => Sample<L>[],
+  ) {
+    super(config);
+  }
+
+  override async get(): Promise<CounterResult<L>> {
+    const base = await super.get();
+    return { ...base, values: this.samples() };
+  }
+}
+
+interface TrafficFamily {
+  name: string;
+  help: string;
+  word: number;
+  always: boolean;
+}
+
+const TRAFFIC: readonly TrafficFamily[] = [
+  {
+    name: 'l3iso_cell_rx_packets_total',
+    help: "Packets delivered to the cell's sockets (cgroup_skb ingress, GSO segments counted).",
+    word: W.rxPackets,
+    always: true,
+  },
+  {
+    name: 'l3iso_cell_rx_bytes_total',
+    help: "Bytes delivered to the cell's sockets (cgroup_skb ingress, IP headers included).",
+    word: W.rxBytes,
+    always: true,
+  },
+  {
+    name: 'l3iso_cell_tx_packets_total',
+    help: "Packets sent by the cell's sockets (cgroup_skb egress).",
+    word: W.txPackets,
+    always: true,
+  },
+  {
+    name: 'l3iso_cell_tx_bytes_total',
+    help: "Bytes sent by the cell's sockets (cgroup_skb egress, IP headers included).",
+    word: W.txBytes,
+    always: true,
+  },
+  {
+    name: 'l3iso_cell_uplink_rx_packets_total',
+    help: 'Frames for the cell seen at uplink XDP ingress (absent while zero).',
+    word: W.uplinkRxPackets,
+    always: false,
+  },
+  {
+    name: 'l3iso_cell_uplink_rx_bytes_total',
+    help: 'Bytes of frames for the cell seen at uplink XDP ingress (absent while zero).',
+    word: W.uplinkRxBytes,
+    always: false,
+  },
+  {
+    name: 'l3iso_cell_uplink_tx_packets_total',
+    help: "The cell's frames seen at uplink tc egress (absent while zero).",
+    word: W.uplinkTxPackets,
+    always: false,
+  },
+  {
+    name: 'l3iso_cell_uplink_tx_bytes_total',
+    help: "Bytes of the cell's frames seen at uplink tc egress (absent while zero).",
+    word: W.uplinkTxBytes,
+    always: false,
+  },
+];
+
+/** A registry over snapshots from `collect`, one per scrape. */
+export class MetricsExporter {
+  readonly registry = new Registry();
+  private snap: MetricsSnapshot | undefined;
+  private labels: { cell: string }[] = [];
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly collect: () => MetricsSnapshot) {
+    const registers = [this.registry];
+    const current = () => this.current();
+
+    // Single-series metrics: plain prom-client metrics set by collect().
+    new Gauge({
+      name: 'l3iso_cells',
+      help: 'Cells (cgroups with assigned addresses) in this engine instance.',
+      registers,
+      collect() {
+        this.set(current().cells);
+      },
+    });
+    new Counter({
+      name: 'l3iso_events_suppressed_total',
+      help: 'Audit events not sent because a CPU exceeded the kernel rate limit (2000/s per CPU).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(current().suppressed);
+      },
+    });
+    for (const f of TRAFFIC) {
+      new SnapshotCounter<'cell'>(
+        { name: f.name, help: f.help, labelNames: ['cell'], registers },
+        () => this.trafficSamples(f.word, f.always),
+      );
+    }
+    new SnapshotCounter<'cell' | 'reason'>(
+      {
+        name: 'l3iso_cell_refusals_total',
+        help: 'Socket operations refused by the cell confinement, by reason (absent while zero).',
+        labelNames: ['cell', 'reason'],
+        registers,
+      },
+      () => this.slotSamples(W.refused, REFUSED_SLOTS, refusalLabel),
+    );
+    new SnapshotCounter<'cell' | 'reason'>(
+      {
+        name: 'l3iso_cell_drops_total',
+        help: 'Packets dropped by the packet-layer checks, by reason (absent while zero).',
+        labelNames: ['cell', 'reason'],
+        registers,
+      },
+      () => this.slotSamples(W.dropped, DROP_SLOTS, dropLabel),
+    );
+  }
+
+  /** Content-Type of `scrape()`'s text, from the registry. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /**
+   * Takes a snapshot and renders the exposition. Concurrent calls run one
+   * after the other (a scrape of a large engine is CPU-bound).
+   */
+  scrape(): Promise<string> {
+    const run = this.chain.then(() => this.render());
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async render(): Promise<string> {
+    const snap = this.collect();
+    this.snap = snap;
+    // One label object per row, shared by every family of this scrape.
+    const labels = new Array<{ cell: string }>(snap.table.length);
+    for (let i = 0; i < labels.length; i++) labels[i] = { cell: snap.names[i]! };
+    this.labels = labels;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.snap = undefined;
+      this.labels = [];
+    }
+  }
+
+  private current(): MetricsSnapshot {
+    if (!this.snap) throw new Error('l3iso metrics: collect outside a scrape');
+    return this.snap;
+  }
+
+  private trafficSamples(word: number, always: boolean): Sample<'cell'>[] {
+    const { table } = this.current();
+    const v = table.values;
+    const labels = this.labels;
+    const out: Sample<'cell'>[] = [];
+    for (let i = 0, at = word; i < table.length; i++, at += STAT_WORDS) {
+      const value = v[at];
+      if (always || value !== 0)
+        out.push({ labels: labels[i]!, value, sharedLabels: NO_SHARED_LABELS });
+    }
+    return out;
+  }
+
+  private slotSamples(
+    first: number,
+    slots: number,
+    label: (slot: number) => string,
+  ): Sample<'cell' | 'reason'>[] {
+    const { table, names } = this.current();
+    const v = table.values;
+    const out: Sample<'cell' | 'reason'>[] = [];
+    for (let i = 0; i < table.length; i++) {
+      const base = i * STAT_WORDS + first;
+      for (let s = 0; s < slots; s++) {
+        const value = v[base + s];
+        if (value !== 0) {
+          const labels = { cell: names[i]!, reason: label(s) };
+          out.push({ labels, value, sharedLabels: NO_SHARED_LABELS });
+        }
+      }
+    }
+    return out;
+  }
+}
+
+/** Reads everything a scrape needs from an open engine. */
+export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapshot {
+  const table = readStatsTable(state.map('l3_cell_stats'));
+  let cells = 0;
+  for (const id of table.ids) if (id !== 0n) cells++;
+  return {
+    table,
+    names: namer.resolve(table.ids),
+    cells,
+    suppressed: readSuppressed(state.map('l3_event_budget')),
+  };
+}
+
+/**
+ * Snapshots of the engine at `pinDir`, opened anew for each scrape (so a
+ * `down`/`up` cycle is picked up) with the cell names cached across scrapes.
+ */
+export function engineSnapshots(
+  pinDir: string,
+  opts: { rewalkMs?: number } = {},
+): () => MetricsSnapshot {
+  const namers = new NamerCache(opts);
+  return () => {
+    const state = EngineState.open(pinDir);
+    try {
+      return snapshotOf(state, namers.for(state.config().cgroupRoot));
+    } finally {
+      state.close();
+    }
+  };
+}
