@@ -109,13 +109,17 @@ static __always_inline int is_cell_loopback4(__u32 ip4)
 
 /* At most L3_EVENTS_PER_SEC events per CPU and second; the rest are only
  * counted, so a flood of refusals cannot flood user space. */
-static __always_inline int event_budget_ok(void)
+static __always_inline struct l3_event_budget *event_budget(void)
 {
-	struct l3_event_budget *budget;
 	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&l3_event_budget, &zero);
+}
+
+static __always_inline int event_budget_ok(struct l3_event_budget *budget)
+{
 	__u64 now;
 
-	budget = bpf_map_lookup_elem(&l3_event_budget, &zero);
 	if (!budget)
 		return 0;
 	now = bpf_ktime_get_ns() / 1000000000ULL;
@@ -137,13 +141,18 @@ static __always_inline int event_budget_ok(void)
 static __always_inline void emit_event(__u64 cell_id, __u32 kind, __u32 reason, __u8 family,
 				       const __u32 addr[4], __u16 port, int in_task)
 {
+	struct l3_event_budget *budget = event_budget();
 	struct l3_event *e;
 
-	if (!event_budget_ok())
+	if (!event_budget_ok(budget))
 		return;
 	e = bpf_ringbuf_reserve(&l3_events, sizeof(*e), 0);
-	if (!e)
+	if (!e) {
+		/* The reader fell behind and the ring is full: lost, but counted. */
+		if (budget)
+			budget->suppressed++;
 		return;
+	}
 	e->time_ns = bpf_ktime_get_ns();
 	e->cell = cell_id;
 	e->kind = kind;

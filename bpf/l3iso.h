@@ -181,7 +181,7 @@ struct l3_event {
 struct l3_event_budget {
 	__u64 window; /* current second (bpf_ktime_get_ns / 1e9) */
 	__u64 sent; /* events sent in that second */
-	__u64 suppressed; /* events over budget, ever */
+	__u64 suppressed; /* events not sent: over budget, or the ring was full */
 };
 
 /* Value of l3_uplinks (HASH keyed by __u32 ifindex): what `attach` put on

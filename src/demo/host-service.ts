@@ -6,6 +6,10 @@ let ready = 0;
 const up = () => {
   if (++ready === 2) process.stdout.write('{"ready":"host"}\n');
 };
-http.createServer((_req, res) => res.end("the HOST's secret service\n")).listen(9000, '127.0.0.1', up);
-http.createServer((_req, res) => res.end("the HOST's wildcard service\n")).listen(2222, '0.0.0.0', up);
+http
+  .createServer((_req, res) => res.end("the HOST's secret service\n"))
+  .listen(9000, '127.0.0.1', up);
+http
+  .createServer((_req, res) => res.end("the HOST's wildcard service\n"))
+  .listen(2222, '0.0.0.0', up);
 process.on('SIGTERM', () => process.exit(0));

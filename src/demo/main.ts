@@ -142,7 +142,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
   cmd(`curl http://${HOST_ADDR}:2222/   # the host's own address`);
   expect('answer', curl(sb, `http://${HOST_ADDR}:2222/`), (g) => g.includes("HOST's wildcard"));
   cmd(`curl http://${A.addr}:2222/   # ${A.name}'s address, where ${A.name} has no socket`);
-  expect('answer', curl(sb, `http://${A.addr}:2222/`), (g) => /refused|reset|Couldn't connect/i.test(g));
+  expect('answer', curl(sb, `http://${A.addr}:2222/`), (g) =>
+    /refused|reset|Couldn't connect/i.test(g),
+  );
   say();
 
   say(bold('7. What the engine knows'));

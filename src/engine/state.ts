@@ -205,19 +205,44 @@ function configKey(): Buffer {
 
 /** A hash map at max_entries answers E2BIG; say which limit was hit. */
 function mapFull(fn: () => void, name: string): void {
-  try {
-    fn();
-  } catch (err) {
-    if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC') || isErrno(err, 'ENOMEM')) {
-      throw new L3isoError(
-        'EMAP_FULL',
-        `map ${name} is full`,
-        'bring the engine up with a larger --max-cells (run `down` first)',
-        { cause: err },
-      );
+  for (let attempt = 1; ; attempt++) {
+    try {
+      fn();
+      return;
+    } catch (err) {
+      if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC')) {
+        throw new L3isoError(
+          'EMAP_FULL',
+          `map ${name} is full`,
+          'bring the engine up with a larger --max-cells (run `down` first)',
+          { cause: err },
+        );
+      }
+      // Maps without preallocation draw on a per-CPU cache the kernel
+      // refills asynchronously; a burst of inserts can outrun it briefly.
+      if (isErrno(err, 'ENOMEM') && attempt < ENOMEM_RETRIES) {
+        sleepMs(attempt);
+        continue;
+      }
+      if (isErrno(err, 'ENOMEM')) {
+        throw new L3isoError(
+          'EKERNEL',
+          `the kernel has no memory for another ${name} entry`,
+          undefined,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw err;
     }
-    throw err;
   }
+}
+
+const ENOMEM_RETRIES = 20;
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 export { CELL_KEY_SIZE };
