@@ -105,7 +105,7 @@ async function benchProfile(sb: Sandbox, state: EngineState, profile: Profile, f
 
   const scrape = timing(
     sb,
-    'ours: batch lookup, Number decode, get() from snapshot',
+    'ours: batch lookup, Number decode, streamed traffic families',
     'scrape-ours',
   );
   report('full scrape in-process (open maps, read, decode, names, exposition)', [
@@ -131,7 +131,7 @@ async function benchProfile(sb: Sandbox, state: EngineState, profile: Profile, f
     timing(sb, 'per-key get_next_key + lookup, Number decode', 'read-perkey', 2),
   ]);
   report('exposition only, same snapshot', [
-    timing(sb, 'Counter subclass, get() from the snapshot (ours)', 'expo-ours'),
+    timing(sb, 'traffic families streamed, the rest prom-client (ours)', 'expo-ours'),
     timing(sb, 'Counter.inc(labels, v) per series in collect()', 'expo-inc'),
   ]);
   const cli = cliMetrics(sb, Math.min(RUNS, 3));

@@ -4,11 +4,14 @@
  * collect time from one snapshot of the maps, taken once per scrape (all
  * families of one scrape see the same numbers).
  *
- * Per-cell families have one series per cell, so they do not go through
- * Counter.inc() (a label hash per series): their get() builds the value
- * list straight from the snapshot's Float64Array, and prom-client formats
- * it. Label sets are bounded: `cell` (one per assigned cell, '' for sockets
- * outside every cell) and `reason` (the fixed tables of bpf/l3iso.h).
+ * The eight traffic families have one series per cell: 800k lines for
+ * 100k busy cells. prom-client's formatter costs ~1.6 µs a series (measured
+ * by bench/run.ts), which alone overruns the 1 s scrape budget there, so
+ * those families are streamed by renderTraffic() after the registry's own
+ * output; everything else (gauges, the sparse refusal/drop families, the
+ * content type) stays prom-client's. Label sets are bounded: `cell` (one
+ * per assigned cell, '' for sockets outside every cell) and `reason` (the
+ * fixed tables of bpf/l3iso.h).
  *
  * Which series appear:
  *   - l3iso_cell_{rx,tx}_{packets,bytes}_total: always, for every cell;
@@ -136,7 +139,6 @@ const TRAFFIC: readonly TrafficFamily[] = [
 export class MetricsExporter {
   readonly registry = new Registry();
   private snap: MetricsSnapshot | undefined;
-  private labels: { cell: string }[] = [];
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly collect: () => MetricsSnapshot) {
@@ -161,12 +163,6 @@ export class MetricsExporter {
         this.inc(current().suppressed);
       },
     });
-    for (const f of TRAFFIC) {
-      new SnapshotCounter<'cell'>(
-        { name: f.name, help: f.help, labelNames: ['cell'], registers },
-        () => this.trafficSamples(f.word, f.always),
-      );
-    }
     new SnapshotCounter<'cell' | 'reason'>(
       {
         name: 'l3iso_cell_refusals_total',
@@ -205,34 +201,16 @@ export class MetricsExporter {
   private async render(): Promise<string> {
     const snap = this.collect();
     this.snap = snap;
-    // One label object per row, shared by every family of this scrape.
-    const labels = new Array<{ cell: string }>(snap.table.length);
-    for (let i = 0; i < labels.length; i++) labels[i] = { cell: snap.names[i]! };
-    this.labels = labels;
     try {
-      return await this.registry.metrics();
+      return (await this.registry.metrics()) + renderTraffic(snap);
     } finally {
       this.snap = undefined;
-      this.labels = [];
     }
   }
 
   private current(): MetricsSnapshot {
     if (!this.snap) throw new Error('l3iso metrics: collect outside a scrape');
     return this.snap;
-  }
-
-  private trafficSamples(word: number, always: boolean): Sample<'cell'>[] {
-    const { table } = this.current();
-    const v = table.values;
-    const labels = this.labels;
-    const out: Sample<'cell'>[] = [];
-    for (let i = 0, at = word; i < table.length; i++, at += STAT_WORDS) {
-      const value = v[at];
-      if (always || value !== 0)
-        out.push({ labels: labels[i]!, value, sharedLabels: NO_SHARED_LABELS });
-    }
-    return out;
   }
 
   private slotSamples(
@@ -255,6 +233,34 @@ export class MetricsExporter {
     }
     return out;
   }
+}
+
+/** Text-format label value escaping: backslash, double quote, newline. */
+export function escapeLabelValue(v: string): string {
+  return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
+}
+
+/** HELP text escaping: backslash and newline. */
+function escapeHelp(v: string): string {
+  return v.replace(/[\\\n]/g, (c) => (c === '\n' ? '\\n' : '\\\\'));
+}
+
+/** The per-cell traffic families, one line per series (see the header). */
+export function renderTraffic(snap: MetricsSnapshot): string {
+  const { table } = snap;
+  const v = table.values;
+  const cells = snap.names.map((n) => `{cell="${escapeLabelValue(n)}"} `);
+  let out = '';
+  for (const f of TRAFFIC) {
+    let body = '';
+    for (let i = 0, at = f.word; i < table.length; i++, at += STAT_WORDS) {
+      const value = v[at]!;
+      if (f.always || value !== 0) body += f.name + cells[i] + value + '\n';
+    }
+    // HELP and TYPE even without samples, as prom-client does for its own.
+    out += `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} counter\n` + body;
+  }
+  return out;
 }
 
 /** Reads everything a scrape needs from an open engine. */
