@@ -13,6 +13,7 @@ import { EngineState } from '../engine/state';
 import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
 import { setPolicy, type PolicyChange } from '../engine/policy';
+import { preexistingSockets } from '../engine/preexisting';
 import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
@@ -399,11 +400,18 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso doctor', 'l3iso doctor --json']))
     .action(() =>
       run((g) => {
+        const up = EngineState.isUp(g.pinDir);
         const r = {
           ...doctor(pinLayout(g.pinDir).root),
-          warnings: EngineState.isUp(g.pinDir) ? allCapabilityWarnings(g.pinDir) : [],
+          warnings: up ? allCapabilityWarnings(g.pinDir) : [],
+          preexistingSockets: up ? preexistingSockets(g.pinDir) : [],
         };
         for (const w of r.warnings) warnCapabilities(w.cell, w);
+        for (const s of r.preexistingSockets) {
+          process.stderr.write(
+            `l3iso: warning: ${s.protocol} socket ${s.address}:${s.port} in cell ${s.cell} predates \`up\`: it is not confined (restart its process)\n`,
+          );
+        }
         if (g.json) printJson(r);
         else
           process.stdout.write(

@@ -85,6 +85,9 @@ export const ALL_PROGRAMS: readonly ProgramAttachment[] = ATTACHED_OBJECTS.flatM
 /** Attached per interface by `attach` (XDP ingress, tc egress). */
 export const UPLINK_OBJECT = 'uplink.bpf.o';
 
+/** Run by `doctor`: lists cell sockets that predate `up`. */
+export const AUDIT_OBJECT = 'audit.bpf.o';
+
 /** Loaded by `release`, run once, never attached. */
 export const REVOKE_OBJECT = 'revoke.bpf.o';
 
