@@ -9,6 +9,7 @@
  * stack has a single v6 loopback address to give.
  */
 #include "cell.bpf.h"
+#include <bpf/bpf_core_read.h>
 
 struct l3_sockaddr_in {
 	__u16 family;
@@ -31,6 +32,32 @@ static __always_inline void load_user_ip6(struct bpf_sock_addr *ctx, __u32 a[4])
 	a[1] = ctx->user_ip6[1];
 	a[2] = ctx->user_ip6[2];
 	a[3] = ctx->user_ip6[3];
+}
+
+/*
+ * The kernel's own sock_common, as far as this file needs it: CO-RE
+ * relocates the bitfield against the running kernel's BTF.
+ * bpf_getsockopt cannot read IPV6_V6ONLY, so it is read here.
+ */
+struct sock_common___l3 {
+	unsigned char skc_ipv6only : 1;
+} __attribute__((preserve_access_index));
+
+struct sock___l3 {
+	struct sock_common___l3 __sk_common;
+} __attribute__((preserve_access_index));
+
+/* An IPV6_V6ONLY socket cannot take a v4-mapped address: for a v4-only
+ * cell it has no family to use (jail semantics: EAFNOSUPPORT). */
+static __always_inline int is_v6only(struct bpf_sock *sk)
+{
+	struct sock___l3 *full = (struct sock___l3 *)bpf_skc_to_tcp6_sock(sk);
+
+	if (!full)
+		full = (struct sock___l3 *)bpf_skc_to_udp6_sock(sk);
+	if (!full)
+		return 0;
+	return BPF_CORE_READ_BITFIELD(&full->__sk_common, skc_ipv6only);
 }
 
 static __always_inline void store_user_ip6(struct bpf_sock_addr *ctx, __u32 a0, __u32 a1,
@@ -183,7 +210,7 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 		/* A dual-stack socket of a v4-only cell serves its v4 primary. */
 		if (cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3])
 			store_user_primary6(ctx, cell);
-		else if (cell->primary4)
+		else if (cell->primary4 && !is_v6only(ctx->sk))
 			store_user_mapped(ctx, cell->primary4);
 		else
 			return refuse6(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
