@@ -10,11 +10,12 @@ let skipped = 0;
 try {
   const report = JSON.parse(fs.readFileSync(file, 'utf8'));
   passed = report.numPassedTests;
-  failed =
-    report.numFailedTests +
-    (report.numFailedTestSuites > 0 && report.numFailedTests === 0
-      ? report.numFailedTestSuites
-      : 0);
+  // A file that fails to load has no test results: count it as a failure,
+  // or an unloadable file would vanish from the totals.
+  const unloaded = report.testResults.filter(
+    (f) => f.status === 'failed' && f.assertionResults.length === 0,
+  ).length;
+  failed = report.numFailedTests + unloaded;
   skipped = report.numPendingTests + report.numTodoTests;
 } catch (err) {
   console.error(`totals: cannot read the test report (${err.message})`);
