@@ -6,7 +6,7 @@
  *
  * Counters are decoded as Numbers from two u32 halves: exact up to 2^53
  * (9 PB or 9e15 packets per cell), which is what Prometheus stores anyway.
- * EngineState.allStats() keeps the exact bigint path for `show`.
+ * `show` reads its one cell through the same decoder (readStatsRow).
  */
 import * as os from 'node:os';
 import { possibleCpus, type BpfMap } from '../../loader';
@@ -14,11 +14,13 @@ import { L3isoError } from '../errors';
 import {
   CELL_KEY_SIZE,
   DROP_MAX,
+  L3_CELL_STATS_PERCPU_STRIDE,
   L3_DROP_SLOTS,
   L3_REFUSED_SLOTS,
   LAYOUT,
   REASON_MAX,
   dropName,
+  encodeCellKey,
   reasonName,
   type Drop,
   type Reason,
@@ -31,7 +33,7 @@ const SF = LAYOUT.l3_cell_stats.fields;
 /** u64 words in one struct l3_cell_stats. */
 export const STAT_WORDS = LAYOUT.l3_cell_stats.size / 8;
 /** Bytes between two CPUs' copies of a per-CPU value (libbpf rounds to 8). */
-const STATS_CPU_STRIDE = Math.ceil(LAYOUT.l3_cell_stats.size / 8) * 8;
+const STATS_CPU_STRIDE = L3_CELL_STATS_PERCPU_STRIDE;
 
 /** Word index of each counter inside a row (offset / 8, from LAYOUT). */
 export const W = {
@@ -80,10 +82,6 @@ export interface StatsTable {
   /** cgroup id of each row; 0n is "outside every cell" */
   readonly ids: bigint[];
   readonly values: Float64Array;
-}
-
-export function counterAt(table: StatsTable, row: number, word: number): number {
-  return table.values[row * STAT_WORDS + word];
 }
 
 const TWO32 = 4294967296;
@@ -160,6 +158,14 @@ export function decodeStatsTable(
 export function readStatsTable(map: BpfMap): StatsTable {
   const { keys, values } = map.lookupBatch(8192);
   return decodeStatsTable(keys, values);
+}
+
+/** One cell's entry as a one-row table (all zeros when it has none). */
+export function readStatsRow(map: BpfMap, id: bigint): StatsTable {
+  const key = encodeCellKey(id);
+  const raw = map.lookup(key);
+  if (!raw) return { length: 1, ids: [id], values: new Float64Array(STAT_WORDS) };
+  return decodeStatsTable([key], [raw]);
 }
 
 const BF = LAYOUT.l3_event_budget.fields;

@@ -7,20 +7,15 @@ import {
   L3_CELL_ALLOW_LIST,
   L3_CELL_ALLOW_RAW,
   L3_OWNER_LOOPBACK,
-  REASON_MAX,
-  DROP_MAX,
-  dropName,
-  type Drop,
-  reasonName,
   type Cell,
-  type CellStats,
-  type Reason,
 } from '../maps/layout';
 import type { CellAddress } from '../model/address';
 import { dangerousCapabilities, type CapabilityWarning } from '../model/capabilities';
 import { cgroupPathsById, cgroupProcs, relativeCellName } from '../model/cgroup';
 import { openCellTarget } from './cells';
+import { readStatsRow } from './counters';
 import { EngineState } from './state';
+import { countersOf } from './stats';
 
 export interface CellView {
   cell: string;
@@ -116,32 +111,6 @@ export function listCells(pinDir: string): { root: string; cells: CellView[] } {
   }
 }
 
-export function dropsByReason(stats: CellStats | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (let d = 0; d < DROP_MAX; d++) out[dropName[d as Drop]] = Number(stats?.dropped[d] ?? 0n);
-  return out;
-}
-
-export function trafficOf(stats: CellStats | undefined): TrafficCounters {
-  return {
-    rxPackets: Number(stats?.rxPackets ?? 0n),
-    rxBytes: Number(stats?.rxBytes ?? 0n),
-    txPackets: Number(stats?.txPackets ?? 0n),
-    txBytes: Number(stats?.txBytes ?? 0n),
-    uplinkRxPackets: Number(stats?.uplinkRxPackets ?? 0n),
-    uplinkRxBytes: Number(stats?.uplinkRxBytes ?? 0n),
-    uplinkTxPackets: Number(stats?.uplinkTxPackets ?? 0n),
-    uplinkTxBytes: Number(stats?.uplinkTxBytes ?? 0n),
-  };
-}
-
-export function refusalsByReason(stats: CellStats | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (let r = 0; r < REASON_MAX; r++)
-    out[reasonName[r as Reason]] = Number(stats?.refused[r] ?? 0n);
-  return out;
-}
-
 export function showCell(pinDir: string, cgroupArg: string): CellDetail {
   const t = openCellTarget(pinDir, cgroupArg);
   try {
@@ -154,14 +123,23 @@ export function showCell(pinDir: string, cgroupArg: string): CellDetail {
       );
     }
     const addrs = addressesByCell(t.state).get(t.id) ?? [];
-    const stats = t.state.stats(t.id);
+    const c = countersOf(readStatsRow(t.state.map('l3_cell_stats'), t.id), 0, t.name);
     const processes = subtreeProcs(t.path);
     return {
       ...view(t.id, cell, addrs, t.path, t.root),
       processes,
-      refused: refusalsByReason(stats),
-      traffic: trafficOf(stats),
-      dropped: dropsByReason(stats),
+      refused: c.refused,
+      traffic: {
+        rxPackets: c.rxPackets,
+        rxBytes: c.rxBytes,
+        txPackets: c.txPackets,
+        txBytes: c.txBytes,
+        uplinkRxPackets: c.uplinkRxPackets,
+        uplinkRxBytes: c.uplinkRxBytes,
+        uplinkTxPackets: c.uplinkTxPackets,
+        uplinkTxBytes: c.uplinkTxBytes,
+      },
+      dropped: c.dropped,
       capabilityWarnings: dangerousCapabilities(processes),
     };
   } finally {
@@ -192,6 +170,3 @@ export function allCapabilityWarnings(pinDir: string): (CapabilityWarning & { ce
   }
   return out;
 }
-
-/** Moved to the cgroup model; re-exported for callers that find it here. */
-export { cgroupPathsById } from '../model/cgroup';

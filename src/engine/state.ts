@@ -180,11 +180,6 @@ export class EngineState {
     this.map('l3_cell_stats').delete(encodeCellKey(id));
   }
 
-  stats(id: bigint): CellStats | undefined {
-    const raw = this.map('l3_cell_stats').lookup(encodeCellKey(id));
-    return raw ? sumCellStats(decodeCellStatsPerCpu(raw)) : undefined;
-  }
-
   allStats(): Map<bigint, CellStats> {
     const { keys, values } = this.map('l3_cell_stats').lookupBatch();
     const out = new Map<bigint, CellStats>();

@@ -62,7 +62,7 @@ function bySlot(
   return out;
 }
 
-function countersOf(table: StatsTable, row: number, name: string): CellCounters {
+export function countersOf(table: StatsTable, row: number, name: string): CellCounters {
   const v = table.values;
   const b = row * STAT_WORDS;
   return {
