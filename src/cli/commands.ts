@@ -17,6 +17,7 @@ import { preexistingSockets } from '../engine/preexisting';
 import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
+import { examples, jsonOption, positiveInt } from './options';
 import { printJson, table, warnCapabilities } from './output';
 
 export interface GlobalOptions {
@@ -29,22 +30,6 @@ export interface GlobalOptions {
 export type Runner = (
   fn: (g: GlobalOptions) => Promise<number | void> | number | void,
 ) => Promise<void>;
-
-function examples(lines: string[]): string {
-  return '\nExamples:\n' + lines.map((l) => `  $ ${l}`).join('\n') + '\n';
-}
-
-function jsonOption(): Option {
-  return new Option('-j, --json', 'print one JSON document instead of a table');
-}
-
-function positiveInt(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value))
-      throw new L3isoError('EUSAGE', `${name} must be a positive integer, not "${value}"`);
-    return Number(value);
-  };
-}
 
 function cellRow(c: CellView): string[] {
   const policy = [c.allowRaw ? 'raw' : '', c.allowList ? 'allow-list' : '']

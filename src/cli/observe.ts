@@ -1,9 +1,8 @@
 /**
  * Observability verbs: stats, metrics, serve, events.
  */
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { L3isoError } from '../errors';
 import { NamerCache } from '../engine/counters';
 import { formatEventLine, streamEvents, type EventView } from '../engine/events';
 import { MetricsExporter, engineSnapshots } from '../engine/metrics';
@@ -19,35 +18,8 @@ import {
 import { EngineState } from '../engine/state';
 import { log } from '../log';
 import type { Runner } from './commands';
+import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
 import { printJson, table } from './output';
-
-function examples(lines: string[]): string {
-  return '\nExamples:\n' + lines.map((l) => `  $ ${l}`).join('\n') + '\n';
-}
-
-function jsonOption(): Option {
-  return new Option('-j, --json', 'print JSON instead of text');
-}
-
-function positiveInt(name: string) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1)
-      throw new L3isoError('EUSAGE', `${name} must be a positive integer, not "${value}"`);
-    return Number(value);
-  };
-}
-
-function positiveSeconds(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0))
-      throw new L3isoError(
-        'EUSAGE',
-        `${name} must be a positive number of seconds, not "${value}"`,
-      );
-    return n;
-  };
-}
 
 /** An AbortSignal that SIGINT or SIGTERM aborts; dispose() restores the
  * default handlers (a second Ctrl-C then kills at once). */
@@ -234,7 +206,7 @@ export function registerObserveCommands(program: Command, run: Runner): void {
     .option('-f, --follow', 'keep streaming new events until interrupted')
     .option('--count <n>', 'exit after N events', positiveInt('--count'))
     .option('--timeout <seconds>', 'exit after SECONDS', positiveSeconds('--timeout'))
-    .addOption(jsonOption())
+    .addOption(jsonOption('print one JSON object per event, one per line'))
     .addHelpText(
       'after',
       examples([
