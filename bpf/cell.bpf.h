@@ -82,18 +82,20 @@ static __always_inline struct l3_owner *owner_of6(const __u32 ip6[4])
 	return bpf_map_lookup_elem(&l3_owners, &key);
 }
 
+/* The cell may put the address on a new socket (bind, explicit source). */
+static __always_inline int usable_by(struct l3_owner *owner, __u64 cell_id)
+{
+	return owner && owner->cell == cell_id && !(owner->flags & L3_OWNER_RELEASING);
+}
+
 static __always_inline int owned_by4(__u32 ip4, __u64 cell_id)
 {
-	struct l3_owner *owner = owner_of4(ip4);
-
-	return owner && owner->cell == cell_id;
+	return usable_by(owner_of4(ip4), cell_id);
 }
 
 static __always_inline int owned_by6(const __u32 ip6[4], __u64 cell_id)
 {
-	struct l3_owner *owner = owner_of6(ip6);
-
-	return owner && owner->cell == cell_id;
+	return usable_by(owner_of6(ip6), cell_id);
 }
 
 /* Loopback aliases are private: only their own cell may reach them. */

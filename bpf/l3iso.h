@@ -34,6 +34,9 @@ struct l3_addr {
 
 /* The address is a cell's private loopback alias (127/8), not a real one. */
 #define L3_OWNER_LOOPBACK 0x1
+/* `release` is taking the address away: no new bind or explicit source may
+ * use it, while packets from its dying sockets (their RSTs) still leave. */
+#define L3_OWNER_RELEASING 0x2
 
 /* Value of l3_owners: which cell holds the address. */
 struct l3_owner {

@@ -9,7 +9,7 @@
  * cell entry changes before the owners are freed.
  */
 import { L3isoError } from '../errors';
-import { L3_OWNER_LOOPBACK, type Cell, type Owner } from '../maps/layout';
+import { L3_OWNER_LOOPBACK, L3_OWNER_RELEASING, type Cell, type Owner } from '../maps/layout';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
   cgroupId,
@@ -187,76 +187,87 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
   const cell = state.cell(id);
   if (!cell)
     throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
-  const owned = state.owners().filter((o) => o.owner.cell === id);
   const base = { cell: t.name, path: t.path, id: id.toString() };
 
   if (addrs.length === 0) {
-    // The cell entry goes first: from then on its sockets are unconfined
-    // host sockets, and the still-owned addresses stay unbindable until freed.
-    state.deleteCell(id);
-    for (const o of owned) state.unclaim(o.address);
-    state.deleteStats(id);
-    setAllowList(state, id, []);
-    return {
-      ...base,
-      released: owned
-        .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
-        .map((o) => o.address.text),
-      removed: true,
-      socketsDestroyed: destroySockets(
-        state.layout,
-        owned.map((o) => o.address),
-      ),
-    };
+    const owned = state.owners().filter((o) => o.owner.cell === id);
+    return { ...base, ...forgetCell(state, id, owned), removed: true };
   }
 
-  const ownedText = new Set(
-    owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text),
-  );
+  // Point lookups: the owner map can hold 500k entries on a dense host.
   for (const a of addrs) {
-    if (!ownedText.has(a.text)) {
+    const owner = state.owner(a);
+    if (!owner || owner.cell !== id || owner.flags & L3_OWNER_LOOPBACK) {
       throw new L3isoError('ENOT_ASSIGNED', `address ${a.text} is not assigned to cell ${t.name}`);
     }
   }
   const releasing = new Set(addrs.map((a) => a.text));
-  const remaining = owned
-    .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK) && !releasing.has(o.address.text))
-    .map((o) => o.address);
+  const gone = (family: 4 | 6) => addrs.filter((a) => a.family === family).length;
   const next: Cell = {
     ...cell,
-    primary4: pickPrimary(cell.primary4, remaining, releasing, 4),
-    primary6: pickPrimary(cell.primary6, remaining, releasing, 6),
-    addrs4: remaining.filter((a) => a.family === 4).length,
-    addrs6: remaining.filter((a) => a.family === 6).length,
+    primary4: successor(state, id, cell.primary4, releasing, 4, cell.addrs4 - gone(4)),
+    primary6: successor(state, id, cell.primary6, releasing, 6, cell.addrs6 - gone(6)),
+    addrs4: cell.addrs4 - gone(4),
+    addrs6: cell.addrs6 - gone(6),
   };
   state.putCell(id, next);
-  // Destroy while the cell still owns the address: tcp_abort's RST to the
-  // peer leaves from it, and egress anti-spoof would drop it a moment later.
-  let destroyed = destroySockets(state.layout, addrs);
+  // Marked first, so no new bind or explicit source takes the address;
+  // still owned while its sockets die, so their RSTs pass egress anti-spoof.
+  for (const a of addrs) state.claimFlags(a, { cell: id, flags: L3_OWNER_RELEASING });
+  const socketsDestroyed = destroySockets(state.layout, addrs);
   for (const a of addrs) state.unclaim(a);
-  // Again after the unclaim: a socket bound in between is caught too.
-  destroyed += destroySockets(state.layout, addrs);
+  return { ...base, released: addrs.map((a) => a.text), removed: false, socketsDestroyed };
+}
+
+/**
+ * Removes a cell and everything it holds. The cell entry goes first: its
+ * sockets become host sockets, which egress does not police, so the RSTs of
+ * their destruction leave; the addresses stay claimed (unbindable by anyone)
+ * until the sockets are gone.
+ */
+function forgetCell(
+  state: EngineState,
+  id: bigint,
+  owned: { address: CellAddress; owner: Owner }[],
+): { released: string[]; socketsDestroyed: number } {
+  state.deleteCell(id);
+  const socketsDestroyed = destroySockets(
+    state.layout,
+    owned.map((o) => o.address),
+  );
+  for (const o of owned) state.unclaim(o.address);
+  state.deleteStats(id);
+  setAllowList(state, id, []);
   return {
-    ...base,
-    released: addrs.map((a) => a.text),
-    removed: false,
-    socketsDestroyed: destroyed,
+    released: owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text),
+    socketsDestroyed,
   };
 }
 
-/** Keeps the primary unless it is being released; then the lowest
- * remaining address of the family takes over (maps keep no order). */
-function pickPrimary(
+/** The primary stays unless it is being released; then the lowest
+ * remaining address of the family takes over (maps keep no order). Only
+ * then, and only if one remains, is the owner map scanned. */
+function successor(
+  state: EngineState,
+  id: bigint,
   current: CellAddress | undefined,
-  remaining: CellAddress[],
   releasing: Set<string>,
   family: 4 | 6,
+  remaining: number,
 ): CellAddress | undefined {
   if (current && !releasing.has(current.text)) return current;
-  const candidates = remaining
-    .filter((a) => a.family === family)
-    .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
-  return candidates[0];
+  if (remaining <= 0) return undefined;
+  return state
+    .owners()
+    .filter(
+      (o) =>
+        o.owner.cell === id &&
+        !(o.owner.flags & L3_OWNER_LOOPBACK) &&
+        o.address.family === family &&
+        !releasing.has(o.address.text),
+    )
+    .map((o) => o.address)
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))[0];
 }
 
 export interface GcResult {
@@ -283,27 +294,18 @@ export function gc(pinDir: string): GcResult {
       const result: GcResult = { cells: [], orphanedAddresses: [] };
       for (const id of cells.keys()) {
         if (live.has(id)) continue;
-        const owned = owners.filter((o) => o.owner.cell === id);
-        state.deleteCell(id);
-        for (const o of owned) state.unclaim(o.address);
-        state.deleteStats(id);
-        setAllowList(state, id, []);
-        destroySockets(
-          state.layout,
-          owned.map((o) => o.address),
+        const { released } = forgetCell(
+          state,
+          id,
+          owners.filter((o) => o.owner.cell === id),
         );
-        result.cells.push({
-          id: id.toString(),
-          addresses: owned
-            .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
-            .map((o) => o.address.text),
-        });
+        result.cells.push({ id: id.toString(), addresses: released });
       }
       for (const o of owners) {
-        if (cells.has(o.owner.cell)) continue;
-        if (result.cells.some((c) => c.id === o.owner.cell.toString())) continue;
-        state.unclaim(o.address);
-        result.orphanedAddresses.push(o.address.text);
+        if (!cells.has(o.owner.cell)) {
+          state.unclaim(o.address);
+          result.orphanedAddresses.push(o.address.text);
+        }
       }
       return result;
     });

@@ -20,6 +20,7 @@ import {
   runIterator,
 } from '../../loader';
 import { encodeAddr } from '../maps/layout';
+import { L3isoError } from '../errors';
 import type { CellAddress } from '../model/address';
 import { bpfObjectPath, type PinLayout } from './paths';
 import { REVOKE_OBJECT } from './programs';
@@ -61,7 +62,13 @@ export function unpinRevoker(layout: PinLayout): void {
 /** Returns how many sockets were destroyed. */
 export function destroySockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
   if (addresses.length === 0) return 0;
-  if (!fs.existsSync(pinPath(layout, 'l3_revoke_udp'))) return destroyWithFreshObject(addresses);
+  if (!fs.existsSync(pinPath(layout, 'l3_revoke_udp'))) {
+    throw new L3isoError(
+      'ENOT_UP',
+      `the revocation iterator is not pinned in ${layout.root}`,
+      'run `l3iso up` again',
+    );
+  }
   const target = BpfMap.openPinned(pinPath(layout, 'l3_revoke_target'));
   const count = BpfMap.openPinned(pinPath(layout, 'l3_revoke_count'));
   const progs = PROGRAMS.map((name) => getPinned(pinPath(layout, name)));
@@ -76,27 +83,5 @@ export function destroySockets(layout: PinLayout, addresses: readonly CellAddres
     for (const fd of progs) closeFd(fd);
     target.close();
     count.close();
-  }
-}
-
-/** For an engine brought up by a version that did not pin the iterator. */
-function destroyWithFreshObject(addresses: readonly CellAddress[]): number {
-  const obj = BpfObject.open(bpfObjectPath(REVOKE_OBJECT));
-  try {
-    obj.load();
-    const target = obj.map('l3_revoke_target');
-    const count = obj.map('l3_revoke_count');
-    try {
-      for (const address of addresses) {
-        target.update(Buffer.alloc(4), encodeAddr(address), MapUpdate.ANY);
-        for (const name of PROGRAMS) runIterator(obj.program(name));
-      }
-      return Number(count.lookup(Buffer.alloc(4))?.readBigUInt64LE(0) ?? 0n);
-    } finally {
-      target.close();
-      count.close();
-    }
-  } finally {
-    obj.close();
   }
 }

@@ -144,6 +144,12 @@ export class EngineState {
     }
   }
 
+  /** Rewrites the flags of an address the cell already holds (BPF_EXIST:
+   * never resurrects a released one). */
+  claimFlags(addr: CellAddress, owner: Owner): void {
+    this.map('l3_owners').update(encodeAddr(addr), encodeOwner(owner), MapUpdate.EXIST);
+  }
+
   owner(addr: CellAddress): Owner | undefined {
     const raw = this.map('l3_owners').lookup(encodeAddr(addr));
     return raw ? decodeOwner(raw) : undefined;

@@ -16,6 +16,8 @@ export const L3_MAX_DEPTH = 16;
 export const L3_FAMILY_V4 = 4;
 export const L3_FAMILY_V6 = 6;
 export const L3_OWNER_LOOPBACK = 0x1;
+/** Being released: no new bind or explicit source may use the address. */
+export const L3_OWNER_RELEASING = 0x2;
 export const L3_CELL_ALLOW_RAW = 0x1;
 export const L3_LAYOUT_VERSION = 1;
 export const L3_REFUSED_SLOTS = 16;

@@ -1,0 +1,45 @@
+// gc: a cell whose cgroup was removed without `release` keeps its addresses
+// owned until gc forgets it; then they are free for another cell.
+import { rmdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSandbox, V4, V6, type Sandbox } from '../harness/sandbox';
+
+describe('gc', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+    sb.cg('keep');
+    sb.cg('gone');
+    sb.cg('next');
+    await sb.assign('keep', V4(1));
+    await sb.assign('gone', V4(2), V6(2));
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  it('releases cells whose cgroup is gone, and only those', async () => {
+    rmdirSync(`${sb.root}/gone`);
+    const taken = await sb.cli(['assign', 'next', V4(2)]);
+    expect(taken.status).not.toBe(0);
+    expect(taken.stderr).toMatch(/no longer exists/);
+
+    const r = await sb.cliOk(['gc', '--json']);
+    const gc = r.json as {
+      cells: { id: string; addresses: string[] }[];
+      orphanedAddresses: string[];
+    };
+    expect(gc.cells).toHaveLength(1);
+    expect(gc.cells[0]!.addresses.sort()).toEqual([V4(2), V6(2)].sort());
+    expect(gc.orphanedAddresses).toEqual([]);
+
+    expect((await sb.list()).map((c: { cell: string }) => c.cell)).toEqual(['keep']);
+    await sb.cliOk(['assign', 'next', V4(2), V6(2)]);
+  });
+
+  it('a second gc has nothing to do', async () => {
+    const r = await sb.cliOk(['gc', '--json']);
+    expect(r.json).toEqual({ cells: [], orphanedAddresses: [] });
+  });
+});
