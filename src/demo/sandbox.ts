@@ -7,7 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { findCgroup2Mount } from '../model/cgroup';
+import { findCgroup2Mount, removeCgroupTree } from '../model/cgroup';
 import { packageRoot } from '../engine/paths';
 
 export interface Sandbox {
@@ -72,33 +72,7 @@ export function createSandbox(tag: string, addresses: string[]): Sandbox {
     },
     destroy() {
       if (fs.existsSync(pinDir)) sb.cli(['down']);
-      if (fs.existsSync(cgroupRoot)) {
-        const dirs: string[] = [];
-        const walk = (d: string) => {
-          dirs.push(d);
-          for (const e of fs.readdirSync(d, { withFileTypes: true }))
-            if (e.isDirectory()) walk(path.join(d, e.name));
-        };
-        walk(cgroupRoot);
-        for (const d of dirs.sort((a, b) => b.length - a.length)) {
-          try {
-            if (fs.existsSync(path.join(d, 'cgroup.kill')))
-              fs.writeFileSync(path.join(d, 'cgroup.kill'), '1');
-          } catch {
-            /* already empty */
-          }
-        }
-        for (const d of dirs) {
-          for (let i = 0; i < 100; i++) {
-            try {
-              fs.rmdirSync(d);
-              break;
-            } catch {
-              execFileSync('sleep', ['0.02']);
-            }
-          }
-        }
-      }
+      removeCgroupTree(cgroupRoot);
       if (fs.existsSync(pinDir)) fs.rmSync(pinDir, { recursive: true, force: true });
       if (fs.existsSync(netnsPath)) run('ip', ['netns', 'del', name]);
     },

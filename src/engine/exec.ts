@@ -13,10 +13,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { findCgroup2Mount } from '../model/cgroup';
+import { findCgroup2Mount, killCgroupTree, removeCgroupTree } from '../model/cgroup';
 import { assign, parseAddresses, release, type AssignResult } from './cells';
-import { cgroupPathsById } from '../model/cgroup';
-import { subtreeProcs } from './inventory';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
 
@@ -77,7 +75,7 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
   try {
     return await runInCgroup(cellPath, opts.argv);
   } finally {
-    if (!opts.keep) await removeCell(opts.pinDir, cellPath);
+    if (!opts.keep) removeCell(opts.pinDir, cellPath);
   }
 }
 
@@ -105,20 +103,16 @@ function runInCgroup(cellPath: string, argv: string[]): Promise<number> {
   });
 }
 
-/** Kills what the command left behind, releases the cell and removes its
- * cgroups (deepest first: rmdir needs empty children). */
-async function removeCell(pinDir: string, cellPath: string): Promise<void> {
-  const killFile = path.join(cellPath, 'cgroup.kill');
-  for (let i = 0; i < 50 && subtreeProcs(cellPath).length > 0; i++) {
-    if (fs.existsSync(killFile)) fs.writeFileSync(killFile, '1');
-    else for (const pid of subtreeProcs(cellPath)) process.kill(pid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Kills what the command left behind, releases the cell (its sockets are
+ * destroyed with it) and removes its cgroups. */
+function removeCell(pinDir: string, cellPath: string): void {
+  // Processes first: release resolves the cell by its cgroup, which must
+  // still exist, and no process may create a socket after it.
+  killCgroupTree(cellPath);
   try {
     release(pinDir, cellPath, []);
   } catch (err) {
     if (!(err instanceof L3isoError && err.code === 'ENOT_ASSIGNED')) throw err;
   }
-  const dirs = [...cgroupPathsById(cellPath).values()].sort((a, b) => b.length - a.length);
-  for (const dir of dirs) fs.rmdirSync(dir);
+  removeCgroupTree(cellPath);
 }

@@ -23,6 +23,7 @@ import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
 import { bpfObjectPath } from './paths';
 import { ATTACHED_OBJECTS, REVOKE_OBJECT, UPLINK_OBJECT } from './programs';
+import { ifindexOf } from './uplink';
 
 export interface FeatureCheck {
   name: string;
@@ -224,10 +225,7 @@ function uplinkChecks(netns: string): FeatureCheck[] {
       },
     );
     execFileSync('ip', ['-n', netns, 'link', 'set', 'probe0', 'up'], { stdio: 'ignore' });
-    const [link] = JSON.parse(
-      execFileSync('ip', ['-n', netns, '-j', 'link', 'show', 'probe0'], { encoding: 'utf8' }),
-    ) as { ifindex: number }[];
-    const ifindex = link!.ifindex;
+    const ifindex = ifindexOf('probe0', netns);
     inNetns(`/run/netns/${netns}`, () => {
       const xdp = loaded.program('l3_xdp').fd;
       for (const [mode, flags] of [

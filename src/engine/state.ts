@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import { BpfMap, MapUpdate, isErrno } from '../../loader';
 import { L3isoError } from '../errors';
+import { sleepSync } from '../sleep';
 import {
   CELL_KEY_SIZE,
   decodeCell,
@@ -222,7 +223,7 @@ function mapFull(fn: () => void, name: string): void {
       // Maps without preallocation draw on a per-CPU cache the kernel
       // refills asynchronously; a burst of inserts can outrun it briefly.
       if (isErrno(err, 'ENOMEM') && attempt < ENOMEM_RETRIES) {
-        sleepMs(attempt);
+        sleepSync(attempt);
         continue;
       }
       if (isErrno(err, 'ENOMEM')) {
@@ -241,9 +242,5 @@ function mapFull(fn: () => void, name: string): void {
 }
 
 const ENOMEM_RETRIES = 20;
-
-function sleepMs(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 export { CELL_KEY_SIZE };

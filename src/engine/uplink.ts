@@ -44,11 +44,12 @@ export interface AttachResult {
 
 /** ifindex in the caller's network namespace (netlink, not /sys, which
  * shows the namespace that mounted it). */
-export function ifindexOf(iface: string): number {
+export function ifindexOf(iface: string, netns?: string): number {
   if (!/^[^\s/]{1,15}$/.test(iface))
     throw new L3isoError('EUSAGE', `invalid interface name "${iface}"`);
   try {
-    const out = execFileSync('ip', ['-j', 'link', 'show', 'dev', iface], {
+    const where = netns ? ['-n', netns] : [];
+    const out = execFileSync('ip', [...where, '-j', 'link', 'show', 'dev', iface], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -57,7 +58,10 @@ export function ifindexOf(iface: string): number {
   } catch {
     /* reported below */
   }
-  throw new L3isoError('EUSAGE', `no network interface named "${iface}" in this network namespace`);
+  throw new L3isoError(
+    'EUSAGE',
+    `no network interface named "${iface}" in ${netns ? `network namespace ${netns}` : 'this network namespace'}`,
+  );
 }
 
 function uplinkKey(ifindex: number): Buffer {

@@ -1,6 +1,16 @@
-import { readFileSync, readdirSync, realpathSync, statSync, statfsSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmdirSync,
+  statSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
+import { sleepSync } from '../sleep';
 
 /** statfs f_type of a cgroup v2 filesystem (linux/magic.h). */
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -221,4 +231,69 @@ export function cgroupPathsById(root: string): Map<bigint, string> {
     }
   }
   return out;
+}
+
+/** The subtree still holds processes (cgroup.events "populated 1"). */
+function populated(dir: string): boolean {
+  try {
+    return /populated 1/.test(readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Kills every process below `dir` (cgroup.kill, Linux 5.14+; pid by pid
+ * before that) and waits until the subtree is empty, at most `timeoutMs`.
+ */
+export function killCgroupTree(dir: string, timeoutMs = 5000): void {
+  if (!existsSync(dir)) return;
+  try {
+    writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+  } catch {
+    for (const d of cgroupPathsById(dir).values()) {
+      for (const pid of safeProcs(d)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* exited meanwhile */
+        }
+      }
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (populated(dir) && Date.now() < deadline) sleepSync(10);
+}
+
+/**
+ * killCgroupTree, then removes the cgroups deepest first (rmdir needs empty
+ * children). A missing dir is fine; a cgroup that will not go within
+ * `timeoutMs` is an error.
+ */
+export function removeCgroupTree(dir: string, timeoutMs = 5000): void {
+  if (!existsSync(dir)) return;
+  const deadline = Date.now() + timeoutMs;
+  killCgroupTree(dir, timeoutMs);
+  const dirs = [...cgroupPathsById(dir).values()].sort((a, b) => b.length - a.length);
+  for (const d of dirs) {
+    for (;;) {
+      try {
+        rmdirSync(d);
+        break;
+      } catch (err) {
+        const code = errnoOf(err);
+        if (code === 'ENOENT') break;
+        if (Date.now() >= deadline) throw err;
+        sleepSync(10);
+      }
+    }
+  }
+}
+
+function safeProcs(dir: string): number[] {
+  try {
+    return cgroupProcs(dir);
+  } catch {
+    return [];
+  }
 }

@@ -17,11 +17,12 @@ import {
   python,
   run,
   type Op,
-  type ProbeLine,
   type ProbeResult,
   type RunOpts,
   type RunResult,
   type Sandbox,
+  mustSync,
+  parseJsonLines,
 } from './sandbox';
 
 export interface OutsideOptions {
@@ -57,28 +58,6 @@ export interface Outside {
   probe(ops: Op[], opts?: RunOpts & { keepGoing?: boolean }): Promise<ProbeResult>;
   spawnProbe(ops: Op[]): BgProc;
   destroy(): Promise<void>;
-}
-
-function mustSync(argv: string[], input?: string): string {
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', input, timeout: 20_000 });
-  if (r.status !== 0) {
-    throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr ?? ''} ${r.error ?? ''}`);
-  }
-  return r.stdout;
-}
-
-function parseLines(text: string): ProbeLine[] {
-  const out: ProbeLine[] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(t));
-    } catch {
-      /* not ours */
-    }
-  }
-  return out;
 }
 
 function macOf(netns: string, iface: string): string {
@@ -167,7 +146,7 @@ export async function addOutside(sb: Sandbox, o: OutsideOptions = {}): Promise<O
     async probe(ops, opts = {}) {
       const spec = JSON.stringify({ ops, keep_going: !!opts.keepGoing });
       const r = await run(argv([python(), PROBE, spec]), opts);
-      const lines = parseLines(r.stdout);
+      const lines = parseJsonLines(r.stdout);
       const opLines = lines.filter((l) => typeof l.i === 'number');
       return { ...r, lines, ops: opLines, last: opLines[opLines.length - 1] ?? {} };
     },

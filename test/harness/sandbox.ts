@@ -14,6 +14,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { removeCgroupTree } from '../../src/model/cgroup';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
@@ -114,8 +115,8 @@ export function run(argv: string[], opts: RunOpts = {}): Promise<RunResult> {
   });
 }
 
-function runSync(argv: string[], timeoutMs = 20_000): RunResult {
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: timeoutMs });
+function runSync(argv: string[], timeoutMs = 20_000, input?: string): RunResult {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: timeoutMs, input });
   return {
     status: r.status,
     signal: r.signal,
@@ -125,15 +126,15 @@ function runSync(argv: string[], timeoutMs = 20_000): RunResult {
   };
 }
 
-function mustSync(argv: string[]): string {
-  const r = runSync(argv);
+export function mustSync(argv: string[], input?: string): string {
+  const r = runSync(argv, 20_000, input);
   if (r.status !== 0) {
     throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr.trim()}`);
   }
   return r.stdout;
 }
 
-function parseJsonLines(text: string): ProbeLine[] {
+export function parseJsonLines(text: string): ProbeLine[] {
   const out: ProbeLine[] = [];
   for (const line of text.split('\n')) {
     const t = line.trim();
@@ -329,69 +330,7 @@ function rand(): string {
   return `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** cgroup directories below dir, deepest first. */
-function cgroupDirsDeepestFirst(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
-    out.push(d);
-  };
-  walk(dir);
-  return out;
-}
-
-async function killCgroupTree(dir: string): Promise<void> {
-  if (!fs.existsSync(dir)) return;
-  try {
-    fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
-  } catch {
-    // Old kernels: kill pid by pid.
-    for (const d of cgroupDirsDeepestFirst(dir)) {
-      try {
-        for (const pid of fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n')) {
-          if (pid.trim()) process.kill(Number(pid), 'SIGKILL');
-        }
-      } catch {
-        /* gone */
-      }
-    }
-  }
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    try {
-      if (/populated 0/.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'))) break;
-    } catch {
-      break;
-    }
-    await sleep(20);
-  }
-}
-
-async function removeCgroupTree(dir: string): Promise<void> {
-  await killCgroupTree(dir);
-  for (const d of cgroupDirsDeepestFirst(dir)) {
-    for (let i = 0; i < 50; i++) {
-      try {
-        fs.rmdirSync(d);
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') break;
-        await sleep(20);
-      }
-    }
-  }
-}
-
 function removePinDir(dir: string): void {
   try {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -424,7 +363,7 @@ export async function sweepStale(): Promise<void> {
     if (stale(n)) removePinDir(path.join(BPFFS, n));
   }
   for (const n of fs.readdirSync(cg2)) {
-    if (stale(n)) await removeCgroupTree(path.join(cg2, n));
+    if (stale(n)) removeCgroupTree(path.join(cg2, n));
   }
   for (const n of netns) if (stale(n)) runSync(['ip', 'netns', 'del', n]);
 }
@@ -586,8 +525,8 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
         }).catch(() => undefined);
       }
       await Promise.all(procs.map((p) => p.kill()));
-      await removeCgroupTree(root);
-      for (const c of extraCgroups) await removeCgroupTree(c);
+      removeCgroupTree(root);
+      for (const c of extraCgroups) removeCgroupTree(c);
       removePinDir(pinDir);
       for (const p of extraPins) removePinDir(p);
       runSync(['ip', 'netns', 'del', netns]);
