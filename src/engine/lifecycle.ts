@@ -133,7 +133,7 @@ function bringUp(
   try {
     for (const [i, spec] of ATTACHED_OBJECTS.entries()) {
       progress(`loading ${spec.file}`);
-      const obj = loadWithPinnedMaps(spec.file, layout, maxCells, result, undo);
+      const obj = loadWithPinnedMaps(spec.file, layout, { maxCells, result, undo });
       try {
         if (i === 0) writeConfig(layout, root, mount);
         for (const p of spec.programs) {

@@ -18,13 +18,27 @@ export interface MapOutcome {
 
 /** Opens an object whose shared maps are the pinned ones when they exist
  * (so state survives upgrades), loads it and pins the maps it created. */
+export interface CreateMaps {
+  /** capacity of the maps this load creates */
+  maxCells: number;
+  /** what was created or reused, for `up`'s report */
+  result: { maps: MapOutcome[] };
+  /** how to take back what this load pinned, should a later step fail */
+  undo: (() => void)[];
+}
+
+/**
+ * Loads `file` against the engine's pinned maps. Without `create`, every
+ * shared map must already be pinned (the engine is up); only `up` passes
+ * `create` and may make the missing ones.
+ */
 export function loadWithPinnedMaps(
   file: string,
   layout: PinLayout,
-  maxCells: number,
-  result?: { maps: MapOutcome[] },
-  undo?: (() => void)[],
+  create?: CreateMaps,
 ): BpfObject {
+  const result = create?.result;
+  const undo = create?.undo;
   const obj = BpfObject.open(bpfObjectPath(file));
   const reused: BpfMap[] = [];
   const created: string[] = [];
@@ -51,7 +65,14 @@ export function loadWithPinnedMaps(
         if (!seen)
           result?.maps.push({ name: spec.name, action: 'reused', maxEntries: map.maxEntries });
       } else {
-        const capacity = mapCapacity(spec.name, maxCells);
+        if (!create) {
+          throw new L3isoError(
+            'ENOT_UP',
+            `engine in ${layout.root} has no pinned map ${spec.name}`,
+            'run `l3iso up` first',
+          );
+        }
+        const capacity = mapCapacity(spec.name, create.maxCells);
         if (capacity !== undefined) obj.setMaxEntries(spec.name, capacity);
         created.push(spec.name);
         result?.maps.push({

@@ -49,7 +49,7 @@ export function preexistingSockets(pinDir: string): PreexistingSocket[] {
     const cells = new Set(state.cells().keys());
     const paths = cgroupPathsById(root);
     const ids = new Map([...paths].map(([id, p]) => [p, id] as const));
-    const obj = loadWithPinnedMaps(AUDIT_OBJECT, state.layout, 0);
+    const obj = loadWithPinnedMaps(AUDIT_OBJECT, state.layout);
     let text: string;
     try {
       text =

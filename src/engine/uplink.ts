@@ -81,7 +81,7 @@ export function attachUplink(pinDir: string, iface: string, requested?: XdpMode)
   try {
     return withLock(state.layout, () => {
       const previous = readUplink(state, ifindex);
-      const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout, 0);
+      const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout);
       try {
         const xdpFd = obj.program('l3_xdp').fd;
         const present = xdpQueryId(ifindex);
