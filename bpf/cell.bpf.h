@@ -13,7 +13,13 @@
 /* glibc's socket constants are off limits under -target bpf. */
 #define L3_AF_INET 2
 #define L3_AF_INET6 10
+#define L3_SOCK_STREAM 1
+#define L3_SOCK_DGRAM 2
 #define L3_SOCK_RAW 3
+#define L3_IPPROTO_ICMP 1
+#define L3_IPPROTO_TCP 6
+#define L3_IPPROTO_UDP 17
+#define L3_IPPROTO_ICMPV6 58
 
 #define L3_IP4_LOOPBACK bpf_htonl(0x7f000001)
 #define L3_IS_IP4_LOOPBACK_NET(a) ((bpf_ntohl(a) >> 24) == 127)
@@ -59,6 +65,79 @@ static __always_inline struct l3_cell *origin_cell(struct l3_sock_origin *origin
 static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cell_id)
 {
 	return origin_cell(sock_origin(sk), cell_id);
+}
+
+static __always_inline struct l3_config *engine_config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&l3_config, &zero);
+}
+
+/*
+ * Records the current task's cgroup ancestry from the managed root down, as
+ * an origin holds it. Returns 1 when the task sits below the deepest level
+ * an origin can hold: its own cgroup is then not recorded, and nobody can
+ * tell from the origin whether it is in a cell.
+ */
+static __always_inline int task_ancestry(struct l3_config *config, struct l3_sock_origin *origin)
+{
+	__u32 depth = 0;
+	int i;
+
+	for (i = 0; i < L3_MAX_DEPTH; i++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(config->root_level + i);
+
+		if (!id)
+			break;
+		origin->ancestors[i] = id;
+		depth = i + 1;
+	}
+	origin->depth = depth;
+	return depth == L3_MAX_DEPTH &&
+	       bpf_get_current_ancestor_cgroup_id(config->root_level + L3_MAX_DEPTH) != 0;
+}
+
+/*
+ * The cell a socket hook in task context (bind, connect, sendmsg) confines
+ * the socket to. Normally the socket's own (origin_cell). A socket whose
+ * origin names no cell (none at all: made before `up`, or by the kernel on
+ * the task's behalf, as MPTCP subflows and SMC's TCP sockets are; or a
+ * socket made outside every cell) but used by a task inside a cell is that
+ * cell's: fail closed, never a host socket. It is adopted, its origin
+ * rewritten to the task's ancestry, so sock_ops, sk_lookup and the packet
+ * layer see the cell from then on too. *origin_out is the socket's origin
+ * after that (NULL when it has none).
+ */
+static __always_inline struct l3_cell *hook_cell(struct bpf_sock *sk,
+						 struct l3_sock_origin **origin_out,
+						 __u64 *cell_id)
+{
+	struct l3_sock_origin *origin = sock_origin(sk);
+	struct l3_sock_origin task = {};
+	struct l3_config *config;
+	struct l3_cell *cell;
+
+	*origin_out = origin;
+	cell = origin_cell(origin, cell_id);
+	if (cell || !sk)
+		return cell;
+	config = engine_config();
+	/* A task outside the managed root is in no cell. */
+	if (!config || bpf_get_current_ancestor_cgroup_id(config->root_level) != config->root_cgroup)
+		return NULL;
+	task_ancestry(config, &task);
+	cell = origin_cell(&task, cell_id);
+	if (!cell)
+		return NULL;
+	if (!origin)
+		origin = bpf_sk_storage_get(&l3_sock_origin, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (origin) {
+		task.flags = origin->flags;
+		*origin = task;
+	}
+	*origin_out = origin;
+	return cell;
 }
 
 static __always_inline struct l3_owner *owner_of4(__u32 ip4)

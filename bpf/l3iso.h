@@ -82,7 +82,9 @@ enum l3_reason {
 	L3_R_SENDMSG_NOFAMILY = 6, /* sendmsg in a family the cell lacks */
 	L3_R_SENDMSG_LOOPBACK = 7, /* sendmsg to another cell's loopback */
 	L3_R_SOCK_RAW = 8, /* SOCK_RAW without the policy allowing it */
-	L3_R_MAX = 9,
+	L3_R_PROTO_REFUSED = 9, /* an inet protocol the hooks cannot confine */
+	L3_R_TOO_DEEP = 10, /* created below the recorded ancestry */
+	L3_R_MAX = 11,
 };
 
 #define L3_REFUSED_SLOTS 16 /* room for reasons added later */
@@ -138,7 +140,8 @@ enum l3_drop {
 	L3_D_POLICY = 3, /* uplink: source not in the cell's allow-list */
 	L3_D_UNASSIGNED = 4, /* uplink: managed address that no cell owns */
 	L3_D_WIRE_SPOOF = 5, /* uplink tc egress: forged source on the wire */
-	L3_D_MAX = 6,
+	L3_D_LOOPBACK = 6, /* 127/8 or ::1 that is not the sender's own alias */
+	L3_D_MAX = 7,
 };
 
 /* Key of l3_managed (LPM_TRIE): prefixes whose addresses belong to cells.

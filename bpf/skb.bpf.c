@@ -58,21 +58,72 @@ static __always_inline __u64 wire_packets(struct __sk_buff *skb)
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
 
+/* Source and destination in one load: they are adjacent in both headers. */
+static __always_inline int packet_addrs(struct __sk_buff *skb, struct l3_ip_addrs *src,
+					__u32 dst[4])
+{
+	__u32 w[8];
+
+	if (skb->protocol == bpf_htons(L3_ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 12, w, 8) < 0)
+			return -1;
+		src->family = L3_FAMILY_V4;
+		src->addr[0] = w[0];
+		dst[0] = w[1];
+		return 0;
+	}
+	if (skb->protocol == bpf_htons(L3_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 8, w, 32) < 0)
+			return -1;
+		src->family = L3_FAMILY_V6;
+		src->addr[0] = w[0];
+		src->addr[1] = w[1];
+		src->addr[2] = w[2];
+		src->addr[3] = w[3];
+		dst[0] = w[4];
+		dst[1] = w[5];
+		dst[2] = w[6];
+		dst[3] = w[7];
+		return 0;
+	}
+	return -1;
+}
+
+/* Loopback privacy at the packet layer: from a cell, 127/8 means its own
+ * alias and nothing else (not the host's 127.0.0.1, not another cell's
+ * alias, not ::1), whatever socket or hook path the packet came through. */
+static __always_inline int foreign_loopback(__u32 family, const __u32 dst[4],
+					    struct l3_cell *cell)
+{
+	if (family == L3_FAMILY_V4)
+		return L3_IS_IP4_LOOPBACK_NET(dst[0]) && dst[0] != cell->loopback4;
+	if (ip6_is_loopback(dst))
+		return 1;
+	return ip6_is_v4mapped(dst) && L3_IS_IP4_LOOPBACK_NET(dst[3]) && dst[3] != cell->loopback4;
+}
+
 SEC("cgroup_skb/egress")
 int l3_egress(struct __sk_buff *skb)
 {
 	struct l3_ip_addrs src = {};
 	struct l3_cell_stats *stats;
 	struct l3_owner *owner;
+	struct l3_cell *cell;
+	__u32 dst[4] = {};
 	__u64 cell_id;
 
-	if (!skb_cell(skb, &cell_id))
+	cell = skb_cell(skb, &cell_id);
+	if (!cell)
 		return 1;
-	if (packet_addr(skb, 1, &src) < 0)
+	if (packet_addrs(skb, &src, dst) < 0)
 		return 1; /* not IP: nothing to attribute */
 	owner = packet_owner(&src);
 	if (!owner || owner->cell != cell_id) {
 		count_drop(cell_id, L3_D_SPOOF);
+		return 0;
+	}
+	if (foreign_loopback(src.family, dst, cell)) {
+		count_drop(cell_id, L3_D_LOOPBACK);
 		return 0;
 	}
 	stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
@@ -81,6 +132,21 @@ int l3_egress(struct __sk_buff *skb)
 		stats->tx_bytes += skb->len;
 	}
 	return 1;
+}
+
+/* A cell's loopback alias takes packets only from that cell's own
+ * addresses: the receiving side of loopback privacy. */
+static __always_inline int loopback_intruder(struct __sk_buff *skb, struct l3_owner *dst_owner)
+{
+	struct l3_ip_addrs src = {};
+	struct l3_owner *owner;
+
+	if (!(dst_owner->flags & L3_OWNER_LOOPBACK))
+		return 0;
+	if (packet_addr(skb, 1, &src) < 0)
+		return 1;
+	owner = packet_owner(&src);
+	return !owner || owner->cell != dst_owner->cell;
 }
 
 SEC("cgroup_skb/ingress")
@@ -106,6 +172,10 @@ int l3_ingress(struct __sk_buff *skb)
 	}
 	if (!owner || owner->cell != cell_id) {
 		count_drop(cell_id, L3_D_FOREIGN_DST);
+		return 0;
+	}
+	if (loopback_intruder(skb, owner)) {
+		count_drop(cell_id, L3_D_LOOPBACK);
 		return 0;
 	}
 	stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);

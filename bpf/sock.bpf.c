@@ -109,17 +109,37 @@ static __always_inline void bind_source6(struct bpf_sock_addr *ctx, __u32 a0, __
 
 /* ---- socket creation ------------------------------------------------- */
 
+/*
+ * The protocols whose every path a hook confines: TCP and UDP (bind,
+ * connect, sendmsg, and the packet layer), ICMP ping sockets (connect hook
+ * and packet layer). Anything else, MPTCP, UDP-Lite, SCTP and whatever the
+ * kernel adds, would reach the stack past some hook, so a cell cannot have it.
+ */
+static __always_inline int confined_protocol(struct bpf_sock *sk)
+{
+	__u32 protocol = sk->protocol;
+
+	if (sk->type == L3_SOCK_STREAM)
+		return protocol == L3_IPPROTO_TCP;
+	if (sk->type != L3_SOCK_DGRAM)
+		return 0;
+	if (protocol == L3_IPPROTO_UDP)
+		return 1;
+	if (sk->family == L3_AF_INET)
+		return protocol == L3_IPPROTO_ICMP;
+	return sk->family == L3_AF_INET6 && protocol == L3_IPPROTO_ICMPV6;
+}
+
 SEC("cgroup/sock_create")
 int l3_sock_create(struct bpf_sock *sk)
 {
 	struct l3_sock_origin *origin;
 	struct l3_config *config;
 	struct l3_cell *cell;
-	__u32 zero = 0, depth = 0;
 	__u64 cell_id;
-	int i;
+	int too_deep;
 
-	config = bpf_map_lookup_elem(&l3_config, &zero);
+	config = engine_config();
 	if (!config)
 		return 1;
 	origin = bpf_sk_storage_get(&l3_sock_origin, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -128,19 +148,20 @@ int l3_sock_create(struct bpf_sock *sk)
 		bpf_set_retval(-ENOMEM);
 		return 0;
 	}
-	for (i = 0; i < L3_MAX_DEPTH; i++) {
-		__u64 id = bpf_get_current_ancestor_cgroup_id(config->root_level + i);
-
-		if (!id)
-			break;
-		origin->ancestors[i] = id;
-		depth = i + 1;
-	}
-	origin->depth = depth;
-
+	too_deep = task_ancestry(config, origin);
 	cell = origin_cell(origin, &cell_id);
-	if (cell && sk->type == L3_SOCK_RAW && !(cell->flags & L3_CELL_ALLOW_RAW))
-		return refuse(cell_id, L3_R_SOCK_RAW, EPERM);
+	/* Below the recorded ancestry nobody can tell which cell the task is in. */
+	if (too_deep)
+		return refuse(cell_id, L3_R_TOO_DEEP, EPERM);
+	if (!cell)
+		return 1;
+	if (sk->type == L3_SOCK_RAW) {
+		if (!(cell->flags & L3_CELL_ALLOW_RAW))
+			return refuse(cell_id, L3_R_SOCK_RAW, EPERM);
+		return 1;
+	}
+	if (!confined_protocol(sk))
+		return refuse(cell_id, L3_R_PROTO_REFUSED, EPROTONOSUPPORT);
 	return 1;
 }
 
@@ -166,8 +187,7 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 	struct l3_cell *cell;
 	__u64 cell_id;
 
-	origin = sock_origin(ctx->sk);
-	cell = origin_cell(origin, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (owner_of4(ip4))
 			return refuse4(ctx, 0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
@@ -198,8 +218,7 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 	__u32 a[4];
 
 	load_user_ip6(ctx, a);
-	origin = sock_origin(ctx->sk);
-	cell = origin_cell(origin, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (ip6_is_v4mapped(a) ? !!owner_of4(a[3]) : !!owner_of6(a))
 			return refuse6(ctx, 0, L3_R_BIND_CELL_ADDR, EADDRNOTAVAIL);
@@ -245,11 +264,12 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int l3_connect4(struct bpf_sock_addr *ctx)
 {
+	struct l3_sock_origin *origin;
 	__u32 dst = ctx->user_ip4;
 	struct l3_cell *cell;
 	__u64 cell_id;
 
-	cell = sock_cell(ctx->sk, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (is_cell_loopback4(dst))
 			return refuse4(ctx, 0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
@@ -272,12 +292,13 @@ int l3_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int l3_connect6(struct bpf_sock_addr *ctx)
 {
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 	__u32 a[4];
 
 	load_user_ip6(ctx, a);
-	cell = sock_cell(ctx->sk, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (ip6_is_v4mapped(a) && is_cell_loopback4(a[3]))
 			return refuse6(ctx, 0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
@@ -316,11 +337,12 @@ int l3_connect6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int l3_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	struct l3_sock_origin *origin;
 	__u32 dst = ctx->user_ip4, src = ctx->msg_src_ip4;
 	struct l3_cell *cell;
 	__u64 cell_id;
 
-	cell = sock_cell(ctx->sk, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (is_cell_loopback4(dst))
 			return refuse4(ctx, 0, L3_R_SENDMSG_LOOPBACK, EPERM);
@@ -351,6 +373,7 @@ int l3_sendmsg4(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg6")
 int l3_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 	__u32 dst[4], src[4];
@@ -360,7 +383,7 @@ int l3_sendmsg6(struct bpf_sock_addr *ctx)
 	src[1] = ctx->msg_src_ip6[1];
 	src[2] = ctx->msg_src_ip6[2];
 	src[3] = ctx->msg_src_ip6[3];
-	cell = sock_cell(ctx->sk, &cell_id);
+	cell = hook_cell(ctx->sk, &origin, &cell_id);
 	if (!cell) {
 		if (!ip6_is_zero(src) && owner_of6(src))
 			return refuse6(ctx, 0, L3_R_SENDMSG_FOREIGN_SRC, EADDRNOTAVAIL);

@@ -8,6 +8,7 @@ export const ErrorCodes = {
   ECGROUP_MISSING: 'the cgroup does not exist or is not a directory',
   ECGROUP_OUTSIDE_ROOT: 'the cgroup is not below the managed cgroup root',
   ECGROUP_NOT_V2: 'no cgroup v2 hierarchy, or the path is not on it',
+  ECGROUP_TOO_DEEP: 'the cgroup is deeper below the managed root than the hooks can see',
   EADDR_OWNED: 'the address already belongs to another cell',
   EMAP_FULL: 'a BPF map has no room for another entry',
   ENOT_ROOT: 'the operation needs root privileges',
@@ -24,6 +25,7 @@ export type ErrorCode =
   | 'ECGROUP_MISSING'
   | 'ECGROUP_OUTSIDE_ROOT'
   | 'ECGROUP_NOT_V2'
+  | 'ECGROUP_TOO_DEEP'
   | 'EADDR_OWNED'
   | 'EMAP_FULL'
   | 'ENOT_ROOT'

@@ -12,6 +12,7 @@ import { L3isoError } from '../errors';
 import { L3_OWNER_LOOPBACK, L3_OWNER_RELEASING, type Cell, type Owner } from '../maps/layout';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
+  assertRecordableDepth,
   cgroupId,
   cgroupPathsById,
   findCgroup2Mount,
@@ -88,6 +89,7 @@ export function assign(
   const addrs = parseAddresses(addressTexts);
   const target = openCellTarget(pinDir, cgroupArg);
   try {
+    assertRecordableDepth(target.path, target.root);
     return withLock(target.state.layout, () => assignLocked(target, addrs));
   } finally {
     target.state.close();

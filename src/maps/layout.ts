@@ -36,6 +36,8 @@ export enum Reason {
   SendmsgNoFamily = 6,
   SendmsgLoopback = 7,
   SockRaw = 8,
+  ProtoRefused = 9,
+  TooDeep = 10,
 }
 /** Same numbers as enum l3_drop: packet-layer drops. */
 export enum Drop {
@@ -45,8 +47,9 @@ export enum Drop {
   Policy = 3,
   Unassigned = 4,
   WireSpoof = 5,
+  Loopback = 6,
 }
-export const DROP_MAX = 6;
+export const DROP_MAX = 7;
 export const dropName: Readonly<Record<Drop, string>> = {
   [Drop.Spoof]: 'spoofed-source',
   [Drop.ForeignDst]: 'foreign-destination',
@@ -54,6 +57,7 @@ export const dropName: Readonly<Record<Drop, string>> = {
   [Drop.Policy]: 'not-allowed-source',
   [Drop.Unassigned]: 'unassigned-address',
   [Drop.WireSpoof]: 'spoofed-source-wire',
+  [Drop.Loopback]: 'loopback-foreign',
 };
 /** The cell admits only allow-listed sources at the uplink. */
 export const L3_CELL_ALLOW_LIST = 0x2;
@@ -64,7 +68,7 @@ export const L3_EVENTS_PER_SEC = 2000;
 export const L3_SOCK_WILDCARD = 0x1;
 
 /** L3_R_MAX: number of defined reasons. */
-export const REASON_MAX = 9;
+export const REASON_MAX = 11;
 
 /** Stable label values for metrics and audit output. */
 export const reasonName: Readonly<Record<Reason, string>> = {
@@ -77,6 +81,8 @@ export const reasonName: Readonly<Record<Reason, string>> = {
   [Reason.SendmsgNoFamily]: 'sendmsg-nofamily',
   [Reason.SendmsgLoopback]: 'sendmsg-loopback',
   [Reason.SockRaw]: 'sock-raw',
+  [Reason.ProtoRefused]: 'proto-refused',
+  [Reason.TooDeep]: 'too-deep',
 };
 
 export interface FieldLayout {

@@ -10,6 +10,7 @@ import {
 } from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
+import { L3_MAX_DEPTH } from '../maps/layout';
 import { sleepSync } from '../sleep';
 
 /** statfs f_type of a cgroup v2 filesystem (linux/magic.h). */
@@ -162,6 +163,24 @@ export function resolveCellPath(arg: string, root: string, mount: string): strin
     throw new L3isoError('ECGROUP_MISSING', `cgroup ${real} is not a directory`);
   }
   return real;
+}
+
+/**
+ * A socket's origin records L3_MAX_DEPTH cgroups from the managed root down
+ * (the root itself first), so a cell deeper than L3_MAX_DEPTH - 1 levels
+ * below the root would be invisible to every hook: refuse it. `cellPath` is
+ * a path resolveCellPath returned.
+ */
+export function assertRecordableDepth(cellPath: string, root: string): void {
+  const rel = relativeInside(realpathSync(root), cellPath);
+  const depth = rel ? rel.split(path.sep).length : 0;
+  if (depth >= L3_MAX_DEPTH) {
+    throw new L3isoError(
+      'ECGROUP_TOO_DEEP',
+      `cgroup ${cellPath} is ${depth} levels below the managed root; cells may be at most ${L3_MAX_DEPTH - 1} levels deep`,
+      'assign a cgroup nearer the root (its descendants stay in the cell)',
+    );
+  }
 }
 
 /** Short name for display: relative to the root, or the path as given when

@@ -75,6 +75,8 @@ const REASON_C: Record<Reason, string> = {
   [Reason.SendmsgNoFamily]: 'L3_R_SENDMSG_NOFAMILY',
   [Reason.SendmsgLoopback]: 'L3_R_SENDMSG_LOOPBACK',
   [Reason.SockRaw]: 'L3_R_SOCK_RAW',
+  [Reason.ProtoRefused]: 'L3_R_PROTO_REFUSED',
+  [Reason.TooDeep]: 'L3_R_TOO_DEEP',
 };
 
 const CONSTANTS: Record<string, number> = {
@@ -95,6 +97,7 @@ const CONSTANTS: Record<string, number> = {
   L3_D_POLICY: Drop.Policy,
   L3_D_UNASSIGNED: Drop.Unassigned,
   L3_D_WIRE_SPOOF: Drop.WireSpoof,
+  L3_D_LOOPBACK: Drop.Loopback,
   L3_D_MAX: DROP_MAX,
   L3_CELL_ALLOW_LIST,
   L3_EV_REFUSED,
