@@ -12,7 +12,8 @@ Execution stops at the first failed operation unless keep_going is set.
 
 Sockets are named by "id" (default "s"). Families: 4, 6, "packet".
 Types: "tcp", "udp", "raw", "icmp", "ipraw" (SOCK_RAW/IPPROTO_RAW: the
-caller writes the IP header, see send_forged). Every blocking call has a
+caller writes the IP header, see send_forged); "stream", "dgram" and
+"seqpacket" take any protocol number in "proto" (MPTCP 262, UDP-Lite 136). Every blocking call has a
 timeout ("timeout", seconds, default 5).
 """
 
@@ -28,6 +29,7 @@ IPV6_PKTINFO = 50  # <linux/in6.h>
 ETH_P_ALL = 0x0003
 
 socks = {}
+SOCK_TYPES = {"stream": socket.SOCK_STREAM, "dgram": socket.SOCK_DGRAM, "seqpacket": socket.SOCK_SEQPACKET}
 
 
 def out(obj):
@@ -91,6 +93,8 @@ def new_socket(op):
     elif typ == "icmp":
         proto = socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6
         s = socket.socket(fam, socket.SOCK_DGRAM, proto)
+    elif typ in SOCK_TYPES:
+        s = socket.socket(fam, SOCK_TYPES[typ], int(op.get("proto", 0)))
     else:
         raise ValueError("bad type %r" % (typ,))
     if fam == socket.AF_INET6 and "v6only" in op:
@@ -264,6 +268,16 @@ def op_send_forged(op):
     return {"sent": n}
 
 
+def op_echo(op):
+    """One ICMP/ICMPv6 echo request, sent on a ping ("icmp") socket to op["addr"]."""
+    s = get(op)
+    v6 = s.family == socket.AF_INET6
+    body = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, 0x1234, 1) + b"l3iso-echo"
+    if not v6:  # the kernel fills in the ICMPv6 checksum, not the ICMP one
+        body = body[:2] + struct.pack("!H", csum16(body)) + body[4:]
+    return {"sent": s.sendto(body, sockaddr(s, op["addr"], 0))}
+
+
 def op_packet_send(op):
     """AF_PACKET (SOCK_RAW) send of one hand-built Ethernet + IPv4/IPv6 + UDP
     frame on interface op["iface"]: source op["src"] (forged or not),
@@ -392,6 +406,7 @@ OPS = {
     "recvfrom": op_recvfrom,
     "close": op_close,
     "send_forged": op_send_forged,
+    "echo": op_echo,
     "packet_send": op_packet_send,
     "fetch": op_fetch,
     "caps": op_caps,
