@@ -2,8 +2,10 @@
 /*
  * Packet-layer checks at the managed cgroup root (cgroup_skb): per-cell
  * rx/tx counters, anti-spoof on egress (a raw socket allowed by policy can
- * forge any header; this is where the forgery stops), and on ingress no
- * packet for a cell's address reaches a socket outside that cell.
+ * forge any header; this is where the forgery stops), loopback privacy on
+ * both sides (from a cell, 127/8 and ::1 mean its own alias only; an alias
+ * takes packets only from its own cell), and on ingress no packet for a
+ * cell's address reaches a socket outside that cell.
  * cgroup_skb sees the packet from its network header on.
  */
 #include "cell.bpf.h"

@@ -2,7 +2,8 @@
 /*
  * Socket-layer confinement of cells (see DESIGN.md, "Socket semantics").
  * Attached once at the managed cgroup root; every hook first resolves the
- * socket's cell from the origin recorded at socket creation.
+ * socket's cell from the origin recorded at socket creation (bind, connect
+ * and sendmsg fall back to the calling task's cell: hook_cell).
  *
  * Private loopback: each cell owns an alias in 127/8 that stands in for
  * 127.0.0.1. IPv6 ::1 maps to the v4-mapped form of that alias, since the
