@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { L3isoError } from '../../src/errors';
 import {
+  assertRecordableDepth,
   cgroupId,
   cgroupLevel,
   cgroupProcs,
@@ -92,6 +93,26 @@ describe('cgroupLevel', () => {
       expect(errorOf(() => cgroupLevel(p, '/sys/fs/cgroup/unified')).code).toBe('ECGROUP_NOT_V2');
     },
   );
+});
+
+describe('assertRecordableDepth', () => {
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(path.join(tmpdir(), 'l3iso-depth-'));
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const below = (levels: number): string =>
+    path.join(root, ...Array.from({ length: levels }, (_, i) => `l${i}`));
+
+  it('takes cells up to 15 levels below the root, refuses 16 and deeper', () => {
+    expect(() => assertRecordableDepth(below(1), root)).not.toThrow();
+    expect(() => assertRecordableDepth(below(15), root)).not.toThrow();
+    for (const levels of [16, 40]) {
+      const err = errorOf(() => assertRecordableDepth(below(levels), root));
+      expect(err.code).toBe('ECGROUP_TOO_DEEP');
+      expect(err.message).toContain(`${levels} levels below the managed root`);
+    }
+  });
 });
 
 describe('resolveCellPath and relativeCellName (temp tree)', () => {

@@ -29,7 +29,7 @@ import {
   statsRows,
   type CellCounters,
 } from '../../src/engine/stats';
-import { LAYOUT } from '../../src/maps/layout';
+import { DROP_MAX, LAYOUT, REASON_MAX } from '../../src/maps/layout';
 import { parsePromText, sampleValue } from '../harness/promtext';
 
 describe('human units', () => {
@@ -309,7 +309,7 @@ describe('statsReport', () => {
     const s = snapshotOf([
       { id: 5n, name: 'a', set: { [W.rxBytes]: 10 } },
       { id: 0n, name: '', set: { [W.txBytes]: 4 } },
-      { id: 6n, name: 'b', set: { [W.rxBytes]: 20, [W.refused + 9]: 1 } },
+      { id: 6n, name: 'b', set: { [W.rxBytes]: 20, [W.refused + 15]: 1 } },
     ]);
     const r = statsReport(s.table, s.names);
     expect(r.cells.map((c) => [c.cell, c.id])).toEqual([
@@ -317,9 +317,9 @@ describe('statsReport', () => {
       ['a', '5'],
     ]);
     expect(r.outside).toMatchObject({ id: '0', txBytes: 4 });
-    expect(Object.keys(r.cells[1]!.refused)).toHaveLength(9);
-    expect(r.cells[0]!.refused['reason-9']).toBe(1);
-    expect(Object.keys(r.cells[0]!.dropped)).toHaveLength(6);
+    expect(Object.keys(r.cells[1]!.refused)).toHaveLength(REASON_MAX);
+    expect(r.cells[0]!.refused['reason-15']).toBe(1);
+    expect(Object.keys(r.cells[0]!.dropped)).toHaveLength(DROP_MAX);
   });
 });
 
