@@ -512,3 +512,58 @@ async function waitForText(p: BgProc, text: string): Promise<void> {
   }
   expect(p.stdout, p.stderr).toContain(text);
 }
+
+// Debian's ping carries cap_net_raw=ep. Outside the bounding set, a file
+// capability with the effective bit makes execve fail with EPERM; on a
+// nosuid mount file capabilities are ignored, so exec's ping runs without
+// them and falls back to an ICMP ping socket. Those need the command's gid
+// in net.ipv4.ping_group_range, which exec leaves as the host has it (it is
+// the netns's setting, the host's included).
+describe('exec: ping', () => {
+  let sb: Sandbox;
+  const HOST = V4(7);
+  const sysctl = (range: string) =>
+    sb.onHost(['sysctl', '-qw', `net.ipv4.ping_group_range=${range}`]);
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  it('runs, as root and as nobody, through an ICMP ping socket', async () => {
+    expect((await sysctl('0 2147483647')).status).toBe(0);
+    for (const user of [[], ['--user', 'nobody']]) {
+      for (const dst of [['-I', CELL, HOST], [CELL]]) {
+        const r = await sb.cli([
+          'exec',
+          ...user,
+          CELL,
+          '--',
+          'ping',
+          '-n',
+          '-c',
+          '1',
+          '-W',
+          '5',
+          ...dst,
+        ]);
+        expect(r.status, `${user} ${dst}: ${r.stderr}`).toBe(0);
+        expect(r.stdout).toMatch(/1 received/);
+      }
+    }
+  });
+
+  it('with the gid outside ping_group_range, ping itself says it cannot open a socket', async () => {
+    expect((await sysctl('1 0')).status).toBe(0);
+    try {
+      const r = await sb.cli(['exec', CELL, '--', 'ping', '-n', '-c', '1', '-W', '1', CELL]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/ping: socket: Operation not permitted/);
+      expect(r.stderr).not.toMatch(/failed to execute/);
+    } finally {
+      await sysctl('0 2147483647');
+    }
+  });
+});
