@@ -121,6 +121,9 @@ elif mode == "ptrace":
     attempt("pidfd_getfd", getfd)
     attempt("proc_root", lambda: os.listdir("/proc/%d/root/" % pid))
     attempt("proc_environ", lambda: len(open("/proc/%d/environ" % pid, "rb").read()))
+elif mode == "getfd":
+    pid, fd = int(args[0]), int(args[1])
+    attempt("pidfd_getfd", lambda: sys_call(438, sys_call(434, pid, 0), fd, 0))
 elif mode == "cgroup":
     cg2, other = args
     out(name="self", value=open("/proc/self/cgroup").read().splitlines())
@@ -278,6 +281,40 @@ describe('exec: the runtime requirements, tried from inside', () => {
       expect(byName(rs, 'proc_root')).toMatchObject({ ok: false, errno: 'EACCES' });
       expect(byName(rs, 'proc_environ')).toMatchObject({ ok: false, errno: 'EACCES' });
     });
+  });
+
+  // exec gives no PID namespace (README, Threat model): what keeps one
+  // cell's sockets from another is the uid (and the capabilities) of its
+  // processes.
+  it('a cell of another uid cannot take a cell’s listening socket with pidfd_getfd', async () => {
+    const victim = sb.spawnOnHost([
+      process.execPath,
+      CLI,
+      '--pin-dir',
+      sb.pinDir,
+      'exec',
+      '--user',
+      '4001:4001',
+      V4(6),
+      '--',
+      python(),
+      '-c',
+      'import json, os, socket, sys\n' +
+        's = socket.socket(); s.bind(("0.0.0.0", 8080)); s.listen()\n' +
+        'print(json.dumps({"pid": os.getpid(), "fd": s.fileno(), "addr": s.getsockname()[0]}), flush=True)\n' +
+        'sys.stdin.read()',
+    ]);
+    try {
+      const v = await victim.waitFor((l) => typeof l.pid === 'number');
+      expect(v.addr).toBe(V4(6));
+      for (const user of [[], ['--user', '4002:4002']]) {
+        const rs = await escape('getfd', [String(v.pid), String(v.fd)], user);
+        expect(byName(rs, 'pidfd_getfd'), `${user}`).toMatchObject({ ok: false, errno: 'EPERM' });
+      }
+    } finally {
+      victim.child.stdin!.end();
+      await victim.exited;
+    }
   });
 
   it('cannot leave its cell through cgroup.procs: read-only, and its namespace is rooted at the cell', async () => {
