@@ -121,6 +121,12 @@ elif mode == "ptrace":
     attempt("pidfd_getfd", getfd)
     attempt("proc_root", lambda: os.listdir("/proc/%d/root/" % pid))
     attempt("proc_environ", lambda: len(open("/proc/%d/environ" % pid, "rb").read()))
+elif mode == "mounts":
+    rows = []
+    for l in open("/proc/self/mountinfo"):
+        f = l.split()
+        rows.append({"at": f[4], "opts": f[5].split(","), "type": f[f.index("-") + 1]})
+    out(name="mounts", value=rows)
 elif mode == "getfd":
     pid, fd = int(args[0]), int(args[1])
     attempt("pidfd_getfd", lambda: sys_call(438, sys_call(434, pid, 0), fd, 0))
@@ -348,6 +354,22 @@ describe('exec: the runtime requirements, tried from inside', () => {
     });
   });
 
+  it('its mount table: nosuid everywhere, no cgroup v1, sysfs and /proc/sys read-only', async () => {
+    const [m] = await escape('mounts');
+    const rows = m!.value as Array<{ at: string; opts: string[]; type: string }>;
+    // A mount hidden under a later one at the same path is out of reach.
+    const top = new Map(rows.map((r) => [r.at, r]));
+    for (const r of top.values()) expect(r.opts, r.at).toContain('nosuid');
+    expect(rows.filter((r) => r.type === 'cgroup')).toEqual([]);
+    expect(rows.filter((r) => r.type === 'bpf')).toEqual([]);
+    for (const r of rows.filter((r) => ['sysfs', 'cgroup2'].includes(r.type))) {
+      expect(r.opts, r.at).toContain('ro');
+    }
+    for (const at of ['/proc/sys', '/proc/irq', '/proc/bus', '/proc/fs']) {
+      if (fs.existsSync(at)) expect(top.get(at)?.opts, at).toContain('ro');
+    }
+  });
+
   it('the host keeps its own mounts: nothing propagates out of the private namespace', () => {
     const mine = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
     const cg2 = mine.find((l) => / - cgroup2 /.test(l))!;
@@ -531,15 +553,29 @@ describe('exec: the runtime requirements, tried from inside', () => {
     expect(s.status).toBe(42);
   });
 
-  it('fails closed: without the tools of the chain the command does not run', async () => {
+  it('fails closed: when a step of the chain fails, the command does not run', async () => {
+    // A PATH with the chain's tools but one: without unshare the chain
+    // cannot start (127); without mount the confinement stops half-way (125).
+    const tools = ['unshare', 'setpriv', 'mount', 'umount', 'sed', 'cat', 'grep'];
     const marker = path.join(tmp, 'ran-without-confinement');
-    const r = await sb.cli(['exec', '--name', 'noconf', addr(), '--', '/usr/bin/touch', marker], {
-      wrap: ['env', 'PATH=/nonexistent'],
-    });
-    expect(r.status).toBe(127);
-    expect(r.stderr).toMatch(/unshare: not found/);
-    expect(fs.existsSync(marker)).toBe(false);
-    expect(fs.existsSync(path.join(sb.root, 'noconf'))).toBe(false);
+    for (const [missing, status, message] of [
+      ['unshare', 127, /unshare: not found/],
+      ['mount', 125, /l3iso exec: cannot mount cgroup2 read-only .*; the command was not run/],
+      ['setpriv', 127, /setpriv: not found/],
+    ] as const) {
+      const bin = path.join(tmp, `bin-no-${missing}`);
+      fs.mkdirSync(bin);
+      for (const t of tools.filter((t) => t !== missing)) {
+        fs.symlinkSync(mustSync(['sh', '-c', `command -v ${t}`]).trim(), path.join(bin, t));
+      }
+      const r = await sb.cli(['exec', '--name', 'noconf', addr(), '--', '/usr/bin/touch', marker], {
+        wrap: ['env', `PATH=${bin}`],
+      });
+      expect(r.status, `${missing}: ${r.stderr}`).toBe(status);
+      expect(r.stderr).toMatch(message);
+      expect(fs.existsSync(marker)).toBe(false);
+      expect(fs.existsSync(path.join(sb.root, 'noconf'))).toBe(false);
+    }
   });
 });
 
