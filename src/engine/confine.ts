@@ -67,23 +67,31 @@ export const JOIN_SCRIPT = [
  */
 export const CONFINE_SCRIPT = String.raw`set -euf
 fail() { echo "l3iso exec: $*; the command was not run" >&2; exit ${EXIT_CONFINE_FAILED}; }
+# Sets m to mountinfo's octal-escaped mount point $1, decoded (a fork only
+# for the rare escaped one).
 unescape() {
+  m=$1
   case $1 in
-  *\\*) printf '%b' "$(printf '%s' "$1" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')" ;;
-  *) printf '%s' "$1" ;;
+  *\\*) m=$(printf '%b' "$(printf '%s' "$1" | sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g')") ;;
   esac
 }
+# Sets t to the filesystem type: the field after the "-" that ends the
+# optional fields.
 fstype() {
   while [ $# -gt 1 ] && [ "$1" != - ]; do shift; done
-  if [ $# -gt 1 ]; then printf '%s' "$2"; fi
+  t=''
+  if [ $# -gt 1 ]; then t=$2; fi
 }
 # each PRED ACTION: ACTION FSTYPE MOUNTPOINT for every mount PRED FSTYPE OPTIONS accepts,
 # over a snapshot of the table (ACTION may change it).
 each() {
   info=$(cat /proc/self/mountinfo)
   while read -r _ _ _ _ mnt opts rest; do
-    t=$(fstype $rest)
-    if "$1" "$t" "$opts"; then "$2" "$t" "$(unescape "$mnt")"; fi
+    fstype $rest
+    if "$1" "$t" "$opts"; then
+      unescape "$mnt"
+      "$2" "$t" "$m"
+    fi
   done <<EOF
 $info
 EOF
