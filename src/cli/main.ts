@@ -5,6 +5,8 @@
  * status. The verbs live in commands.ts.
  */
 import { Command, CommanderError } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { setLibbpfLogger } from '../../loader';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
 import { log } from '../log';
@@ -14,6 +16,37 @@ import { EXIT_OK, EXIT_USAGE, reportError } from './output';
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json') || argv.includes('-j');
+}
+
+/** package.json's version: the nearest package.json named l3iso above this
+ * file (dist/src/cli/ when built, src/cli/ under the test runner). */
+export function packageVersion(from: string = __dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'l3iso' && typeof pkg.version === 'string') return pkg.version;
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
+
+/**
+ * A reader that goes away (`l3iso --help | head -1`) ends the output, not
+ * the command with a stack trace: stop writing and exit as a finished
+ * command does. Node ignores SIGPIPE, so the closed pipe arrives as EPIPE
+ * on the stream, asynchronously, wherever the write happened.
+ */
+export function exitQuietlyOnEpipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK);
+    });
+  }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -34,6 +67,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR,
     )
     .option('-j, --json', 'print JSON instead of tables')
+    .version(packageVersion(), '-V, --version', 'print the version of l3iso')
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText(
@@ -89,6 +123,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  exitQuietlyOnEpipe();
   main(process.argv).then(
     (code) => {
       process.exitCode = code;

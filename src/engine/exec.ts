@@ -1,24 +1,24 @@
 /**
- * `exec`: the `ip afnetns exec` of l3iso. Makes a cell cgroup, assigns it,
- * runs a command inside it and, unless asked to keep it, removes the cell
- * when the command ends. The command's exit status passes through.
+ * `exec`: the `ip afnetns exec` of l3iso, and its reference runtime. Makes a
+ * cell cgroup, assigns it, runs a command inside it and, unless asked to
+ * keep it, removes the cell when the command ends. The command's exit
+ * status passes through; stdin, stdout and stderr are the caller's.
  *
- * The child joins the cgroup before it execs the command, so every socket
- * the command creates belongs to the cell. CAP_NET_RAW, CAP_NET_ADMIN,
- * CAP_SYS_ADMIN and CAP_BPF leave the bounding set: with them a process could
- * sniff or reconfigure the shared stack whatever BPF does (threat model).
+ * The command gets what the threat model asks of any runtime (confine.ts):
+ * docker's default capabilities without NET_RAW in every set, no_new_privs,
+ * no bpffs, read-only cgroup and sysfs mounts, a cgroup namespace rooted at
+ * the cell and, with --user, no root at all.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount, killCgroupTree, removeCgroupTree } from '../model/cgroup';
 import { assign, parseAddresses, release, type AssignResult } from './cells';
+import { CONFINE_SCRIPT, JOIN_SCRIPT, setprivArgs, type ExecUser } from './confine';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
-
-export const DROPPED_CAPABILITIES = ['net_raw', 'net_admin', 'sys_admin', 'bpf'] as const;
 
 export interface ExecOptions {
   pinDir: string;
@@ -26,6 +26,8 @@ export interface ExecOptions {
   keep: boolean;
   addresses: string[];
   argv: string[];
+  /** USER[:GROUP], names or numbers */
+  user?: string;
   onAssigned?: (r: AssignResult) => void;
 }
 
@@ -44,6 +46,7 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
       `invalid cell name "${name}": use letters, digits, '.', '_' and '-' (at most 64)`,
     );
   }
+  const user = opts.user === undefined ? undefined : resolveUser(opts.user);
   const state = EngineState.open(opts.pinDir);
   let root: string;
   try {
@@ -73,34 +76,116 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
   }
 
   try {
-    return await runInCgroup(cellPath, opts.argv);
+    return await runInCgroup(cellPath, [...setprivArgs(user), ...opts.argv]);
   } finally {
     if (!opts.keep) removeCell(opts.pinDir, cellPath);
   }
 }
 
-function runInCgroup(cellPath: string, argv: string[]): Promise<number> {
+function runInCgroup(cellPath: string, setprivArgv: string[]): Promise<number> {
   const procs = path.join(cellPath, 'cgroup.procs');
-  const bounding = DROPPED_CAPABILITIES.map((c) => `-${c}`).join(',');
-  // sh moves itself into the cell, then becomes setpriv, then the command.
-  const script = 'echo $$ > "$0" && exec setpriv --bounding-set="$L3ISO_BOUNDING" -- "$@"';
-  const child = spawn('/bin/sh', ['-c', script, procs, ...argv], {
-    stdio: 'inherit',
-    env: { ...process.env, L3ISO_BOUNDING: bounding },
-  });
-  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
-    const h = forward(sig);
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
+  const child = spawn(
+    '/bin/sh',
+    ['-c', JOIN_SCRIPT, 'l3iso-exec', procs, CONFINE_SCRIPT, ...setprivArgv],
+    { stdio: 'inherit' },
+  );
+  const restore = forwardSignals(child.pid);
   return new Promise<number>((resolve, reject) => {
-    child.on('error', reject);
+    child.on('error', (err) => {
+      restore();
+      reject(err);
+    });
     child.on('exit', (code, signal) => {
-      for (const [sig, h] of handlers) process.off(sig, h);
+      restore();
       resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
     });
   });
+}
+
+/** Signals a terminal sends to its whole foreground process group. */
+const TERMINAL_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set(['SIGINT', 'SIGQUIT']);
+
+/**
+ * Passes signals on to the command, and keeps l3iso alive until it exits so
+ * that the cell is cleaned up. The command shares l3iso's process group, so
+ * when that group is a terminal's foreground group, ^C and ^\ have reached
+ * the command already: passing them on would deliver them twice.
+ */
+function forwardSignals(pid: number | undefined): () => void {
+  const handlers = (['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
+    const h = () => {
+      if (pid === undefined) return;
+      if (TERMINAL_SIGNALS.has(sig) && inTerminalForeground()) return;
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* it has exited; the exit handler cleans up */
+      }
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  };
+}
+
+/** Whether this process's group is the foreground group of its controlling
+ * terminal (pgrp and tpgid of /proc/self/stat, fields 5 and 8). */
+function inTerminalForeground(): boolean {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const pgrp = Number(fields[2]);
+  const tpgid = Number(fields[5]);
+  return tpgid > 0 && tpgid === pgrp;
+}
+
+/** USER[:GROUP] as numbers, from the passwd and group databases (getent,
+ * so NSS sources count). A uid with no passwd entry needs its group given. */
+export function resolveUser(spec: string): ExecUser {
+  const colon = spec.indexOf(':');
+  const userPart = colon < 0 ? spec : spec.slice(0, colon);
+  const groupPart = colon < 0 ? undefined : spec.slice(colon + 1);
+  if (!ACCOUNT.test(userPart) || (groupPart !== undefined && !ACCOUNT.test(groupPart))) {
+    throw new L3isoError('EUSAGE', `invalid --user "${spec}": use USER or USER:GROUP`);
+  }
+  const pw = getent('passwd', userPart);
+  let uid: number;
+  if (pw) uid = Number(pw[2]);
+  else if (isId(userPart)) uid = Number(userPart);
+  else throw new L3isoError('EUSAGE', `no such user "${userPart}"`);
+  let gid: number;
+  if (groupPart !== undefined) {
+    const gr = getent('group', groupPart);
+    if (gr) gid = Number(gr[2]);
+    else if (isId(groupPart)) gid = Number(groupPart);
+    else throw new L3isoError('EUSAGE', `no such group "${groupPart}"`);
+  } else if (pw) {
+    gid = Number(pw[3]);
+  } else {
+    throw new L3isoError(
+      'EUSAGE',
+      `uid ${uid} has no passwd entry, so it has no primary group`,
+      `give one: --user ${uid}:GID`,
+    );
+  }
+  return { uid, gid, initGroups: pw !== undefined };
+}
+
+/** What useradd and groupadd accept (a leading '-' would be an option to getent). */
+const ACCOUNT = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?$/;
+
+/** A uid or gid the kernel accepts ((uid_t)-1 means "unchanged"). */
+function isId(text: string): boolean {
+  return /^\d{1,10}$/.test(text) && Number(text) < 0xffffffff;
+}
+
+function getent(db: 'passwd' | 'group', key: string): string[] | undefined {
+  const r = spawnSync('getent', [db, key], { encoding: 'utf8' });
+  if (r.error) throw new L3isoError('EKERNEL', `getent ${db}: ${r.error.message}`);
+  if (r.status !== 0) return undefined;
+  const fields = r.stdout.split('\n')[0]?.split(':');
+  return fields && fields.length >= 4 ? fields : undefined;
 }
 
 /** Kills what the command left behind, releases the cell (its sockets are

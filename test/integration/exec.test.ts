@@ -47,7 +47,8 @@ describe('exec', () => {
     const ops = parseLines(r.stdout).filter((l) => typeof l.i === 'number');
     expect(ops[0]).toMatchObject({ ok: true, addr: V4(5) });
     expect(ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
-    expect(ops[2].cgroup).toBe('/' + path.relative(sb.cgroup2, path.join(sb.root, 'c1')));
+    // its cgroup namespace is rooted at the cell (exec-escape.test.ts)
+    expect(ops[2].cgroup).toBe('/');
   });
 
   it('the cell is removed afterwards', async () => {
