@@ -13,6 +13,7 @@
 /* glibc's socket constants are off limits under -target bpf. */
 #define L3_AF_INET 2
 #define L3_AF_INET6 10
+#define L3_SOCK_STREAM 1
 #define L3_SOCK_RAW 3
 
 #define L3_IP4_LOOPBACK bpf_htonl(0x7f000001)
