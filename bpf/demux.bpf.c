@@ -14,6 +14,7 @@
  * datagrams for a cell's address that land on a socket outside the cell.
  */
 #include "cell.bpf.h"
+#include "v6only.bpf.h"
 
 #define L3_IPPROTO_TCP 6
 
@@ -61,11 +62,26 @@ int l3_sockops(struct bpf_sock_ops *skops)
 	listen_key_addr(&key, skops->family, skops->local_ip4, ip6);
 	key.port = skops->local_port;
 	key.protocol = L3_IPPROTO_TCP;
-	if (origin && (origin->flags & L3_SOCK_WILDCARD)) {
-		key.cell = cell_id;
-		key.addr[0] = key.addr[1] = key.addr[2] = key.addr[3] = 0;
+	if (!origin || !(origin->flags & L3_SOCK_WILDCARD)) {
+		bpf_sock_hash_update(skops, &l3_listeners, &key, BPF_ANY);
+		return 1;
 	}
+	key.cell = cell_id;
+	key.addr[0] = key.addr[1] = key.addr[2] = key.addr[3] = 0;
 	bpf_sock_hash_update(skops, &l3_listeners, &key, BPF_ANY);
+	/*
+	 * A dual-stack `::` listener (node's, Go's, Java's default) was bound
+	 * to the cell's v4-mapped primary (or loopback) by bind6, so that it
+	 * keeps serving IPv4 as on a host: it also becomes the cell's v6
+	 * wildcard listener, unless the cell has a V6ONLY one of its own
+	 * (BPF_NOEXIST; a later one replaces it). A socket bound to a v6
+	 * address is V6ONLY for the kernel, which is why bind6 does not pick
+	 * the v6 primary for it: sk_lookup cannot give a V6ONLY socket IPv4.
+	 */
+	if (key.family == L3_FAMILY_V4 && skops->family == L3_AF_INET6 && !is_v6only(sk)) {
+		key.family = L3_FAMILY_V6;
+		bpf_sock_hash_update(skops, &l3_listeners, &key, BPF_NOEXIST);
+	}
 	return 1;
 }
 

@@ -118,6 +118,17 @@ struct l3_sock_origin {
 /* The socket's address came from a wildcard bind rewritten to the primary:
  * it serves every address of its cell (sk_lookup). */
 #define L3_SOCK_WILDCARD 0x1
+/* IPv6 sockets on the loopback alias (::ffff:<alias>): the program named
+ * ::1, not 127.0.0.1, for its local address (bind, or the source a connect
+ * to ::1 chose) ... */
+#define L3_SOCK_LOCAL_LO6 0x2
+/* ... for its peer (connect to ::1). getsockname/getpeername/recvmsg show
+ * ::1 then, and ::ffff:127.0.0.1 otherwise, as a host would. */
+#define L3_SOCK_PEER_LO6 0x4
+/* An IPV6_V6ONLY wildcard socket of a cell without IPv6, parked on
+ * [::1]:<ephemeral> where nothing can reach it (as [::]:P would be on a
+ * v4-only host, but without taking port P from anyone). */
+#define L3_SOCK_PARKED 0x8
 
 /* Key of l3_listeners (SOCKHASH of cell TCP listeners, filled at
  * TCP_LISTEN_CB). Exact binds: cell = 0 and the bound address. Wildcard

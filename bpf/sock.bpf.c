@@ -7,10 +7,12 @@
  *
  * Private loopback: each cell owns an alias in 127/8 that stands in for
  * 127.0.0.1. IPv6 ::1 maps to the v4-mapped form of that alias, since the
- * stack has a single v6 loopback address to give.
+ * stack has a single v6 loopback address to give; the socket remembers
+ * whether its program named ::1 or 127.0.0.1 (L3_SOCK_*_LO6), so that what
+ * getsockname & co. report is what a host would.
  */
 #include "cell.bpf.h"
-#include <bpf/bpf_core_read.h>
+#include "v6only.bpf.h"
 
 struct l3_sockaddr_in {
 	__u16 family;
@@ -35,39 +37,15 @@ static __always_inline void load_user_ip6(struct bpf_sock_addr *ctx, __u32 a[4])
 	a[3] = ctx->user_ip6[3];
 }
 
-/*
- * The kernel's own sock_common, as far as this file needs it: CO-RE
- * relocates the bitfield against the running kernel's BTF.
- * bpf_getsockopt cannot read IPV6_V6ONLY, so it is read here.
- */
-struct sock_common___l3 {
-	unsigned char skc_ipv6only : 1;
-} __attribute__((preserve_access_index));
-
-struct sock___l3 {
-	struct sock_common___l3 __sk_common;
-} __attribute__((preserve_access_index));
-
-/* An IPV6_V6ONLY socket cannot take a v4-mapped address: for a v4-only
- * cell it has no family to use (jail semantics: EAFNOSUPPORT). */
-static __always_inline int is_v6only(struct bpf_sock *sk)
-{
-	struct sock___l3 *full = (struct sock___l3 *)bpf_skc_to_tcp6_sock(sk);
-
-	if (!full)
-		full = (struct sock___l3 *)bpf_skc_to_udp6_sock(sk);
-	if (!full)
-		return 0;
-	return BPF_CORE_READ_BITFIELD(&full->__sk_common, skc_ipv6only);
-}
-
 static __always_inline void store_user_ip6(struct bpf_sock_addr *ctx, __u32 a0, __u32 a1,
 					   __u32 a2, __u32 a3)
 {
-	ctx->user_ip6[0] = a0;
-	ctx->user_ip6[1] = a1;
-	ctx->user_ip6[2] = a2;
-	ctx->user_ip6[3] = a3;
+	/* volatile: the verifier only takes 32-bit stores to user_ip6, and
+	 * clang would merge constant ones into 64-bit stores. */
+	*(volatile __u32 *)&ctx->user_ip6[0] = a0;
+	*(volatile __u32 *)&ctx->user_ip6[1] = a1;
+	*(volatile __u32 *)&ctx->user_ip6[2] = a2;
+	*(volatile __u32 *)&ctx->user_ip6[3] = a3;
 }
 
 static __always_inline void store_user_mapped(struct bpf_sock_addr *ctx, __u32 ip4)
@@ -168,16 +146,22 @@ int l3_sock_create(struct bpf_sock *sk)
 
 /* ---- bind ------------------------------------------------------------ */
 
+static __always_inline void set_flags(struct l3_sock_origin *origin, __u32 set, __u32 clear)
+{
+	if (origin)
+		origin->flags = (origin->flags & ~clear) | set;
+}
+
 /* Remember whether the bound address came from a wildcard: sk_lookup lets
  * such a listener serve every address of its cell. */
 static __always_inline void mark_wildcard(struct l3_sock_origin *origin, int wildcard)
 {
-	if (!origin)
-		return;
-	if (wildcard)
-		origin->flags |= L3_SOCK_WILDCARD;
-	else
-		origin->flags &= ~L3_SOCK_WILDCARD;
+	set_flags(origin, wildcard ? L3_SOCK_WILDCARD : 0, wildcard ? 0 : L3_SOCK_WILDCARD);
+}
+
+static __always_inline int has_primary6(struct l3_cell *cell)
+{
+	return !!(cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3]);
 }
 
 SEC("cgroup/bind4")
@@ -196,9 +180,9 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 	}
 	mark_wildcard(origin, ip4 == 0);
 	if (ip4 == 0) {
-		if (!cell->primary4)
-			return refuse4(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
-		ctx->user_ip4 = cell->primary4;
+		/* A v6-only cell's 0.0.0.0 is its loopback, as on a v6-only host
+		 * (nginx's stock `listen 80` must start there). */
+		ctx->user_ip4 = cell->primary4 ? cell->primary4 : cell->loopback4;
 		return 1;
 	}
 	if (ip4 == L3_IP4_LOOPBACK) {
@@ -208,6 +192,37 @@ int l3_bind4(struct bpf_sock_addr *ctx)
 	if (owned_by4(ip4, cell_id))
 		return 1;
 	return refuse4(ctx, cell_id, L3_R_BIND_FOREIGN, EADDRNOTAVAIL);
+}
+
+/*
+ * `::` bind: the v6 primary for a V6ONLY socket (and for UDP); a dual-stack
+ * TCP socket the v4-mapped primary (or, in a v6-only cell, loopback). An IPV6_V6ONLY socket of a cell without
+ * IPv6 has nowhere of its own to go: it is parked on [::1] with an
+ * ephemeral port, so the bind succeeds (as [::]:P does on a v4-only host)
+ * without taking a port from anyone, and nothing can reach it (::1 is no
+ * cell's, so cgroup_skb ingress drops whatever arrives for a cell socket
+ * there, and the cell's own ::1 goes to its v4 alias).
+ */
+static __always_inline int bind6_wildcard(struct bpf_sock_addr *ctx, struct l3_sock_origin *origin,
+					  struct l3_cell *cell)
+{
+	int v6only = is_v6only(ctx->sk);
+
+	/* A dual-stack TCP socket gets a v4-mapped address: bound to a v6 one
+	 * the kernel would make it V6ONLY, and it would lose IPv4; sock_ops
+	 * makes it the cell's v6 wildcard listener too. */
+	if (has_primary6(cell) && (v6only || ctx->type != L3_SOCK_STREAM)) {
+		store_user_primary6(ctx, cell);
+		return 1;
+	}
+	if (!v6only) {
+		store_user_mapped(ctx, cell->primary4 ? cell->primary4 : cell->loopback4);
+		return 1;
+	}
+	store_user_ip6(ctx, 0, 0, 0, bpf_htonl(1));
+	ctx->user_port = 0;
+	set_flags(origin, L3_SOCK_PARKED, L3_SOCK_WILDCARD);
+	return 1;
 }
 
 SEC("cgroup/bind6")
@@ -226,25 +241,17 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 		return 1;
 	}
 	mark_wildcard(origin, ip6_is_zero(a) || (ip6_is_v4mapped(a) && a[3] == 0));
-	if (ip6_is_zero(a)) {
-		/* A dual-stack socket of a v4-only cell serves its v4 primary. */
-		if (cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3])
-			store_user_primary6(ctx, cell);
-		else if (cell->primary4 && !is_v6only(ctx->sk))
-			store_user_mapped(ctx, cell->primary4);
-		else
-			return refuse6(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
-		return 1;
-	}
+	set_flags(origin, 0, L3_SOCK_LOCAL_LO6 | L3_SOCK_PARKED);
+	if (ip6_is_zero(a))
+		return bind6_wildcard(ctx, origin, cell);
 	if (ip6_is_loopback(a)) {
 		store_user_mapped(ctx, cell->loopback4);
+		set_flags(origin, L3_SOCK_LOCAL_LO6, 0);
 		return 1;
 	}
 	if (ip6_is_v4mapped(a)) {
 		if (a[3] == 0) {
-			if (!cell->primary4)
-				return refuse6(ctx, cell_id, L3_R_BIND_NOFAMILY, EAFNOSUPPORT);
-			store_user_mapped(ctx, cell->primary4);
+			store_user_mapped(ctx, cell->primary4 ? cell->primary4 : cell->loopback4);
 			return 1;
 		}
 		if (a[3] == L3_IP4_LOOPBACK) {
@@ -262,11 +269,25 @@ int l3_bind6(struct bpf_sock_addr *ctx)
 
 /* ---- connect (TCP, TCP fast open, connected UDP) ----------------------- */
 
+/*
+ * connect4 also runs for an AF_INET6 socket connecting to an AF_INET
+ * sockaddr (udpv6_pre_connect; glibc's getaddrinfo does it to sort its
+ * results). Such a socket must get its source as a v4-mapped address:
+ * bpf_bind with AF_INET would set only the v4 half of it.
+ */
+static __always_inline void bind_source_v4(struct bpf_sock_addr *ctx, __u32 ip4)
+{
+	if (ctx->sk && ctx->sk->family == L3_AF_INET6)
+		bind_source6(ctx, 0, 0, L3_V4MAPPED_PREFIX, ip4);
+	else
+		bind_source4(ctx, ip4);
+}
+
 SEC("cgroup/connect4")
 int l3_connect4(struct bpf_sock_addr *ctx)
 {
-	struct l3_sock_origin *origin;
 	__u32 dst = ctx->user_ip4;
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 
@@ -276,17 +297,19 @@ int l3_connect4(struct bpf_sock_addr *ctx)
 			return refuse4(ctx, 0, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 		return 1;
 	}
+	/* The program asked for IPv4: 127.0.0.1, never ::1, on both ends. */
+	set_flags(origin, 0, L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6);
 	if (dst == 0 || L3_IS_IP4_LOOPBACK_NET(dst)) {
 		/* The host's loopback services are never the cell's. */
 		if (dst != 0 && dst != L3_IP4_LOOPBACK && dst != cell->loopback4)
 			return refuse4(ctx, cell_id, L3_R_CONNECT_LOOPBACK, ECONNREFUSED);
 		ctx->user_ip4 = cell->loopback4;
-		bind_source4(ctx, cell->loopback4);
+		bind_source_v4(ctx, cell->loopback4);
 		return 1;
 	}
 	if (!cell->primary4)
 		return refuse4(ctx, cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
-	bind_source4(ctx, cell->primary4);
+	bind_source_v4(ctx, cell->primary4);
 	return 1;
 }
 
@@ -306,10 +329,13 @@ int l3_connect6(struct bpf_sock_addr *ctx)
 		return 1;
 	}
 	if (ip6_is_zero(a) || ip6_is_loopback(a)) {
+		/* On a host both ends would be ::1. */
+		set_flags(origin, L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6, 0);
 		store_user_mapped(ctx, cell->loopback4);
 		bind_source6(ctx, 0, 0, L3_V4MAPPED_PREFIX, cell->loopback4);
 		return 1;
 	}
+	set_flags(origin, 0, L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6);
 	if (ip6_is_v4mapped(a)) {
 		__u32 dst = a[3];
 
@@ -325,7 +351,7 @@ int l3_connect6(struct bpf_sock_addr *ctx)
 		bind_source6(ctx, 0, 0, L3_V4MAPPED_PREFIX, cell->primary4);
 		return 1;
 	}
-	if (!(cell->primary6[0] | cell->primary6[1] | cell->primary6[2] | cell->primary6[3]))
+	if (!has_primary6(cell))
 		return refuse6(ctx, cell_id, L3_R_CONNECT_NOFAMILY, EAFNOSUPPORT);
 	bind_source6(ctx, cell->primary6[0], cell->primary6[1], cell->primary6[2],
 		     cell->primary6[3]);
@@ -426,16 +452,32 @@ static __always_inline int unalias4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-static __always_inline int unalias6(struct bpf_sock_addr *ctx)
+/*
+ * The alias as the program knows it: ::1 where it named ::1 (for the local
+ * end, or either end: a host only lets ::1 reach a socket bound to ::1),
+ * ::ffff:127.0.0.1 otherwise. A parked socket shows the `::` it asked for.
+ */
+static __always_inline int unalias6(struct bpf_sock_addr *ctx, __u32 lo6_flags)
 {
+	struct l3_sock_origin *origin;
 	struct l3_cell *cell;
 	__u64 cell_id;
 	__u32 a[4];
 
 	load_user_ip6(ctx, a);
-	cell = sock_cell(ctx->sk, &cell_id);
-	if (cell && ip6_is_v4mapped(a) && a[3] == cell->loopback4)
-		store_user_ip6(ctx, 0, 0, 0, bpf_htonl(1));
+	origin = sock_origin(ctx->sk);
+	cell = origin_cell(origin, &cell_id);
+	if (!cell || !origin)
+		return 1;
+	if (ip6_is_v4mapped(a) && a[3] == cell->loopback4) {
+		if (origin->flags & lo6_flags & (L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6))
+			store_user_ip6(ctx, 0, 0, 0, bpf_htonl(1));
+		else
+			store_user_mapped(ctx, L3_IP4_LOOPBACK);
+	} else if ((lo6_flags & L3_SOCK_PARKED) && (origin->flags & L3_SOCK_PARKED) &&
+		   ip6_is_loopback(a)) {
+		store_user_ip6(ctx, 0, 0, 0, 0);
+	}
 	return 1;
 }
 
@@ -460,19 +502,19 @@ int l3_recvmsg4(struct bpf_sock_addr *ctx)
 SEC("cgroup/getsockname6")
 int l3_getsockname6(struct bpf_sock_addr *ctx)
 {
-	return unalias6(ctx);
+	return unalias6(ctx, L3_SOCK_LOCAL_LO6 | L3_SOCK_PARKED);
 }
 
 SEC("cgroup/getpeername6")
 int l3_getpeername6(struct bpf_sock_addr *ctx)
 {
-	return unalias6(ctx);
+	return unalias6(ctx, L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6);
 }
 
 SEC("cgroup/recvmsg6")
 int l3_recvmsg6(struct bpf_sock_addr *ctx)
 {
-	return unalias6(ctx);
+	return unalias6(ctx, L3_SOCK_LOCAL_LO6 | L3_SOCK_PEER_LO6);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -25,10 +25,35 @@ command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
+# Real applications the integration tests run in cells (test/integration/apps*).
+# getent comes with libc-bin, which every Debian has.
+command -v nginx >/dev/null || need_pkgs+=(nginx-light)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	# The tests start their own nginx and redis, with their own config and
+	# data in temp dirs, inside a test netns: the packages' postinst must not
+	# start them as host services (policy-rc.d 101 = "do not start").
+	added_policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		added_policy=1
+	fi
+	rc=0
+	{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null; } || rc=$?
+	[ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
+	[ "$rc" -eq 0 ] || exit "$rc"
+fi
+# Installed before this script ran, or by hand: keep them off as services.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+	for svc in nginx redis-server; do
+		if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
+			say "disabling the $svc host service (the tests run their own)"
+			systemctl disable --now --quiet "$svc" || true
+		fi
+	done
 fi
 
 if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then

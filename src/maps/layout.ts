@@ -66,6 +66,12 @@ export const L3_EV_DROPPED = 2;
 export const L3_EVENTS_PER_SEC = 2000;
 /** The socket's address came from a rewritten wildcard bind. */
 export const L3_SOCK_WILDCARD = 0x1;
+/** An IPv6 socket on the loopback alias whose program named ::1 locally. */
+export const L3_SOCK_LOCAL_LO6 = 0x2;
+/** ... and for its peer. */
+export const L3_SOCK_PEER_LO6 = 0x4;
+/** A v6-only wildcard socket of a cell without IPv6, parked on [::1]:0. */
+export const L3_SOCK_PARKED = 0x8;
 
 /** L3_R_MAX: number of defined reasons. */
 export const REASON_MAX = 11;

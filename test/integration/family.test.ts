@@ -1,5 +1,6 @@
 // DESIGN.md: "C uses a family it has no address for: EAFNOSUPPORT (jail
-// semantics), except loopback".
+// semantics), except loopback". A wildcard bind in the missing family is
+// loopback's: it succeeds, reachable by the cell alone or by nobody.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, mapped, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
 
@@ -14,8 +15,10 @@ describe('address families a cell lacks', () => {
     sb = await createSandbox();
     await sb.up();
     sb.cg('c4');
+    sb.cg('c4b');
     sb.cg('d6');
     await sb.assign('c4', V4(4));
+    await sb.assign('c4b', V4(5));
     await sb.assign('d6', V6(6));
     tcp4 = sb.spawnProbe(null, [
       { op: 'socket', fam: 4 },
@@ -62,13 +65,34 @@ describe('address families a cell lacks', () => {
       expect(r.ops[1]).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
     });
 
-    it('bind :: on an IPV6_V6ONLY socket is refused (EAFNOSUPPORT)', async () => {
-      // A v6-only socket cannot take the v4-mapped primary a dual-stack one
-      // gets, and the cell has no IPv6 address: no family left to use.
-      const r = await sb.probe('c4', [{ op: 'bind_new', fam: 6, addr: '::', v6only: true }], {
-        keepGoing: true,
-      });
-      expect(r.last).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    it('bind [::]:P on an IPV6_V6ONLY socket succeeds, parked where nothing reaches it', async () => {
+      // As on a v4-only host, where nginx's stock `listen [::]:80` (V6ONLY)
+      // binds fine. The cell has no v6 address of its own: the socket is
+      // parked on [::1] with an ephemeral port, so two v4-only cells both
+      // binding [::]:P never clash, and getsockname shows the :: asked for.
+      const parked = ['c4', 'c4b'].map((cg) =>
+        sb.spawnProbe(cg, [
+          { op: 'socket', fam: 6, v6only: true },
+          { op: 'bind', addr: '::', port: 8080 },
+          { op: 'listen' },
+          { op: 'serve_banner', banner: `parked-${cg}` },
+        ]),
+      );
+      const ready = await Promise.all(parked.map((p) => p.ready()));
+      for (const l of ready) expect(l.addr).toBe('::');
+      expect(ready[0].port).not.toBe(ready[1].port);
+      // Nothing reaches it: not the host over ::1 (a cell socket gets
+      // nothing for an address no cell owns), not the cell over [::1]:P
+      // (its ::1 is its v4 loopback alias).
+      const host = await sb.probe(null, [
+        { op: 'fetch', fam: 6, addr: '::1', port: ready[0].port, timeout: 1 },
+      ]);
+      expect(host.last).toMatchObject({ ok: false });
+      const own = await sb.probe('c4', [{ op: 'fetch', fam: 6, addr: '::1', port: 8080 }]);
+      expect(own.last).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+      expect(parked[0].events()).toHaveLength(0);
+      expect(parked[1].events()).toHaveLength(0);
+      await Promise.all(parked.map((p) => p.kill()));
     });
 
     it('v4 still works: connect source and dual-stack v4-mapped connect', async () => {
@@ -95,18 +119,29 @@ describe('address families a cell lacks', () => {
   });
 
   describe('v6-only cell', () => {
-    it('bind 0.0.0.0 (TCP, UDP) and ::ffff:0.0.0.0: EAFNOSUPPORT', async () => {
-      const r = await sb.probe(
-        'd6',
-        [
-          { op: 'bind_new', fam: 4, type: 'tcp', addr: '0.0.0.0' },
-          { op: 'bind_new', fam: 4, type: 'udp', addr: '0.0.0.0' },
-          { op: 'bind_new', fam: 6, type: 'tcp', addr: mapped('0.0.0.0'), v6only: false },
-        ],
-        { keepGoing: true },
-      );
-      expect(r.ops).toHaveLength(3);
-      for (const op of r.ops) expect(op).toMatchObject({ ok: false, errno: 'EAFNOSUPPORT' });
+    it('bind 0.0.0.0 (TCP, UDP) and ::ffff:0.0.0.0: its loopback, as on a v6-only host', async () => {
+      // nginx's stock `listen 80` must start in a v6-only cell: IPv4's
+      // wildcard is the cell's private 127.0.0.1, which only it reaches.
+      const r = await sb.probe('d6', [
+        { op: 'bind_new', fam: 4, type: 'tcp', addr: '0.0.0.0' },
+        { op: 'bind_new', fam: 4, type: 'udp', addr: '0.0.0.0' },
+        { op: 'bind_new', fam: 6, type: 'tcp', addr: mapped('0.0.0.0'), v6only: false },
+      ]);
+      expect(r.ops.map((o) => o.addr)).toEqual(['127.0.0.1', '127.0.0.1', mapped('127.0.0.1')]);
+      const srv = sb.spawnProbe('d6', [
+        { op: 'socket', fam: 4 },
+        { op: 'bind', addr: '0.0.0.0', port: 0 },
+        { op: 'listen' },
+        { op: 'serve_banner', banner: 'd6-any4' },
+      ]);
+      const { port } = await srv.ready();
+      const own = await sb.probe('d6', [{ op: 'fetch', fam: 4, addr: '127.0.0.1', port }]);
+      expect(own.last).toMatchObject({ ok: true, data: 'd6-any4', peer: { addr: '127.0.0.1' } });
+      const other = await sb.probe('c4', [{ op: 'fetch', fam: 4, addr: '127.0.0.1', port }], {
+        keepGoing: true,
+      });
+      expect(other.last).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+      await srv.kill();
     });
 
     it('connect to a v4 address (AF_INET and v4-mapped): EAFNOSUPPORT', async () => {

@@ -31,7 +31,8 @@ describe('idempotent up', () => {
         { op: 'bind_new', fam: 6, addr: V6(3) },
         { op: 'bind_new', fam: 4, addr: V4(9) },
         { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
-        { op: 'bind_new', fam: 6, addr: '::' },
+        // V6ONLY: a dual-stack TCP :: gets the v4-mapped primary (bind.test.ts)
+        { op: 'bind_new', fam: 6, addr: '::', v6only: true },
       ],
       { keepGoing: true },
     );
