@@ -24,6 +24,7 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+command -v ethtool >/dev/null || need_pkgs+=(ethtool)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	apt-get update -qq

@@ -1,0 +1,34 @@
+/**
+ * `npm run bench [-- --quick]`: installs the bench-only tools, then runs the
+ * data-path benchmark (writes BENCHMARKS.md and bench/datapath.png), the
+ * isolation benchmark and the metrics-scrape benchmark, one after another
+ * so that none disturbs another's figures.
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { packageRoot } from '../src/engine/paths';
+
+function step(what: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): void {
+  process.stderr.write(`[bench] ${what}\n`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+  if (r.status !== 0) {
+    process.stderr.write(`[bench] ${what} failed (${r.status ?? r.signal})\n`);
+    process.exit(1);
+  }
+}
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const dist = path.join(packageRoot(), 'dist', 'bench');
+step('bench tools', 'bash', [path.join(packageRoot(), 'bench', 'setup.sh')]);
+step('data path', process.execPath, [path.join(dist, 'datapath.js'), ...argv]);
+step('isolation', process.execPath, [
+  path.join(dist, 'isolation.js'),
+  ...(quick ? ['--containers', '50', '--reps', '2'] : []),
+]);
+step(
+  'metrics scrape',
+  process.execPath,
+  [path.join(dist, 'run.js')],
+  quick ? { L3ISO_BENCH_CELLS: '20000', L3ISO_BENCH_RUNS: '2' } : {},
+);
