@@ -152,9 +152,7 @@ export function chartSvg(r: DatapathReport): string {
   parts.push(
     `<line x1="${left}" x2="${W - 20}" y1="${y(0.97)}" y2="${y(0.97)}" stroke="#2ca02c" stroke-dasharray="4 3"/>`,
   );
-  parts.push(
-    `<text x="${W - 22}" y="${y(0.97) - 3}" text-anchor="end" fill="#2ca02c">0.97 target</text>`,
-  );
+  parts.push(`<text x="${left + 4}" y="${y(0.97) + 12}" fill="#2ca02c">0.97 target</text>`);
   METRICS.forEach((m, i) => {
     const gx = left + i * groupW + 8;
     SERIES.forEach((s, j) => {
