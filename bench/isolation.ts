@@ -206,21 +206,21 @@ function hostAddr(net: number, i: number): string {
   return ip4Text(net + 1 + i);
 }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function nowMs(): number {
+export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-function sleep(ms: number): Promise<void> {
+export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function sh(cmd: string, args: string[], input?: string): string {
+export function sh(cmd: string, args: string[], input?: string): string {
   try {
     return execFileSync(cmd, args, {
       encoding: 'utf8',
@@ -251,7 +251,7 @@ function round(x: number, digits = 2): number {
  * Undo actions, run last-in first-out, once. They are synchronous so that a
  * signal handler can run them before the process exits.
  */
-class Cleanup {
+export class Cleanup {
   private actions: { what: string; fn: () => void }[] = [];
   readonly children = new Set<ChildProcess>();
   private done = false;
@@ -427,7 +427,7 @@ interface World {
   log: (msg: string) => void;
 }
 
-function netnsPath(name: string): string {
+export function netnsPath(name: string): string {
   return `/run/netns/${name}`;
 }
 
@@ -438,7 +438,7 @@ function addNetns(w: Pick<World, 'cleanup'>, name: string): void {
   });
 }
 
-function compilePingpong(cleanup: Cleanup): string {
+export function compilePingpong(cleanup: Cleanup): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l3iso-bench-'));
   cleanup.push('temp dir', () => fs.rmSync(dir, { recursive: true, force: true }));
   const bin = path.join(dir, 'pingpong');

@@ -32,34 +32,155 @@ static __always_inline struct l3_sock_origin *sock_origin(struct bpf_sock *sk)
 	return bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
 }
 
-/*
- * The cell a socket belongs to: the nearest assigned ancestor of the cgroup
- * its creator ran in, as recorded at socket creation. Sockets without an
- * origin (created before `up`) and sockets outside every cell get 0/NULL.
- */
-static __always_inline struct l3_cell *origin_cell(struct l3_sock_origin *origin, __u64 *cell_id)
+/* The control plane's generation (l3_generation), as the cache words hold
+ * it; 0 turns the cache off. Read before every lookup whose result may be
+ * cached: a change made after the read bumps it past what is stored. */
+static __always_inline __u64 l3_gen(void)
 {
-	__u32 depth;
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&l3_generation, &zero);
+
+	return gen ? *(volatile __u64 *)gen & L3_GEN_MASK : 0;
+}
+
+/* Level (1-based) of the nearest assigned ancestor in the origin, 0: none. */
+static __always_inline __u32 origin_walk(struct l3_sock_origin *origin, __u64 *cell_id)
+{
+	__u32 depth = origin->depth;
 	int i;
 
 	*cell_id = 0;
-	if (!origin)
-		return NULL;
-	depth = origin->depth;
 	for (i = L3_MAX_DEPTH - 1; i >= 0; i--) {
-		struct l3_cell *cell;
 		__u64 id;
 
 		if ((__u32)i >= depth)
 			continue;
 		id = origin->ancestors[i];
-		cell = bpf_map_lookup_elem(&l3_cells, &id);
-		if (cell) {
+		if (bpf_map_lookup_elem(&l3_cells, &id)) {
 			*cell_id = id;
-			return cell;
+			return i + 1;
 		}
 	}
-	return NULL;
+	return 0;
+}
+
+/*
+ * The id of the cell a socket belongs to (0: none): the nearest assigned
+ * ancestor of the cgroup its creator ran in, as recorded at socket
+ * creation. Resolved once per socket and generation, then read from the
+ * socket's cache: the walk costs up to 16 lookups, the cache none.
+ */
+static __always_inline __u64 origin_cell_id(struct l3_sock_origin *origin, __u64 gen)
+{
+	__u64 word, id;
+	__u32 level;
+
+	if (!origin)
+		return 0;
+	word = *(volatile __u64 *)&origin->cell_cache;
+	if (gen && (word >> L3_CACHE_SHIFT) == gen) {
+		level = word & 0xff;
+		if (level == 0)
+			return 0;
+		if (level <= L3_MAX_DEPTH)
+			return origin->ancestors[(level - 1) & (L3_MAX_DEPTH - 1)];
+	}
+	level = origin_walk(origin, &id);
+	/* One store: the level and the generation it holds for travel together. */
+	if (gen)
+		*(volatile __u64 *)&origin->cell_cache = gen << L3_CACHE_SHIFT | level;
+	return id;
+}
+
+/*
+ * The cell a socket belongs to, for hooks that need its addresses. Sockets
+ * without an origin (created before `up`) and sockets outside every cell
+ * get 0/NULL.
+ */
+static __always_inline struct l3_cell *origin_cell(struct l3_sock_origin *origin, __u64 *cell_id)
+{
+	struct l3_cell *cell;
+	__u64 id;
+
+	*cell_id = 0;
+	if (!origin)
+		return NULL;
+	id = origin_cell_id(origin, l3_gen());
+	if (!id)
+		return NULL;
+	cell = bpf_map_lookup_elem(&l3_cells, &id);
+	if (!cell) {
+		/* Removed, its bump not yet made: ask the maps themselves. */
+		origin_walk(origin, &id);
+		if (!id)
+			return NULL;
+		cell = bpf_map_lookup_elem(&l3_cells, &id);
+		if (!cell)
+			return NULL;
+	}
+	*cell_id = id;
+	return cell;
+}
+
+/*
+ * The address cache vouches for one address: the socket's own, as the
+ * kernel keeps it (bound or connected), which the socket hooks confined.
+ * Packets with any other address take the lookups every time.
+ */
+static __always_inline int is_sock_addr(struct bpf_sock *sk, __u32 family, const __u32 a[4])
+{
+	__u32 s0, s1, s2, s3;
+
+	/* Each field loaded from sk itself: the verifier refuses arithmetic
+	 * on a socket pointer, which clang would otherwise share. */
+	if (family == L3_FAMILY_V4) {
+		s0 = sk->src_ip4;
+		return a[0] && s0 == a[0];
+	}
+	asm volatile("" : "+r"(sk));
+	s0 = sk->src_ip6[0];
+	asm volatile("" : "+r"(sk));
+	s1 = sk->src_ip6[1];
+	asm volatile("" : "+r"(sk));
+	s2 = sk->src_ip6[2];
+	asm volatile("" : "+r"(sk));
+	s3 = sk->src_ip6[3];
+	return (a[0] | a[1] | a[2] | a[3]) && s0 == a[0] && s1 == a[1] && s2 == a[2] && s3 == a[3];
+}
+
+/* The address was verified for this socket's cell in this generation: for a
+ * cell socket, owned by its cell; for any other, owned by no cell.
+ * not_loopback: only if it is not the cell's loopback alias either. */
+static __always_inline int addr_cached(struct l3_sock_origin *origin, __u64 gen, __u32 family,
+				       const __u32 a[4], int not_loopback)
+{
+	__u64 word = *(volatile __u64 *)&origin->addr_cache;
+
+	if (!gen || (word >> L3_CACHE_SHIFT) != gen || (word & L3_ADDR_OK_FAMILY) != family)
+		return 0;
+	if (not_loopback && (word & L3_ADDR_OK_LOOPBACK))
+		return 0;
+	if (family == L3_FAMILY_V4)
+		return origin->addr[0] == a[0];
+	return origin->addr[0] == a[0] && origin->addr[1] == a[1] && origin->addr[2] == a[2] &&
+	       origin->addr[3] == a[3];
+}
+
+static __always_inline void addr_remember(struct l3_sock_origin *origin, __u64 gen, __u32 family,
+					  const __u32 a[4], struct l3_owner *owner)
+{
+	if (!gen)
+		return;
+	origin->addr[0] = a[0];
+	origin->addr[1] = family == L3_FAMILY_V4 ? 0 : a[1];
+	origin->addr[2] = family == L3_FAMILY_V4 ? 0 : a[2];
+	origin->addr[3] = family == L3_FAMILY_V4 ? 0 : a[3];
+	/* The word last (x86-64 keeps stores in order): valid only once the
+	 * address it vouches for is in place. */
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&origin->addr_cache =
+		gen << L3_CACHE_SHIFT | family |
+		(owner && (owner->flags & L3_OWNER_LOOPBACK) ? L3_ADDR_OK_LOOPBACK : 0);
 }
 
 static __always_inline struct l3_cell *sock_cell(struct bpf_sock *sk, __u64 *cell_id)

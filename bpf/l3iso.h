@@ -69,7 +69,7 @@ struct l3_config {
 	char cgroup_root[256]; /* path the engine was brought up with */
 };
 
-#define L3_LAYOUT_VERSION 1
+#define L3_LAYOUT_VERSION 2
 
 /* Why a socket operation was refused; index into l3_cell_stats.refused. */
 enum l3_reason {
@@ -113,7 +113,23 @@ struct l3_sock_origin {
 	__u64 ancestors[L3_MAX_DEPTH]; /* [0] = managed root */
 	__u32 depth; /* valid entries in ancestors */
 	__u32 flags; /* L3_SOCK_* */
+	/* Per-socket cache of what the hooks resolved, valid while its
+	 * generation equals l3_generation's (the control plane bumps it after
+	 * every change to l3_cells or l3_owners). Each word is written in one
+	 * store, so a reader never pairs a generation with another's result. */
+	__u64 cell_cache; /* gen << L3_CACHE_SHIFT | level: ancestors[level - 1] is the cell, 0: none */
+	__u64 addr_cache; /* gen << L3_CACHE_SHIFT | L3_ADDR_OK_* : addr is the socket's own */
+	__u32 addr[4]; /* address verified for the socket's cell (v4 in addr[0]) */
 };
+
+/* Low bits of the cache words; the generation fills the rest. Generation 0
+ * (an engine whose control plane never bumped it) disables the cache. */
+#define L3_CACHE_SHIFT 8
+#define L3_GEN_MASK ((1ULL << (64 - L3_CACHE_SHIFT)) - 1)
+#define L3_ADDR_OK_V4 0x4
+#define L3_ADDR_OK_V6 0x6
+#define L3_ADDR_OK_FAMILY 0xf
+#define L3_ADDR_OK_LOOPBACK 0x10 /* the address is the cell's loopback alias */
 
 /* The socket's address came from a wildcard bind rewritten to the primary:
  * it serves every address of its cell (sk_lookup). */
@@ -204,10 +220,10 @@ struct l3_event_budget {
 /* Value of l3_uplinks (HASH keyed by __u32 ifindex): what `attach` put on
  * an interface, so `detach` and `down` can take exactly that away. */
 struct l3_uplink {
-	__u32 xdp_flags; /* XDP_FLAGS_SKB_MODE or XDP_FLAGS_DRV_MODE */
-	__u32 xdp_prog_id;
-	__u32 tc_prog_id;
-	__u32 pad;
+	__u32 xdp_flags; /* XDP_FLAGS_SKB_MODE or XDP_FLAGS_DRV_MODE, 0: tc ingress */
+	__u32 xdp_prog_id; /* 0 when ingress is filtered by tc */
+	__u32 tc_prog_id; /* tc egress */
+	__u32 tc_ingress_prog_id; /* 0 when ingress is filtered by XDP */
 };
 
 #endif /* L3ISO_H */

@@ -100,4 +100,13 @@ struct {
 	__type(value, struct l3_event_budget);
 } l3_event_budget SEC(".maps");
 
+/* Key 0: bumped by the control plane after every change to l3_cells or
+ * l3_owners; what a socket cached under an older value is resolved again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} l3_generation SEC(".maps");
+
 #endif

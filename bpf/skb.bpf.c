@@ -18,15 +18,36 @@ struct l3_ip_addrs {
 	__u32 addr[4];
 };
 
-/* Source (want_src) or destination address of the packet. */
+/* Source (want_src) or destination address of the packet. cgroup_skb sees
+ * the packet from its network header on, which the stack keeps linear. */
 static __always_inline int packet_addr(struct __sk_buff *skb, int want_src, struct l3_ip_addrs *out)
 {
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+
 	if (skb->protocol == bpf_htons(L3_ETH_P_IP)) {
+		__u32 *ip = data;
+
 		out->family = L3_FAMILY_V4;
+		if (data + 20 <= end) {
+			out->addr[0] = want_src ? ip[3] : ip[4];
+			return 0;
+		}
 		return bpf_skb_load_bytes(skb, want_src ? 12 : 16, &out->addr[0], 4);
 	}
 	if (skb->protocol == bpf_htons(L3_ETH_P_IPV6)) {
+		__u32 *ip6 = data;
+
 		out->family = L3_FAMILY_V6;
+		if (data + 40 <= end) {
+			__u32 *a = want_src ? &ip6[2] : &ip6[6];
+
+			out->addr[0] = a[0];
+			out->addr[1] = a[1];
+			out->addr[2] = a[2];
+			out->addr[3] = a[3];
+			return 0;
+		}
 		return bpf_skb_load_bytes(skb, want_src ? 8 : 24, out->addr, 16);
 	}
 	return -1;
@@ -41,17 +62,87 @@ static __always_inline struct l3_owner *packet_owner(struct l3_ip_addrs *a)
 	return owner_of6(a->addr);
 }
 
-static __always_inline struct l3_cell *skb_cell(struct __sk_buff *skb, __u64 *cell_id)
+/* The origin of the packet's full socket, NULL without one (forwarded,
+ * kernel-made, or a socket that predates `up`). */
+static __always_inline struct l3_sock_origin *skb_origin(struct __sk_buff *skb,
+							 struct bpf_sock **skp)
 {
 	struct bpf_sock *sk = skb->sk;
 
-	*cell_id = 0;
 	if (!sk)
 		return NULL;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return NULL;
-	return sock_cell(sk, cell_id);
+	*skp = sk;
+	return bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
+}
+
+/*
+ * Whether the packet's address (its source on egress, destination on
+ * ingress) belongs to the socket's cell (cell 0: to no cell). The socket's
+ * own address is checked once per generation and then read from its cache.
+ */
+static __always_inline int addr_fits(struct l3_sock_origin *origin, struct bpf_sock *sk,
+				     __u64 gen, __u64 cell_id, struct l3_ip_addrs *a)
+{
+	struct l3_owner *owner;
+	int own;
+
+	own = is_sock_addr(sk, a->family, a->addr);
+	if (own && addr_cached(origin, gen, a->family, a->addr, 0))
+		return 1;
+	owner = packet_owner(a);
+	if (cell_id ? !owner || owner->cell != cell_id : !!owner)
+		return 0;
+	if (own)
+		addr_remember(origin, gen, a->family, a->addr, owner);
+	return 1;
+}
+
+/* 127/8, its v4-mapped form, or ::1: the only destinations loopback
+ * privacy looks at, so every other packet pays one compare for it. */
+static __always_inline int is_loopback_addr(const struct l3_ip_addrs *a)
+{
+	if (a->family == L3_FAMILY_V4)
+		return L3_IS_IP4_LOOPBACK_NET(a->addr[0]);
+	if (ip6_is_loopback(a->addr))
+		return 1;
+	return ip6_is_v4mapped(a->addr) && L3_IS_IP4_LOOPBACK_NET(a->addr[3]);
+}
+
+/* Egress: from a cell, 127/8 means its own alias and nothing else (not the
+ * host's 127.0.0.1, not another cell's alias, not ::1), whatever socket or
+ * hook path the packet came through. */
+static __always_inline int foreign_loopback(const struct l3_ip_addrs *dst, __u64 cell_id)
+{
+	struct l3_cell *cell;
+	__u32 ip4;
+
+	if (!is_loopback_addr(dst))
+		return 0;
+	if (dst->family == L3_FAMILY_V6 && ip6_is_loopback(dst->addr))
+		return 1;
+	ip4 = dst->family == L3_FAMILY_V4 ? dst->addr[0] : dst->addr[3];
+	cell = bpf_map_lookup_elem(&l3_cells, &cell_id);
+	return !cell || ip4 != cell->loopback4;
+}
+
+/* Ingress, for a packet whose destination is the receiving cell's own: if
+ * that is its loopback alias, the source must be one of the cell's own
+ * addresses too (a host process sending to the alias is refused). */
+static __always_inline int loopback_intruder(struct __sk_buff *skb, const struct l3_ip_addrs *dst,
+					     __u64 cell_id)
+{
+	struct l3_ip_addrs src = {};
+	struct l3_owner *owner;
+
+	if (!is_loopback_addr(dst))
+		return 0;
+	if (packet_addr(skb, 1, &src) < 0)
+		return 1;
+	owner = packet_owner(&src);
+	return !owner || owner->cell != cell_id;
 }
 
 /* GSO packets stand for several wire packets: count what the wire sees. */
@@ -60,71 +151,29 @@ static __always_inline __u64 wire_packets(struct __sk_buff *skb)
 	return skb->gso_segs > 1 ? skb->gso_segs : 1;
 }
 
-/* Source and destination in one load: they are adjacent in both headers. */
-static __always_inline int packet_addrs(struct __sk_buff *skb, struct l3_ip_addrs *src,
-					__u32 dst[4])
-{
-	__u32 w[8];
-
-	if (skb->protocol == bpf_htons(L3_ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 12, w, 8) < 0)
-			return -1;
-		src->family = L3_FAMILY_V4;
-		src->addr[0] = w[0];
-		dst[0] = w[1];
-		return 0;
-	}
-	if (skb->protocol == bpf_htons(L3_ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 8, w, 32) < 0)
-			return -1;
-		src->family = L3_FAMILY_V6;
-		src->addr[0] = w[0];
-		src->addr[1] = w[1];
-		src->addr[2] = w[2];
-		src->addr[3] = w[3];
-		dst[0] = w[4];
-		dst[1] = w[5];
-		dst[2] = w[6];
-		dst[3] = w[7];
-		return 0;
-	}
-	return -1;
-}
-
-/* Loopback privacy at the packet layer: from a cell, 127/8 means its own
- * alias and nothing else (not the host's 127.0.0.1, not another cell's
- * alias, not ::1), whatever socket or hook path the packet came through. */
-static __always_inline int foreign_loopback(__u32 family, const __u32 dst[4],
-					    struct l3_cell *cell)
-{
-	if (family == L3_FAMILY_V4)
-		return L3_IS_IP4_LOOPBACK_NET(dst[0]) && dst[0] != cell->loopback4;
-	if (ip6_is_loopback(dst))
-		return 1;
-	return ip6_is_v4mapped(dst) && L3_IS_IP4_LOOPBACK_NET(dst[3]) && dst[3] != cell->loopback4;
-}
-
 SEC("cgroup_skb/egress")
 int l3_egress(struct __sk_buff *skb)
 {
-	struct l3_ip_addrs src = {};
+	struct l3_ip_addrs src = {}, dst = {};
+	struct l3_sock_origin *origin;
 	struct l3_cell_stats *stats;
-	struct l3_owner *owner;
-	struct l3_cell *cell;
-	__u32 dst[4] = {};
-	__u64 cell_id;
+	struct bpf_sock *sk = NULL;
+	__u64 cell_id, gen;
 
-	cell = skb_cell(skb, &cell_id);
-	if (!cell)
+	origin = skb_origin(skb, &sk);
+	if (!origin || !sk)
 		return 1;
-	if (packet_addrs(skb, &src, dst) < 0)
+	gen = l3_gen();
+	cell_id = origin_cell_id(origin, gen);
+	if (!cell_id)
+		return 1;
+	if (packet_addr(skb, 1, &src) < 0)
 		return 1; /* not IP: nothing to attribute */
-	owner = packet_owner(&src);
-	if (!owner || owner->cell != cell_id) {
+	if (!addr_fits(origin, sk, gen, cell_id, &src)) {
 		count_drop(cell_id, L3_D_SPOOF);
 		return 0;
 	}
-	if (foreign_loopback(src.family, dst, cell)) {
+	if (packet_addr(skb, 0, &dst) == 0 && foreign_loopback(&dst, cell_id)) {
 		count_drop(cell_id, L3_D_LOOPBACK);
 		return 0;
 	}
@@ -136,47 +185,42 @@ int l3_egress(struct __sk_buff *skb)
 	return 1;
 }
 
-/* A cell's loopback alias takes packets only from that cell's own
- * addresses: the receiving side of loopback privacy. */
-static __always_inline int loopback_intruder(struct __sk_buff *skb, struct l3_owner *dst_owner)
-{
-	struct l3_ip_addrs src = {};
-	struct l3_owner *owner;
-
-	if (!(dst_owner->flags & L3_OWNER_LOOPBACK))
-		return 0;
-	if (packet_addr(skb, 1, &src) < 0)
-		return 1;
-	owner = packet_owner(&src);
-	return !owner || owner->cell != dst_owner->cell;
-}
-
 SEC("cgroup_skb/ingress")
 int l3_ingress(struct __sk_buff *skb)
 {
 	struct l3_ip_addrs dst = {};
+	struct l3_sock_origin *origin;
 	struct l3_cell_stats *stats;
+	struct bpf_sock *sk = NULL;
 	struct l3_owner *owner;
-	struct l3_cell *cell;
-	__u64 cell_id;
+	__u64 cell_id, gen;
 
-	cell = skb_cell(skb, &cell_id);
 	if (packet_addr(skb, 0, &dst) < 0)
 		return 1;
-	owner = packet_owner(&dst);
-	if (!cell) {
-		/* A host socket (a wildcard UDP one, say) must not get a cell's traffic. */
+	origin = skb_origin(skb, &sk);
+	if (!origin || !sk) {
+		/* No origin: a host socket. A wildcard UDP one, say, must not get
+		 * a cell's traffic. */
+		owner = packet_owner(&dst);
 		if (owner) {
 			count_drop(owner->cell, L3_D_FOREIGN_DST);
 			return 0;
 		}
 		return 1;
 	}
-	if (!owner || owner->cell != cell_id) {
+	gen = l3_gen();
+	cell_id = origin_cell_id(origin, gen);
+	if (!addr_fits(origin, sk, gen, cell_id, &dst)) {
+		if (!cell_id) {
+			owner = packet_owner(&dst);
+			cell_id = owner ? owner->cell : 0;
+		}
 		count_drop(cell_id, L3_D_FOREIGN_DST);
 		return 0;
 	}
-	if (loopback_intruder(skb, owner)) {
+	if (!cell_id)
+		return 1;
+	if (loopback_intruder(skb, &dst, cell_id)) {
 		count_drop(cell_id, L3_D_LOOPBACK);
 		return 0;
 	}

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * The uplink (`l3iso attach IFACE`): XDP on ingress, tc on egress.
+ * The uplink (`l3iso attach IFACE`): a filter on ingress, tc on egress.
  *
- * XDP, per frame: parse Ethernet, up to two VLAN tags (802.1Q, 802.1ad),
+ * The ingress filter runs as XDP (NICs with a native XDP driver) or as tc
+ * ingress (veth and other virtual devices, where native XDP switches the
+ * peer's TSO off and generic XDP linearises every GSO packet); both run the
+ * same code on the same frame. Per frame: parse Ethernet, up to two VLAN tags (802.1Q, 802.1ad),
  * IPv4 or IPv6; find the cell owning the destination; count it; drop it if
  * the cell has an allow-list that does not admit the source; drop frames to
  * managed addresses no cell owns. Everything else (ARP, ND, host traffic,
@@ -111,53 +114,109 @@ static __always_inline int source_allowed(__u64 cell_id, __u8 family, const __u3
 	return bpf_map_lookup_elem(&l3_allow, &key) != NULL;
 }
 
+/*
+ * The ingress policy, shared by XDP and tc ingress: 0 drops the frame
+ * (counted), 1 lets it pass; *cell_id is the cell it is for, 0 for none.
+ */
+static __always_inline int ingress_admits(struct l3_frame *f, __u64 *cell_id)
+{
+	struct l3_owner *owner;
+	struct l3_cell *cell;
+	__u64 id;
+
+	*cell_id = 0;
+	owner = owner_of(f->family, f->dst);
+	if (!owner) {
+		if (is_managed(f->family, f->dst)) {
+			count_drop(0, L3_D_UNASSIGNED);
+			return 0;
+		}
+		return 1;
+	}
+	id = owner->cell;
+	/* A loopback alias is never a destination on the wire. */
+	if (owner->flags & L3_OWNER_LOOPBACK) {
+		count_drop(id, L3_D_POLICY);
+		return 0;
+	}
+	cell = bpf_map_lookup_elem(&l3_cells, &id);
+	if (cell && (cell->flags & L3_CELL_ALLOW_LIST) && !source_allowed(id, f->family, f->src)) {
+		count_drop(id, L3_D_POLICY);
+		if (bpf_get_prandom_u32() % L3_XDP_EVENT_SAMPLE == 0)
+			emit_event(id, L3_EV_DROPPED, L3_D_POLICY, f->family, f->src, 0, 0);
+		return 0;
+	}
+	*cell_id = id;
+	return 1;
+}
+
+static __always_inline void count_uplink_rx(__u64 cell_id, __u64 packets, __u64 bytes)
+{
+	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
+
+	if (stats) {
+		stats->uplink_rx_packets += packets;
+		stats->uplink_rx_bytes += bytes;
+	}
+}
+
 SEC("xdp")
 int l3_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct l3_cell_stats *stats;
 	struct l3_frame f = {};
-	struct l3_owner *owner;
-	struct l3_cell *cell;
 	__u64 cell_id;
 
 	parse_frame(data, end, &f);
 	if (!f.family)
 		return XDP_PASS;
-	owner = owner_of(f.family, f.dst);
-	if (!owner) {
-		if (is_managed(f.family, f.dst)) {
-			count_drop(0, L3_D_UNASSIGNED);
-			return XDP_DROP;
-		}
-		return XDP_PASS;
-	}
-	cell_id = owner->cell;
-	/* A loopback alias is never a destination on the wire. */
-	if (owner->flags & L3_OWNER_LOOPBACK) {
-		count_drop(cell_id, L3_D_POLICY);
+	if (!ingress_admits(&f, &cell_id))
 		return XDP_DROP;
-	}
-	cell = bpf_map_lookup_elem(&l3_cells, &cell_id);
-	if (cell && (cell->flags & L3_CELL_ALLOW_LIST) && !source_allowed(cell_id, f.family, f.src)) {
-		count_drop(cell_id, L3_D_POLICY);
-		if (bpf_get_prandom_u32() % L3_XDP_EVENT_SAMPLE == 0)
-			emit_event(cell_id, L3_EV_DROPPED, L3_D_POLICY, f.family, f.src, 0, 0);
-		return XDP_DROP;
-	}
-	stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
-	if (stats) {
-		stats->uplink_rx_packets++;
-		stats->uplink_rx_bytes += end - data;
-	}
+	if (cell_id)
+		count_uplink_rx(cell_id, 1, end - data);
 	return XDP_PASS;
 }
 
-/* The cell of the socket that sent the frame: the deepest assigned
- * ancestor of its cgroup. Frames without a socket (forwarded, or replies
- * the kernel makes itself) belong to no cell. */
-static __always_inline __u64 frame_cell(struct __sk_buff *skb)
+/* Ethernet, two VLAN tags and the longest IPv4 header: all parse_frame reads. */
+#define L3_MAX_HEADERS (14 + 4 * L3_MAX_VLAN_TAGS + 60)
+
+/* The headers in the linear part of the skb, where direct access reaches:
+ * a frame whose headers sit in fragments is pulled, never waved through. */
+static __always_inline void linear_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < L3_MAX_HEADERS ? skb->len : L3_MAX_HEADERS;
+
+	if ((__u64)skb->data + want > (__u64)skb->data_end)
+		bpf_skb_pull_data(skb, want);
+}
+
+/* GSO packets stand for several wire packets: count what the wire sees. */
+static __always_inline __u64 skb_wire_packets(struct __sk_buff *skb)
+{
+	return skb->gso_segs > 1 ? skb->gso_segs : 1;
+}
+
+SEC("tc")
+int l3_tc_ingress(struct __sk_buff *skb)
+{
+	struct l3_frame f = {};
+	__u64 cell_id;
+
+	linear_headers(skb);
+	parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, &f);
+	if (!f.family)
+		return TC_ACT_OK;
+	if (!ingress_admits(&f, &cell_id))
+		return TC_ACT_SHOT;
+	if (cell_id)
+		count_uplink_rx(cell_id, skb_wire_packets(skb), skb->len);
+	return TC_ACT_OK;
+}
+
+/* The cell of a frame's socket by its cgroup: the deepest assigned
+ * ancestor. For sockets without an origin (AF_PACKET, created before up). */
+static __always_inline __u64 cgroup_cell(struct __sk_buff *skb)
 {
 	struct l3_config *config;
 	__u32 zero = 0;
@@ -178,21 +237,46 @@ static __always_inline __u64 frame_cell(struct __sk_buff *skb)
 	return found;
 }
 
+static __always_inline void count_uplink_tx(__u64 cell_id, struct __sk_buff *skb)
+{
+	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
+
+	if (stats) {
+		stats->uplink_tx_packets += skb_wire_packets(skb);
+		stats->uplink_tx_bytes += skb->len;
+	}
+}
+
 SEC("tc")
 int l3_tc_egress(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct l3_cell_stats *stats;
+	struct l3_sock_origin *origin = NULL;
+	struct bpf_sock *sk = skb->sk;
 	struct l3_frame f = {};
 	struct l3_owner *owner;
-	__u64 cell_id;
+	__u64 cell_id, gen = 0;
 
-	parse_frame(data, end, &f);
+	linear_headers(skb);
+	parse_frame((void *)(long)skb->data, (void *)(long)skb->data_end, &f);
 	if (!f.family)
 		return TC_ACT_OK;
+	/* The cell of the socket that sent the frame, from the socket's cache
+	 * when it has an origin. Frames without a socket (forwarded, or replies
+	 * the kernel makes itself) belong to no cell. */
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (sk)
+		origin = bpf_sk_storage_get(&l3_sock_origin, sk, 0, 0);
+	if (origin) {
+		gen = l3_gen();
+		cell_id = origin_cell_id(origin, gen);
+	} else {
+		cell_id = cgroup_cell(skb);
+	}
+	if (cell_id && origin && sk && is_sock_addr(sk, f.family, f.src) &&
+	    addr_cached(origin, gen, f.family, f.src, 1))
+		goto count;
 	owner = owner_of(f.family, f.src);
-	cell_id = frame_cell(skb);
 	if (!cell_id) {
 		if (!owner && is_managed(f.family, f.src)) {
 			count_drop(0, L3_D_WIRE_SPOOF);
@@ -205,11 +289,8 @@ int l3_tc_egress(struct __sk_buff *skb)
 		emit_event(cell_id, L3_EV_DROPPED, L3_D_WIRE_SPOOF, f.family, f.src, 0, 0);
 		return TC_ACT_SHOT;
 	}
-	stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
-	if (stats) {
-		stats->uplink_tx_packets += skb->gso_segs > 1 ? skb->gso_segs : 1;
-		stats->uplink_tx_bytes += skb->len;
-	}
+count:
+	count_uplink_tx(cell_id, skb);
 	return TC_ACT_OK;
 }
 

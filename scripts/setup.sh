@@ -30,6 +30,7 @@ command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
 command -v nginx >/dev/null || need_pkgs+=(nginx-light)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
+command -v ethtool >/dev/null || need_pkgs+=(ethtool)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	# The tests start their own nginx and redis, with their own config and

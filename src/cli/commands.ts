@@ -14,7 +14,13 @@ import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
 import { setPolicy, type PolicyChange } from '../engine/policy';
 import { preexistingSockets } from '../engine/preexisting';
-import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
+import {
+  UPLINK_MODES,
+  attachUplink,
+  detachUplink,
+  uplinkWarnings,
+  type UplinkMode,
+} from '../engine/uplink';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
 import { examples, jsonOption, positiveInt } from './options';
@@ -324,24 +330,35 @@ function registerEngineCommands(program: Command, run: Runner): void {
 
   program
     .command('attach')
-    .summary('put the uplink programs (XDP in, tc out) on an interface')
+    .summary('put the uplink programs (an ingress filter, tc egress) on an interface')
     .description(
-      'Attach XDP on the ingress of IFACE (per-cell rx counters, allow-lists, drop of ' +
+      'Attach a filter on the ingress of IFACE (per-cell rx counters, allow-lists, drop of ' +
         'traffic to unassigned managed addresses) and a tc filter on its egress (per-cell ' +
-        'tx counters, anti-spoof at the wire). Native XDP where the driver supports it, ' +
-        'else generic with a warning. Stays attached after the CLI exits.',
+        'tx counters, anti-spoof at the wire). The ingress filter keeps the offloads: tc ' +
+        'ingress on veth and other virtual devices, native XDP on a NIC whose driver ' +
+        'supports it, tc ingress on one that does not; attach says which and why. ' +
+        'Stays attached after the CLI exits.',
     )
     .argument('<iface>', 'network interface in this network namespace')
-    .addOption(new Option('--mode <mode>', 'XDP mode').choices(['native', 'generic']))
+    .addOption(
+      new Option('--mode <mode>', 'ingress filter: native XDP, generic XDP or tc ingress').choices(
+        UPLINK_MODES,
+      ),
+    )
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso attach eth0', 'l3iso attach eth1 --mode generic']))
-    .action((iface: string, opts: { mode?: XdpMode }) =>
+    .addHelpText('after', examples(['l3iso attach eth0', 'l3iso attach eth1 --mode tc']))
+    .action((iface: string, opts: { mode?: UplinkMode }) =>
       run((g) => {
         const r = attachUplink(g.pinDir, iface, opts.mode);
         if (r.warning) log.warn(r.warning);
+        if (r.offloadCost) log.warn(`${r.iface}: ${r.offloadCost}`);
         if (g.json) return printJson(r);
+        const ingress =
+          r.mode === 'tc'
+            ? `tc ingress (prog ${r.tcIngressProgId})`
+            : `XDP ${r.mode} (prog ${r.xdpProgId})`;
         process.stdout.write(
-          `attached to ${r.iface}: XDP ${r.mode} (prog ${r.xdpProgId}), tc egress (prog ${r.tcProgId})\n`,
+          `attached to ${r.iface}: ${ingress}, tc egress (prog ${r.tcProgId}): ${r.reason}\n`,
         );
       }),
     );
@@ -399,7 +416,12 @@ function registerEngineCommands(program: Command, run: Runner): void {
           ...doctor(pinLayout(g.pinDir).root),
           warnings: up ? allCapabilityWarnings(g.pinDir) : [],
           preexistingSockets: up ? preexistingSockets(g.pinDir) : [],
+          uplinks: up ? uplinkWarnings(g.pinDir) : [],
         };
+        for (const u of r.uplinks)
+          process.stderr.write(
+            `l3iso: warning: uplink ifindex ${u.ifindex} (${u.mode}): ${u.warning}\n`,
+          );
         for (const w of r.warnings) warnCapabilities(w.cell, w);
         for (const s of r.preexistingSockets) {
           process.stderr.write(

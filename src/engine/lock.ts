@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { flockExclusive } from '../../loader';
+import { bumpGeneration } from './generation';
 import type { PinLayout } from './paths';
 
 export function withLock<T>(layout: PinLayout, fn: () => T): T {
@@ -15,7 +16,12 @@ export function withLock<T>(layout: PinLayout, fn: () => T): T {
   const fd = fs.openSync(layout.lockFile, 'a', 0o600);
   try {
     flockExclusive(fd);
-    return fn();
+    try {
+      return fn();
+    } finally {
+      // Whatever fn changed in l3_cells or l3_owners, sockets re-resolve.
+      bumpGeneration(layout);
+    }
   } finally {
     fs.closeSync(fd);
   }

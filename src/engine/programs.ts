@@ -104,6 +104,7 @@ export const SHARED_MAPS = [
   'l3_uplinks',
   'l3_events',
   'l3_event_budget',
+  'l3_generation',
 ] as const;
 export type SharedMapName = (typeof SHARED_MAPS)[number];
 

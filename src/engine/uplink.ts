@@ -26,35 +26,57 @@ import { requireRoot } from './privilege';
 import { UPLINK_OBJECT } from './programs';
 import { EngineState } from './state';
 
-export type XdpMode = 'native' | 'generic';
+/** How the ingress filter runs: XDP in the driver, generic XDP, or tc ingress. */
+export type UplinkMode = 'native' | 'generic' | 'tc';
+/** @deprecated the name before tc ingress existed */
+export type XdpMode = UplinkMode;
+export const UPLINK_MODES: readonly UplinkMode[] = ['native', 'generic', 'tc'];
 
-/** Our tc filter's handle and priority on clsact egress ("l3"). */
+/** Our tc filters' handle and priority on clsact ingress and egress ("l3"). */
 export const TC_HANDLE = 0x6c33;
 export const TC_PRIORITY = 0x6c33;
 
 export interface AttachResult {
   iface: string;
   ifindex: number;
-  mode: XdpMode;
+  mode: UplinkMode;
+  /** why this mode: the device kind, what the driver accepted */
+  reason: string;
+  /** 0 in tc mode */
   xdpProgId: number;
+  /** tc egress */
   tcProgId: number;
-  /** set when native mode was refused and generic was used instead */
+  /** 0 in XDP modes */
+  tcIngressProgId: number;
+  /** what the chosen mode costs the device's offloads (explicit --mode only) */
+  offloadCost?: string;
+  /** set when native mode was refused and another was used instead */
   warning?: string;
 }
 
 /** ifindex in the caller's network namespace (netlink, not /sys, which
  * shows the namespace that mounted it). */
 export function ifindexOf(iface: string, netns?: string): number {
+  return linkOf(iface, netns).ifindex;
+}
+
+interface LinkInfo {
+  ifindex: number;
+  /** rtnetlink's kind ('veth', 'bridge', ...); undefined for a NIC */
+  kind?: string;
+}
+
+function linkOf(iface: string, netns?: string): LinkInfo {
   if (!/^[^\s/]{1,15}$/.test(iface))
     throw new L3isoError('EUSAGE', `invalid interface name "${iface}"`);
   try {
     const where = netns ? ['-n', netns] : [];
-    const out = execFileSync('ip', [...where, '-j', 'link', 'show', 'dev', iface], {
+    const out = execFileSync('ip', [...where, '-j', '-d', 'link', 'show', 'dev', iface], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const [link] = JSON.parse(out) as { ifindex: number }[];
-    if (link) return link.ifindex;
+    const [link] = JSON.parse(out) as { ifindex: number; linkinfo?: { info_kind?: string } }[];
+    if (link) return { ifindex: link.ifindex, kind: link.linkinfo?.info_kind };
   } catch {
     /* reported below */
   }
@@ -64,26 +86,101 @@ export function ifindexOf(iface: string, netns?: string): number {
   );
 }
 
+/** The kind of the device with this ifindex, for doctor (undefined: a NIC or gone). */
+function kindOfIfindex(ifindex: number): string | undefined {
+  try {
+    const out = execFileSync('ip', ['-j', '-d', 'link', 'show'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const links = JSON.parse(out) as { ifindex: number; linkinfo?: { info_kind?: string } }[];
+    return links.find((l) => l.ifindex === ifindex)?.linkinfo?.info_kind;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a mode costs a device's fast paths, or undefined when nothing. On a
+ * veth, native XDP makes the kernel switch TSO off on the peer (every bulk
+ * sender into the device segments in software); generic XDP linearises
+ * every GSO packet before the program sees it, on any device.
+ */
+export function offloadCost(mode: UplinkMode, kind: string | undefined): string | undefined {
+  if (mode === 'generic')
+    return 'generic XDP linearises every GSO/GRO packet (a 64 KB copy each): bulk throughput falls';
+  if (mode === 'native' && kind === 'veth')
+    return 'native XDP on a veth switches TSO off on its peer: bulk traffic into the cells falls to a fraction';
+  return undefined;
+}
+
 function uplinkKey(ifindex: number): Buffer {
   const k = Buffer.alloc(4);
   k.writeUInt32LE(ifindex);
   return k;
 }
 
-function modeFlags(mode: XdpMode): number {
+function modeFlags(mode: 'native' | 'generic'): number {
   return mode === 'native' ? XdpFlags.DRV_MODE : XdpFlags.SKB_MODE;
 }
 
-export function attachUplink(pinDir: string, iface: string, requested?: XdpMode): AttachResult {
+interface Choice {
+  mode: UplinkMode;
+  reason: string;
+  warning?: string;
+}
+
+/**
+ * Puts the ingress filter on in the requested mode, or chooses: tc ingress
+ * on virtual devices (it keeps TSO, GRO and GSO intact), native XDP on a
+ * NIC whose driver takes it, tc ingress on one whose driver does not.
+ */
+function attachIngress(
+  ifindex: number,
+  iface: string,
+  link: LinkInfo,
+  requested: UplinkMode | undefined,
+  fds: { xdp: number; tcIngress: number },
+): Choice & { xdpProgId: number; tcIngressProgId: number } {
+  let choice: Choice;
+  if (requested) choice = { mode: requested, reason: 'requested with --mode' };
+  else if (link.kind)
+    choice = {
+      mode: 'tc',
+      reason: `${iface} is a ${link.kind} device: tc ingress keeps its TSO/GRO/GSO fast paths (native XDP on a veth switches TSO off on the peer; generic XDP linearises GSO packets)`,
+    };
+  else choice = { mode: 'native', reason: `${iface} is a NIC: native XDP in its driver` };
+  if (choice.mode === 'tc') {
+    tcHookCreate(ifindex, TcAttachPoint.INGRESS);
+    const f = tcAttach(ifindex, TcAttachPoint.INGRESS, fds.tcIngress, {
+      handle: TC_HANDLE,
+      priority: TC_PRIORITY,
+      replace: true,
+    });
+    return { ...choice, xdpProgId: 0, tcIngressProgId: f.progId };
+  }
+  try {
+    xdpAttach(ifindex, fds.xdp, modeFlags(choice.mode));
+  } catch (err) {
+    if (requested || !(err instanceof BpfError)) throw err;
+    // No native XDP in this driver: tc ingress, not generic XDP, which
+    // would linearise every GSO packet.
+    const tc = attachIngress(ifindex, iface, link, 'tc', fds);
+    return { ...tc, reason: `${iface}: the driver refused native XDP (${err.code}); tc ingress` };
+  }
+  return { ...choice, xdpProgId: xdpQueryId(ifindex, modeFlags(choice.mode)), tcIngressProgId: 0 };
+}
+
+export function attachUplink(pinDir: string, iface: string, requested?: UplinkMode): AttachResult {
   requireRoot('attach');
-  const ifindex = ifindexOf(iface);
+  const link = linkOf(iface);
+  const ifindex = link.ifindex;
   const state = EngineState.open(pinDir);
   try {
     return withLock(state.layout, () => {
       const previous = readUplink(state, ifindex);
       const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout);
       try {
-        const xdpFd = obj.program('l3_xdp').fd;
         const present = xdpQueryId(ifindex);
         if (present !== 0 && present !== previous?.xdpProgId) {
           throw new L3isoError(
@@ -92,20 +189,15 @@ export function attachUplink(pinDir: string, iface: string, requested?: XdpMode)
             'detach it first (ip link set dev IFACE xdp off)',
           );
         }
-        let mode: XdpMode = requested ?? 'native';
-        let warning: string | undefined;
-        // A mode switch cannot replace in place: take ours off first.
-        if (previous && previous.xdpFlags !== modeFlags(mode))
+        // An XDP mode switch cannot replace in place: take ours off first.
+        // Leaving XDP for tc keeps it until tc ingress is on (no gap).
+        const wanted = requested ?? (link.kind ? 'tc' : 'native');
+        if (previous?.xdpProgId && wanted !== 'tc' && previous.xdpFlags !== modeFlags(wanted))
           xdpDetach(ifindex, previous.xdpFlags);
-        try {
-          xdpAttach(ifindex, xdpFd, modeFlags(mode));
-        } catch (err) {
-          if (requested === 'native' || !(err instanceof BpfError)) throw err;
-          warning = `${iface}: native XDP refused (${err.code}); using generic mode, which is slower`;
-          mode = 'generic';
-          xdpAttach(ifindex, xdpFd, modeFlags(mode));
-        }
-        const xdpProgId = xdpQueryId(ifindex, modeFlags(mode));
+        const ingress = attachIngress(ifindex, iface, link, requested, {
+          xdp: obj.program('l3_xdp').fd,
+          tcIngress: obj.program('l3_tc_ingress').fd,
+        });
         let tcProgId: number;
         try {
           tcHookCreate(ifindex, TcAttachPoint.EGRESS);
@@ -115,14 +207,38 @@ export function attachUplink(pinDir: string, iface: string, requested?: XdpMode)
             replace: true,
           }).progId;
         } catch (err) {
-          // Nothing half-applied: an XDP without its tc half would count
-          // ingress but let spoofed frames out.
-          if (!previous) xdpDetach(ifindex, modeFlags(mode));
+          // Nothing half-applied: an ingress filter without its tc egress
+          // half would count ingress but let spoofed frames out.
+          if (!previous)
+            removeIngress(ifindex, ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode), ingress);
           throw err;
         }
-        const record: Uplink = { xdpFlags: modeFlags(mode), xdpProgId, tcProgId };
+        const record: Uplink = {
+          xdpFlags: ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
+          xdpProgId: ingress.xdpProgId,
+          tcProgId,
+          tcIngressProgId: ingress.tcIngressProgId,
+        };
+        // The half of the previous attachment the new mode does not use.
+        if (previous?.xdpProgId && ingress.mode === 'tc')
+          removeIngress(ifindex, previous.xdpFlags, {
+            xdpProgId: previous.xdpProgId,
+            tcIngressProgId: 0,
+          });
+        if (previous?.tcIngressProgId && ingress.mode !== 'tc')
+          removeIngress(ifindex, 0, { xdpProgId: 0, tcIngressProgId: previous.tcIngressProgId });
         state.map('l3_uplinks').update(uplinkKey(ifindex), encodeUplink(record), MapUpdate.ANY);
-        return { iface, ifindex, mode, xdpProgId, tcProgId, ...(warning ? { warning } : {}) };
+        const cost = requested ? offloadCost(ingress.mode, link.kind) : undefined;
+        return {
+          iface,
+          ifindex,
+          mode: ingress.mode,
+          reason: ingress.reason,
+          xdpProgId: ingress.xdpProgId,
+          tcProgId,
+          tcIngressProgId: ingress.tcIngressProgId,
+          ...(cost ? { offloadCost: cost } : {}),
+        };
       } finally {
         obj.close();
       }
@@ -137,16 +253,48 @@ function readUplink(state: EngineState, ifindex: number): Uplink | undefined {
   return raw ? decodeUplink(raw) : undefined;
 }
 
-/** Removes our XDP program and tc filter, if they are still the ones there. */
-function removeUplink(state: EngineState, ifindex: number, record: Uplink): void {
-  if (xdpQueryId(ifindex, record.xdpFlags) === record.xdpProgId)
-    xdpDetach(ifindex, record.xdpFlags);
+function detachTc(ifindex: number, point: TcAttachPoint): void {
   try {
-    tcDetach(ifindex, TcAttachPoint.EGRESS, { handle: TC_HANDLE, priority: TC_PRIORITY });
+    tcDetach(ifindex, point, { handle: TC_HANDLE, priority: TC_PRIORITY });
   } catch (err) {
     if (!isErrno(err, 'ENOENT') && !isErrno(err, 'EINVAL')) throw err;
   }
+}
+
+/** Takes our ingress filter off, XDP or tc, if it is still the one there. */
+function removeIngress(
+  ifindex: number,
+  xdpFlags: number,
+  ids: { xdpProgId: number; tcIngressProgId: number },
+): void {
+  if (ids.xdpProgId && xdpQueryId(ifindex, xdpFlags) === ids.xdpProgId)
+    xdpDetach(ifindex, xdpFlags);
+  if (ids.tcIngressProgId) detachTc(ifindex, TcAttachPoint.INGRESS);
+}
+
+/** Removes our ingress filter and tc egress filter, if they are still ours. */
+function removeUplink(state: EngineState, ifindex: number, record: Uplink): void {
+  removeIngress(ifindex, record.xdpFlags, record);
+  detachTc(ifindex, TcAttachPoint.EGRESS);
   state.map('l3_uplinks').delete(uplinkKey(ifindex));
+}
+
+/** Attached uplinks whose mode costs their device's offloads, for doctor. */
+export function uplinkOffloadWarnings(
+  state: EngineState,
+): { ifindex: number; mode: UplinkMode; warning: string }[] {
+  const out: { ifindex: number; mode: UplinkMode; warning: string }[] = [];
+  for (const { ifindex, uplink } of listUplinks(state)) {
+    const mode = uplinkMode(uplink);
+    const cost = offloadCost(mode, kindOfIfindex(ifindex));
+    if (cost) out.push({ ifindex, mode, warning: cost });
+  }
+  return out;
+}
+
+export function uplinkMode(u: Uplink): UplinkMode {
+  if (u.tcIngressProgId && !u.xdpProgId) return 'tc';
+  return u.xdpFlags === XdpFlags.DRV_MODE ? 'native' : 'generic';
 }
 
 export function detachUplink(pinDir: string, iface: string): { iface: string; ifindex: number } {
@@ -191,4 +339,16 @@ export function listUplinks(state: EngineState): { ifindex: number; uplink: Upli
     if (raw) out.push({ ifindex: key.readUInt32LE(), uplink: decodeUplink(raw) });
   }
   return out;
+}
+
+/** doctor: the attached uplinks whose mode costs offloads. */
+export function uplinkWarnings(
+  pinDir: string,
+): { ifindex: number; mode: UplinkMode; warning: string }[] {
+  const state = EngineState.open(pinDir);
+  try {
+    return uplinkOffloadWarnings(state);
+  } finally {
+    state.close();
+  }
 }

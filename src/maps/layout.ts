@@ -19,7 +19,7 @@ export const L3_OWNER_LOOPBACK = 0x1;
 /** Being released: no new bind or explicit source may use the address. */
 export const L3_OWNER_RELEASING = 0x2;
 export const L3_CELL_ALLOW_RAW = 0x1;
-export const L3_LAYOUT_VERSION = 1;
+export const L3_LAYOUT_VERSION = 2;
 export const L3_REFUSED_SLOTS = 16;
 export const L3_DROP_SLOTS = 8;
 /** Bytes of char cgroup_root[] in l3_config, terminating NUL included. */
@@ -194,7 +194,7 @@ export const LAYOUT = {
       xdp_flags: { offset: 0, size: 4 },
       xdp_prog_id: { offset: 4, size: 4 },
       tc_prog_id: { offset: 8, size: 4 },
-      pad: { offset: 12, size: 4 },
+      tc_ingress_prog_id: { offset: 12, size: 4 },
     },
   },
   l3_event_budget: {
@@ -206,11 +206,14 @@ export const LAYOUT = {
     },
   },
   l3_sock_origin: {
-    size: 136,
+    size: 168,
     fields: {
       ancestors: { offset: 0, size: 8 * L3_MAX_DEPTH },
       depth: { offset: 128, size: 4 },
       flags: { offset: 132, size: 4 },
+      cell_cache: { offset: 136, size: 8 },
+      addr_cache: { offset: 144, size: 8 },
+      addr: { offset: 152, size: 16 },
     },
   },
   l3_listen_key: {
@@ -692,9 +695,13 @@ export function decodeEvent(raw: Uint8Array): AuditEvent {
 // ---- struct l3_uplink ---------------------------------------------------
 
 export interface Uplink {
+  /** 0 when ingress is filtered by tc */
   xdpFlags: number;
   xdpProgId: number;
+  /** tc egress */
   tcProgId: number;
+  /** 0 when ingress is filtered by XDP */
+  tcIngressProgId: number;
 }
 
 export function encodeUplink(u: Uplink): Buffer {
@@ -703,6 +710,10 @@ export function encodeUplink(u: Uplink): Buffer {
   buf.writeUInt32LE(u32('l3_uplink.xdp_flags', u.xdpFlags), F.xdp_flags.offset);
   buf.writeUInt32LE(u32('l3_uplink.xdp_prog_id', u.xdpProgId), F.xdp_prog_id.offset);
   buf.writeUInt32LE(u32('l3_uplink.tc_prog_id', u.tcProgId), F.tc_prog_id.offset);
+  buf.writeUInt32LE(
+    u32('l3_uplink.tc_ingress_prog_id', u.tcIngressProgId),
+    F.tc_ingress_prog_id.offset,
+  );
   return buf;
 }
 
@@ -713,5 +724,6 @@ export function decodeUplink(raw: Uint8Array): Uplink {
     xdpFlags: buf.readUInt32LE(F.xdp_flags.offset),
     xdpProgId: buf.readUInt32LE(F.xdp_prog_id.offset),
     tcProgId: buf.readUInt32LE(F.tc_prog_id.offset),
+    tcIngressProgId: buf.readUInt32LE(F.tc_ingress_prog_id.offset),
   };
 }
