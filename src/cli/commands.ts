@@ -15,8 +15,10 @@ import { pinLayout } from '../engine/paths';
 import { setPolicy, type PolicyChange } from '../engine/policy';
 import { preexistingSockets } from '../engine/preexisting';
 import { attachUplink, detachUplink, type XdpMode } from '../engine/uplink';
+import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
+import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt } from './options';
 import { printJson, table, warnCapabilities } from './output';
 
@@ -41,6 +43,7 @@ function cellRow(c: CellView): string[] {
 export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
+  registerOciHookCommands(program, run);
 }
 
 function registerEngineCommands(program: Command, run: Runner): void {
@@ -363,14 +366,15 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json']))
     .action(() =>
       run((g) => {
-        const r = gc(g.pinDir);
+        const r = { ...gc(g.pinDir), ociRecords: gcOciRecords(g.pinDir) };
         if (g.json) return printJson(r);
         process.stdout.write(
           `gc: ${r.cells.length} stale cells released` +
             (r.cells.length
               ? ` (${r.cells.map((c) => `#${c.id}: ${c.addresses.join(',') || '-'}`).join('; ')})`
               : '') +
-            `, ${r.orphanedAddresses.length} orphaned addresses freed\n`,
+            `, ${r.orphanedAddresses.length} orphaned addresses freed` +
+            `, ${r.ociRecords.length} stale container records removed\n`,
         );
       }),
     );
