@@ -24,10 +24,30 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+# Container runtimes for the OCI hook tests, systemd-analyze for the unit
+# files, promtool (only packaged with the prometheus server) for the rules.
+command -v runc >/dev/null || need_pkgs+=(runc)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
+	# podman and prometheus ship services: none may start on this host.
+	# policy-rc.d refuses every start during the install (invoke-rc.d and
+	# deb-systemd-invoke honour it); the units are disabled afterwards.
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	[ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+	if command -v systemctl >/dev/null; then
+		systemctl disable --now prometheus.service podman.service podman.socket \
+			podman-restart.service podman-auto-update.timer >/dev/null 2>&1 || true
+	fi
 fi
 
 if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
