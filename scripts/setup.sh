@@ -45,8 +45,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 	[ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 	if command -v systemctl >/dev/null; then
-		systemctl disable --now prometheus.service podman.service podman.socket \
-			podman-restart.service podman-auto-update.timer >/dev/null 2>&1 || true
+		units=(prometheus.service podman.service podman.socket podman-restart.service
+			podman-auto-update.service podman-auto-update.timer)
+		# disable works without a running systemd; stop only with one
+		systemctl disable "${units[@]}" >/dev/null 2>&1 || true
+		[ ! -d /run/systemd/system ] || systemctl stop "${units[@]}" >/dev/null 2>&1 || true
 	fi
 fi
 
