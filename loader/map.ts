@@ -359,7 +359,7 @@ export class BpfMap {
       if (errno && errno !== ENOENT) {
         if (first && batchUnsupported(errno)) {
           let n = 0;
-          for (const _ of this.keys()) n++;
+          for (let it = this.keys(); !it.next().done;) n++;
           return n;
         }
         throw new BpfError('bpf_map_lookup_batch', errno, this.name);

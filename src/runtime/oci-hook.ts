@@ -150,11 +150,20 @@ export const DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
  * refuses (a pool, a typo) must fail the start, not be skipped. */
 export const HOOK_ANNOTATION_MATCH = '^io\\.l3iso\\.';
 
+/** What deploy/oci/*.json run: `npm install -g` links the CLI there. */
+export const SHIPPED_HOOK_ARGV = ['/usr/local/bin/l3iso'] as const;
+
 /** A hooks.d (version 1.0.0) definition running `argv... oci-hook STAGE`. */
 export function hookDefinition(stage: HookStage, argv: readonly string[]): object {
   return {
     version: '1.0.0',
-    hook: { path: argv[0], args: [...argv, 'oci-hook', stage], timeout: 60 },
+    hook: {
+      path: argv[0],
+      args: [...argv, 'oci-hook', stage],
+      // runc gives a hook no environment of its own: `#!/usr/bin/env node` needs PATH.
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      timeout: 60,
+    },
     when: { annotations: { [HOOK_ANNOTATION_MATCH]: '.*' } },
     stages: [stage],
   };
