@@ -28,11 +28,12 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 # files, promtool (only packaged with the prometheus server) for the rules.
 command -v runc >/dev/null || need_pkgs+=(runc)
 command -v podman >/dev/null || need_pkgs+=(podman)
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
-	# podman and prometheus ship services: none may start on this host.
+	# podman, docker.io and prometheus ship services: none may start on this host.
 	# policy-rc.d refuses every start during the install (invoke-rc.d and
 	# deb-systemd-invoke honour it); the units are disabled afterwards.
 	made_policy=0
@@ -46,7 +47,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 	[ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 	if command -v systemctl >/dev/null; then
 		units=(prometheus.service podman.service podman.socket podman-restart.service
-			podman-auto-update.service podman-auto-update.timer)
+			podman-auto-update.service podman-auto-update.timer
+			docker.service docker.socket containerd.service)
 		# disable works without a running systemd; stop only with one
 		systemctl disable "${units[@]}" >/dev/null 2>&1 || true
 		[ ! -d /run/systemd/system ] || systemctl stop "${units[@]}" >/dev/null 2>&1 || true
