@@ -41,10 +41,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
 		made_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-	[ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
+	[ "$made_policy" -eq 0 ] || { rm -f /usr/sbin/policy-rc.d; trap - EXIT; }
 	if command -v systemctl >/dev/null; then
 		units=(prometheus.service podman.service podman.socket podman-restart.service
 			podman-auto-update.service podman-auto-update.timer
