@@ -55,6 +55,8 @@ export interface BundleOptions {
   annotations?: Record<string, string>;
   /** cgroup path relative to the sandbox root */
   cgroup: string;
+  /** hook stages in config.json (default both) */
+  stages?: ('createRuntime' | 'poststop')[];
 }
 
 /** An OCI bundle for runc whose hooks run this checkout's CLI on the sandbox's pin dir. */
@@ -78,7 +80,9 @@ export function makeBundle(sb: Sandbox, dir: string, rootfs: string, o: BundleOp
     n.type === 'network' ? { type: 'network', path: sb.nsPath } : n,
   );
   spec.linux.cgroupsPath = '/' + path.relative(sb.cgroup2, path.join(sb.root, o.cgroup));
-  spec.hooks = { createRuntime: [hook('createRuntime')], poststop: [hook('poststop')] };
+  spec.hooks = Object.fromEntries(
+    (o.stages ?? ['createRuntime', 'poststop']).map((stage) => [stage, [hook(stage)]]),
+  );
   spec.annotations = o.annotations ?? {};
   fs.writeFileSync(file, JSON.stringify(spec, null, 2));
   return bundle;

@@ -162,6 +162,41 @@ describe('runc runs the OCI hook', () => {
     expect(await cellNames()).not.toContain('runc/plain');
   });
 
+  it('a start that fails after createRuntime still releases: runc runs poststop when it destroys the container', async () => {
+    const bundle = makeBundle(sb, dir, rootfs, {
+      name: 'noexec',
+      args: ['/nonexistent/binary'],
+      cgroup: 'runc/noexec',
+      annotations: { 'io.l3iso.addresses': V4(6) },
+    });
+    const c = sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, 'noexec']);
+    expect((await c.exited).status).not.toBe(0);
+    expect(c.stderr).toMatch(/nonexistent\/binary/);
+    expect(await cellNames()).not.toContain('runc/noexec');
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'noexec.json'))).toBe(false);
+    sb.cg('after6');
+    await sb.assign('after6', V4(6));
+    await sb.cliOk(['release', 'after6']);
+  });
+
+  it('without a poststop the cell outlives the container until gc, which also drops the record', async () => {
+    const bundle = makeBundle(sb, dir, rootfs, {
+      name: 'nopost',
+      args: probeArgs([{ op: 'bind_new', fam: 4, addr: '0.0.0.0' }]),
+      cgroup: 'runc/nopost',
+      annotations: { 'io.l3iso.addresses': V4(7) },
+      stages: ['createRuntime'],
+    });
+    const c = sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, 'nopost']);
+    expect(await c.exited).toEqual({ status: 0, signal: null });
+    expect(c.lines.find((l) => l.i === 0)).toMatchObject({ ok: true, addr: V4(7) });
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'nopost.json'))).toBe(true);
+    const gc = await sb.cliOk(['gc', '--json']);
+    expect(gc.json.cells).toEqual([expect.objectContaining({ addresses: [V4(7)] })]);
+    expect(gc.json.ociRecords).toEqual(['nopost']);
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'nopost.json'))).toBe(false);
+  });
+
   it.each([
     [
       'an address another cell owns',
