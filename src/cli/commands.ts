@@ -360,7 +360,8 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .description(
       'A cgroup removed without `release` leaves its cell in the maps (its addresses stay ' +
         'owned). gc releases such cells, destroys their sockets, and frees addresses claimed ' +
-        'by an assign that died before it finished.',
+        'by an assign that died before it finished. Then it removes the OCI hook records ' +
+        '(/run/l3iso/oci) of containers whose cell is gone.',
     )
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json']))
