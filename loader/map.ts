@@ -322,6 +322,55 @@ export class BpfMap {
     return { keys, values };
   }
 
+  /**
+   * Number of entries, as lookupBatch would return them, without keeping
+   * them: the batch buffers are reused, so counting a large map allocates
+   * nothing per entry. Map types without batch support are walked key by key.
+   */
+  count(batchSize = 4096): number {
+    const tokSize = Math.max(this.keySize, 4);
+    let inTok = Buffer.alloc(tokSize);
+    let outTok = Buffer.alloc(tokSize);
+    const count = Buffer.alloc(4);
+    const opts = batchOpts(0);
+    let size = batchSize;
+    let kbuf = Buffer.alloc(size * this.keySize);
+    let vbuf = Buffer.alloc(size * this.valueBufferSize);
+    let total = 0;
+    let first = true;
+    for (;;) {
+      count.writeUInt32LE(size);
+      const ret = libbpf.bpf_map_lookup_batch(
+        this.fd,
+        first ? NULL : inTok,
+        outTok,
+        kbuf,
+        vbuf,
+        count,
+        opts,
+      );
+      const errno = ret < 0 ? -ret : 0;
+      if (errno === ENOSPC) {
+        size *= 2;
+        kbuf = Buffer.alloc(size * this.keySize);
+        vbuf = Buffer.alloc(size * this.valueBufferSize);
+        continue;
+      }
+      if (errno && errno !== ENOENT) {
+        if (first && batchUnsupported(errno)) {
+          let n = 0;
+          for (let it = this.keys(); !it.next().done;) n++;
+          return n;
+        }
+        throw new BpfError('bpf_map_lookup_batch', errno, this.name);
+      }
+      total += count.readUInt32LE();
+      if (errno === ENOENT) return total;
+      first = false;
+      [inTok, outTok] = [outTok, inTok];
+    }
+  }
+
   private lookupAllSlow(): { keys: Buffer[]; values: Buffer[] } {
     const keys: Buffer[] = [];
     const values: Buffer[] = [];

@@ -25,36 +25,45 @@ command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
+command -v ethtool >/dev/null || need_pkgs+=(ethtool)
 # Real applications the integration tests run in cells (test/integration/apps*).
 # getent comes with libc-bin, which every Debian has.
 command -v nginx >/dev/null || need_pkgs+=(nginx-light)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
-command -v ethtool >/dev/null || need_pkgs+=(ethtool)
+# Container runtimes for the OCI hook tests, systemd-analyze for the unit
+# files, promtool (only packaged with the prometheus server) for the rules.
+command -v runc >/dev/null || need_pkgs+=(runc)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# Services these packages ship: the tests start their own instances (own
+# config and data in temp dirs, inside a test netns), so none may run on the
+# host.
+host_units=(nginx.service redis-server.service prometheus.service podman.service
+	podman.socket podman-restart.service podman-auto-update.service
+	podman-auto-update.timer docker.service docker.socket containerd.service)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
-	# The tests start their own nginx and redis, with their own config and
-	# data in temp dirs, inside a test netns: the packages' postinst must not
-	# start them as host services (policy-rc.d 101 = "do not start").
-	added_policy=
+	# policy-rc.d refuses every start during the install (invoke-rc.d and
+	# deb-systemd-invoke honour it: 101 = "do not start").
+	made_policy=0
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 		chmod 755 /usr/sbin/policy-rc.d
-		added_policy=1
+		made_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 	fi
-	rc=0
-	{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null; } || rc=$?
-	[ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
-	[ "$rc" -eq 0 ] || exit "$rc"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	[ "$made_policy" -eq 0 ] || { rm -f /usr/sbin/policy-rc.d; trap - EXIT; }
 fi
 # Installed before this script ran, or by hand: keep them off as services.
-if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-	for svc in nginx redis-server; do
-		if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
-			say "disabling the $svc host service (the tests run their own)"
-			systemctl disable --now --quiet "$svc" || true
-		fi
-	done
+# disable works without a running systemd; stop only with one.
+if command -v systemctl >/dev/null; then
+	systemctl disable "${host_units[@]}" >/dev/null 2>&1 || true
+	[ ! -d /run/systemd/system ] || systemctl stop "${host_units[@]}" >/dev/null 2>&1 || true
 fi
 
 if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then

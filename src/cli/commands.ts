@@ -21,8 +21,10 @@ import {
   uplinkWarnings,
   type UplinkMode,
 } from '../engine/uplink';
+import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
+import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt } from './options';
 import { printJson, table, warnCapabilities } from './output';
 
@@ -47,6 +49,7 @@ function cellRow(c: CellView): string[] {
 export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
+  registerOciHookCommands(program, run);
 }
 
 function registerEngineCommands(program: Command, run: Runner): void {
@@ -383,20 +386,22 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .description(
       'A cgroup removed without `release` leaves its cell in the maps (its addresses stay ' +
         'owned). gc releases such cells, destroys their sockets, and frees addresses claimed ' +
-        'by an assign that died before it finished.',
+        'by an assign that died before it finished. Then it removes the OCI hook records ' +
+        '(/run/l3iso/oci) of containers whose cell is gone.',
     )
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json']))
     .action(() =>
       run((g) => {
-        const r = gc(g.pinDir);
+        const r = { ...gc(g.pinDir), ociRecords: gcOciRecords(g.pinDir) };
         if (g.json) return printJson(r);
         process.stdout.write(
           `gc: ${r.cells.length} stale cells released` +
             (r.cells.length
               ? ` (${r.cells.map((c) => `#${c.id}: ${c.addresses.join(',') || '-'}`).join('; ')})`
               : '') +
-            `, ${r.orphanedAddresses.length} orphaned addresses freed\n`,
+            `, ${r.orphanedAddresses.length} orphaned addresses freed` +
+            `, ${r.ociRecords.length} stale container records removed\n`,
         );
       }),
     );

@@ -227,7 +227,7 @@ function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
  * their destruction leave; the addresses stay claimed (unbindable by anyone)
  * until the sockets are gone.
  */
-function forgetCell(
+export function forgetCell(
   state: EngineState,
   id: bigint,
   owned: { address: CellAddress; owner: Owner }[],

@@ -44,7 +44,27 @@ export interface MetricsSnapshot {
   cells: number;
   /** events the kernel rate limit suppressed, ever */
   suppressed: number;
+  /** fill of the bounded maps (absent: not measured) */
+  maps?: MapFill[];
 }
+
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
+}
+
+/** Maps whose filling up refuses assigns, binds or allow-list entries.
+ * l3_sock_origin (socket storage) has no userspace iteration and no limit. */
+export const PRESSURE_MAPS = [
+  'l3_cells',
+  'l3_owners',
+  'l3_cell_stats',
+  'l3_listeners',
+  'l3_allow',
+  'l3_managed',
+  'l3_uplinks',
+] as const;
 
 /** prom-client's registry formats `labels` plus `sharedLabels` (labels common
  * to many samples, memoised per object in a WeakMap). Samples that leave it
@@ -163,6 +183,17 @@ export class MetricsExporter {
         this.inc(current().suppressed);
       },
     });
+    new Gauge<'map'>({
+      name: 'l3iso_map_pressure',
+      help: 'Entries of a bounded BPF map divided by its max_entries (1 = full: inserts fail).',
+      labelNames: ['map'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of current().maps ?? [])
+          this.set({ map: m.map }, m.maxEntries > 0 ? m.entries / m.maxEntries : 0);
+      },
+    });
     new SnapshotCounter<'cell' | 'reason'>(
       {
         name: 'l3iso_cell_refusals_total',
@@ -273,6 +304,12 @@ export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapsho
     names: namer.resolve(table.ids),
     cells,
     suppressed: readSuppressed(state.map('l3_event_budget')),
+    maps: PRESSURE_MAPS.map((name) => {
+      const m = state.map(name);
+      // l3_cell_stats was just read whole: its row count is its entry count.
+      const entries = name === 'l3_cell_stats' ? table.length : m.count();
+      return { map: name, entries, maxEntries: m.maxEntries };
+    }),
   };
 }
 

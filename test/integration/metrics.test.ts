@@ -1,6 +1,9 @@
 // DESIGN.md: "Metrics: per-cell counters read from per-CPU maps with batch
 // lookups, exposed as Prometheus text (`metrics`) and over HTTP (`serve`)."
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BpfMap } from '../../loader';
+import { PRESSURE_MAPS } from '../../src/engine/metrics';
+import { pinLayout } from '../../src/engine/paths';
 import { parsePromText, sampleValue, type PromFamily } from '../harness/promtext';
 import { CLI, createSandbox, V4, V6, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 
@@ -110,6 +113,35 @@ describe('stats, metrics and serve', () => {
       expect(fams.get('l3iso_cells')!.type).toBe('gauge');
       expect(sampleValue(fams, 'l3iso_cells')).toBe(3);
       expect(sampleValue(fams, 'l3iso_events_suppressed_total')).toBe(0);
+    });
+
+    it('l3iso_map_pressure{map} is entries / max_entries of each bounded map', () => {
+      const f = fams.get('l3iso_map_pressure')!;
+      expect(f.type).toBe('gauge');
+      expect(f.samples.map((s) => s.labels.map).sort()).toEqual([...PRESSURE_MAPS].sort());
+      const max = (name: string) => {
+        const m = BpfMap.openPinned(pinLayout(sb.pinDir).map(name));
+        try {
+          return m.maxEntries;
+        } finally {
+          m.close();
+        }
+      };
+      // 3 cells; their addresses (x: 2, srv: 1, idle: 1) and 3 loopback
+      // aliases; stats rows for the 3 cells and row 0 (outside-cell sockets).
+      expect(sampleValue(fams, 'l3iso_map_pressure', { map: 'l3_cells' })).toBe(
+        3 / max('l3_cells'),
+      );
+      expect(sampleValue(fams, 'l3iso_map_pressure', { map: 'l3_owners' })).toBe(
+        7 / max('l3_owners'),
+      );
+      expect(sampleValue(fams, 'l3iso_map_pressure', { map: 'l3_cell_stats' })).toBe(
+        4 / max('l3_cell_stats'),
+      );
+      for (const s of f.samples) {
+        expect(s.value).toBeGreaterThanOrEqual(0);
+        expect(s.value).toBeLessThan(1);
+      }
     });
   });
 

@@ -231,6 +231,7 @@ describe('MetricsExporter', () => {
         'l3iso_cell_uplink_tx_bytes_total',
         'l3iso_cell_refusals_total',
         'l3iso_cell_drops_total',
+        'l3iso_map_pressure',
       ].sort(),
     );
     expect(fams.get('l3iso_cells')!.type).toBe('gauge');

@@ -1,0 +1,117 @@
+/**
+ * `l3iso oci-hook`: the OCI runtime hook (createRuntime, poststop) and
+ * `oci-hook install`, which writes the hooks.d files podman reads.
+ */
+import type { Command } from 'commander';
+import * as fs from 'node:fs';
+import { L3isoError } from '../errors';
+import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { log } from '../log';
+import { parseOciState } from '../runtime/oci-state';
+import {
+  DEFAULT_HOOKS_DIR,
+  installHooks,
+  ociCreateRuntime,
+  ociPoststop,
+  type HookResult,
+} from '../runtime/oci-hook';
+import type { Runner } from './commands';
+import { examples, jsonOption } from './options';
+import { printJson } from './output';
+
+function readStdin(): string {
+  try {
+    return fs.readFileSync(0, 'utf8');
+  } catch (err) {
+    throw new L3isoError('EUSAGE', `cannot read the OCI state from stdin: ${String(err)}`);
+  }
+}
+
+/** The runtime shows this one line and the container does not start. */
+function inContainer(id: string | undefined, err: unknown): unknown {
+  if (!(err instanceof L3isoError) || id === undefined) return err;
+  return new L3isoError(err.code, `container ${id}: ${err.message}`, err.hint, { cause: err });
+}
+
+function report(r: HookResult, json: boolean): void {
+  if (json) return printJson(r);
+  if (r.action === 'assigned')
+    log.info({ container: r.container, cell: r.cell.cell, id: r.cell.id }, 'cell assigned');
+  if (r.action === 'released')
+    log.info({ container: r.container, id: r.cgroupId, released: r.released }, 'cell released');
+}
+
+export function registerOciHookCommands(program: Command, run: Runner): void {
+  const hook = program
+    .command('oci-hook')
+    .summary('OCI runtime hook: assign at createRuntime, release at poststop')
+    .description(
+      'Run by runc or podman with the container state on stdin. A container annotated ' +
+        'io.l3iso.addresses=ADDR[,ADDR...] (optionally io.l3iso.allow-from=CIDR[,...]) becomes ' +
+        'a cell at createRuntime, before any of its code runs; a failure there fails the start. ' +
+        'At poststop its cell is released by the cgroup id recorded at createRuntime; a failure ' +
+        'there is logged and left for `l3iso gc`. Containers without io.l3iso.* annotations are ' +
+        'left alone.',
+    );
+
+  hook
+    .command('createRuntime')
+    .summary('assign the annotated container its cell (state on stdin)')
+    .addOption(jsonOption('print the result as JSON'))
+    .action(() =>
+      run((g) => {
+        let id: string | undefined;
+        try {
+          const state = parseOciState(readStdin());
+          id = state.id;
+          report(ociCreateRuntime(g.pinDir, state), g.json);
+        } catch (err) {
+          throw inContainer(id, err);
+        }
+      }),
+    );
+
+  hook
+    .command('poststop')
+    .summary('release the cell of the stopped container (state on stdin)')
+    .addOption(jsonOption('print the result as JSON'))
+    .action(() =>
+      run((g) => {
+        let id: string | undefined;
+        try {
+          const state = parseOciState(readStdin());
+          id = state.id;
+          report(ociPoststop(g.pinDir, state), g.json);
+        } catch (err) {
+          // The container is gone either way; gc finishes what failed here.
+          const message = err instanceof Error ? err.message : String(err);
+          log.warn({ container: id, err: message }, 'poststop: release failed; run `l3iso gc`');
+        }
+        return 0;
+      }),
+    );
+
+  hook
+    .command('install')
+    .summary('write the hooks.d files that make podman run this hook')
+    .option('--dir <dir>', 'hooks directory', DEFAULT_HOOKS_DIR)
+    .addOption(jsonOption())
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso oci-hook install',
+        'l3iso --pin-dir /sys/fs/bpf/l3iso-lab oci-hook install --dir /etc/containers/oci/hooks.d',
+      ]),
+    )
+    .action((opts: { dir: string }) =>
+      run((g) => {
+        // Hooks run with an empty environment: absolute node and script,
+        // and the pin dir spelled out unless it is the default.
+        const argv = [process.execPath, fs.realpathSync(process.argv[1] ?? '')];
+        if (g.pinDir !== DEFAULT_PIN_DIR) argv.push('--pin-dir', g.pinDir);
+        const files = installHooks(opts.dir, argv);
+        if (g.json) return printJson({ files });
+        process.stdout.write(files.map((f) => `wrote ${f}\n`).join(''));
+      }),
+    );
+}

@@ -1,0 +1,198 @@
+/**
+ * OCI runtime hooks (runc, and podman through its hooks.d): at
+ * createRuntime the container's init exists, sits in its cgroup, and has
+ * run none of the container's code, so the cell is assigned before the
+ * container's first socket(). At poststop the cgroup is gone: the cell is
+ * released by the id recorded at createRuntime.
+ *
+ * These functions do the work without the CLI, so a long-running agent can
+ * call them too.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { L3isoError } from '../errors';
+import { assign, parseAddresses, type AssignResult } from '../engine/cells';
+import { setPolicy } from '../engine/policy';
+import { parsePrefixes } from '../engine/prefixes';
+import { releaseCellById } from '../engine/release-id';
+import { EngineState } from '../engine/state';
+import { cgroupId, findCgroup2Mount } from '../model/cgroup';
+import { cellRequest, unifiedCgroupOf, type OciState } from './oci-state';
+import { gcRecords, readRecord, removeRecord, writeRecord, type ContainerRecord } from './records';
+
+export const HOOK_STAGES = ['createRuntime', 'poststop'] as const;
+export type HookStage = (typeof HOOK_STAGES)[number];
+
+export type HookResult =
+  | { container: string; action: 'none' }
+  | { container: string; action: 'assigned'; cell: AssignResult; allowFrom?: string[] }
+  | {
+      container: string;
+      action: 'released';
+      cgroupId: string;
+      found: boolean;
+      released: string[];
+    };
+
+/** The cgroup2 directory of `pid`, from /proc/PID/cgroup. */
+export function cgroupOfPid(pid: number, procRoot = '/proc'): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(procRoot, String(pid), 'cgroup'), 'utf8');
+  } catch (err) {
+    throw new L3isoError(
+      'ECGROUP_MISSING',
+      `cannot read the cgroup of pid ${pid} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      undefined,
+      { cause: err },
+    );
+  }
+  const rel = unifiedCgroupOf(text);
+  if (rel === undefined)
+    throw new L3isoError('ECGROUP_NOT_V2', `pid ${pid} is in no cgroup2 cgroup (no 0:: line)`);
+  return path.join(findCgroup2Mount(), rel);
+}
+
+export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
+  const req = cellRequest(state.annotations);
+  if (!req) return { container: state.id, action: 'none' };
+  // Validated before anything changes.
+  parseAddresses(req.addresses);
+  if (req.allowFrom) parsePrefixes(req.allowFrom);
+  if (state.pid === undefined)
+    throw new L3isoError(
+      'EUSAGE',
+      'OCI state has no pid: createRuntime runs after the init exists',
+    );
+
+  const cgroupPath = cgroupOfPid(state.pid);
+  refuseForeignCell(pinDir, state.id, cgroupPath);
+  const cell = assign(pinDir, cgroupPath, req.addresses);
+  const id = BigInt(cell.id);
+  try {
+    if (req.allowFrom) setPolicy(pinDir, cell.path, { allowFrom: req.allowFrom });
+    const rec: ContainerRecord = {
+      container: state.id,
+      cgroupId: cell.id,
+      cgroupPath: cell.path,
+      addresses: [...cell.added, ...cell.unchanged],
+      created: new Date().toISOString(),
+    };
+    writeRecord(pinDir, rec);
+  } catch (err) {
+    releaseCellById(pinDir, id);
+    throw err;
+  }
+  return {
+    container: state.id,
+    action: 'assigned',
+    cell,
+    ...(req.allowFrom ? { allowFrom: req.allowFrom } : {}),
+  };
+}
+
+/**
+ * The container's own cgroup becomes the cell and poststop releases it
+ * whole, so a cgroup that already is a cell (and is not this container's,
+ * from an earlier attempt) is not taken over.
+ */
+function refuseForeignCell(pinDir: string, container: string, cgroupPath: string): void {
+  const state = EngineState.open(pinDir);
+  let existing: boolean;
+  try {
+    existing = state.cell(cgroupId(cgroupPath)) !== undefined;
+  } finally {
+    state.close();
+  }
+  if (!existing) return;
+  const rec = readRecord(pinDir, container);
+  if (rec && rec.cgroupPath === cgroupPath) return;
+  throw new L3isoError(
+    'EUSAGE',
+    `cgroup ${cgroupPath} already is a cell: a container annotated with addresses needs a cgroup of its own`,
+    'give the container its own cgroup (runc: linux.cgroupsPath; podman: the default)',
+  );
+}
+
+export function ociPoststop(pinDir: string, state: OciState): HookResult {
+  const rec = readRecord(pinDir, state.id);
+  if (!rec) {
+    if (cellRequest(state.annotations))
+      throw new L3isoError(
+        'ENOT_ASSIGNED',
+        `no record of container ${state.id}: nothing to release`,
+        'run `l3iso gc`',
+      );
+    return { container: state.id, action: 'none' };
+  }
+  let r: { found: boolean; released: string[] };
+  try {
+    r = releaseCellById(pinDir, BigInt(rec.cgroupId));
+  } catch (err) {
+    // A downed engine forgot every cell: the record names nothing.
+    if (!(err instanceof L3isoError && err.code === 'ENOT_UP')) throw err;
+    r = { found: false, released: [] };
+  }
+  removeRecord(pinDir, state.id);
+  return {
+    container: state.id,
+    action: 'released',
+    cgroupId: rec.cgroupId,
+    found: r.found,
+    released: r.released,
+  };
+}
+
+// ---- hooks.d ------------------------------------------------------------
+
+export const DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
+/** Matches every io.l3iso.* annotation, not only addresses: one the hook
+ * refuses (a pool, a typo) must fail the start, not be skipped. */
+export const HOOK_ANNOTATION_MATCH = '^io\\.l3iso\\.';
+
+/** What deploy/oci/*.json run: `npm install -g` links the CLI there. */
+export const SHIPPED_HOOK_ARGV = ['/usr/local/bin/l3iso'] as const;
+
+/** A hooks.d (version 1.0.0) definition running `argv... oci-hook STAGE`. */
+export function hookDefinition(stage: HookStage, argv: readonly string[]): object {
+  return {
+    version: '1.0.0',
+    hook: {
+      path: argv[0],
+      args: [...argv, 'oci-hook', stage],
+      // runc gives a hook no environment of its own: `#!/usr/bin/env node` needs PATH.
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      timeout: 60,
+    },
+    when: { annotations: { [HOOK_ANNOTATION_MATCH]: '.*' } },
+    stages: [stage],
+  };
+}
+
+export function hookFileName(stage: HookStage): string {
+  return `l3iso-${stage.toLowerCase()}.json`;
+}
+
+/** Writes both hook files (by rename: podman may be reading the dir). */
+export function installHooks(dir: string, argv: readonly string[]): string[] {
+  fs.mkdirSync(dir, { recursive: true });
+  return HOOK_STAGES.map((stage) => {
+    const file = path.join(dir, hookFileName(stage));
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(hookDefinition(stage, argv), null, 2) + '\n');
+    fs.renameSync(tmp, file);
+    return file;
+  });
+}
+
+/** gc for records: drops those whose cell is gone (run after `gc`). */
+export function gcOciRecords(pinDir: string): string[] {
+  return gcRecords(pinDir, () => {
+    const state = EngineState.open(pinDir);
+    try {
+      return new Set(state.cells().keys());
+    } finally {
+      state.close();
+    }
+  });
+}

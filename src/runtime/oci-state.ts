@@ -1,0 +1,126 @@
+/**
+ * The OCI state a runtime passes to a hook on stdin (runtime-spec
+ * "State": ociVersion, id, status, pid, bundle, annotations) and the
+ * io.l3iso.* annotations that ask for a cell. Everything is validated
+ * before anything changes: a malformed request fails the container start.
+ */
+import { L3isoError } from '../errors';
+
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: string;
+  /** the container's init; absent (or 0) once it has exited */
+  pid?: number;
+  bundle: string;
+  annotations: Record<string, string>;
+}
+
+export const ANNOTATION_PREFIX = 'io.l3iso.';
+export const ANNOTATION_ADDRESSES = 'io.l3iso.addresses';
+export const ANNOTATION_ALLOW_FROM = 'io.l3iso.allow-from';
+export const ANNOTATION_POOL = 'io.l3iso.pool';
+const KNOWN = new Set([ANNOTATION_ADDRESSES, ANNOTATION_ALLOW_FROM, ANNOTATION_POOL]);
+
+/** runc's rule for container ids (also a safe file name: no '/', no '..'). */
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$/;
+
+function bad(message: string): L3isoError {
+  return new L3isoError('EUSAGE', `OCI state: ${message}`);
+}
+
+function field(o: Record<string, unknown>, name: string): string {
+  const v = o[name];
+  if (typeof v !== 'string') throw bad(`"${name}" must be a string`);
+  return v;
+}
+
+export function parseOciState(text: string): OciState {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw bad('stdin is not JSON (the runtime passes the container state there)');
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('not a JSON object');
+  const o = raw as Record<string, unknown>;
+  const id = field(o, 'id');
+  if (!CONTAINER_ID.test(id)) throw bad(`container id ${JSON.stringify(id)} is not valid`);
+  const pid = o.pid;
+  if (pid !== undefined && (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 0))
+    throw bad('"pid" must be a non-negative integer');
+  const annotations: Record<string, string> = {};
+  const ann = o.annotations;
+  if (ann !== undefined && ann !== null) {
+    if (typeof ann !== 'object' || Array.isArray(ann)) throw bad('"annotations" must be an object');
+    for (const [k, v] of Object.entries(ann)) {
+      if (typeof v !== 'string') throw bad(`annotation ${k} must be a string`);
+      annotations[k] = v;
+    }
+  }
+  return {
+    ociVersion: field(o, 'ociVersion'),
+    id,
+    status: field(o, 'status'),
+    ...(typeof pid === 'number' && pid > 0 ? { pid } : {}),
+    bundle: typeof o.bundle === 'string' ? o.bundle : '',
+    annotations,
+  };
+}
+
+export interface CellRequest {
+  addresses: string[];
+  allowFrom?: string[];
+}
+
+function list(value: string, name: string): string[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (items.length === 0) throw new L3isoError('EUSAGE', `annotation ${name} is empty`);
+  return items;
+}
+
+/**
+ * What the container's annotations ask for; undefined when none is an
+ * io.l3iso.* one. Any io.l3iso.* annotation the engine cannot honour is an
+ * error, never ignored: the container would otherwise start unconfined.
+ */
+export function cellRequest(annotations: Record<string, string>): CellRequest | undefined {
+  const ours = Object.keys(annotations).filter((k) => k.startsWith(ANNOTATION_PREFIX));
+  if (ours.length === 0) return undefined;
+  for (const k of ours) {
+    if (!KNOWN.has(k))
+      throw new L3isoError(
+        'EUSAGE',
+        `unknown annotation ${k}`,
+        `l3iso knows ${[...KNOWN].join(', ')}`,
+      );
+  }
+  if (ANNOTATION_POOL in annotations)
+    throw new L3isoError(
+      'EUSAGE',
+      `annotation ${ANNOTATION_POOL}: pools are not supported yet`,
+      `name the addresses with ${ANNOTATION_ADDRESSES}`,
+    );
+  const addr = annotations[ANNOTATION_ADDRESSES];
+  if (addr === undefined)
+    throw new L3isoError(
+      'EUSAGE',
+      `annotation ${ANNOTATION_ALLOW_FROM} needs ${ANNOTATION_ADDRESSES}`,
+    );
+  const allow = annotations[ANNOTATION_ALLOW_FROM];
+  return {
+    addresses: list(addr, ANNOTATION_ADDRESSES),
+    ...(allow !== undefined ? { allowFrom: list(allow, ANNOTATION_ALLOW_FROM) } : {}),
+  };
+}
+
+/** The cgroup2 path of a process, from its `0::/path` line in /proc/PID/cgroup. */
+export function unifiedCgroupOf(procCgroupText: string): string | undefined {
+  for (const line of procCgroupText.split('\n')) {
+    if (line.startsWith('0::')) return line.slice(3).trim();
+  }
+  return undefined;
+}

@@ -1,0 +1,143 @@
+/**
+ * Container runtimes in a sandbox: a rootfs made of the host's /usr (no
+ * image, no pull), OCI bundles for runc, and a podman whose storage, run
+ * state and hooks live in a private temp dir. Containers run in the
+ * sandbox's netns and below its managed cgroup root; everything is removed
+ * by the returned cleanup.
+ *
+ * A missing runtime is an error, never a skip: the tests must fail loudly on
+ * a machine that cannot run them.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { removeCgroupTree } from '../../src/model/cgroup';
+import { CLI, type Sandbox } from './sandbox';
+
+/** The interpreter inside the container: the distribution's, under /usr. */
+export const CONTAINER_PYTHON = '/usr/bin/python3';
+export const CONTAINER_PROBE = '/probe/probe.py';
+
+export function requireTool(argv: string[], why: string): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 20_000 });
+  if (r.status !== 0)
+    throw new Error(
+      `${argv.join(' ')} does not run on this machine (${r.error ? String(r.error) : r.stderr.trim()}): ${why}`,
+    );
+  return r.stdout.trim();
+}
+
+/** A read-only rootfs: /usr bind-mounted from the host, the usual merged-/usr symlinks. */
+export function makeRootfs(dir: string): string {
+  if (!fs.existsSync(CONTAINER_PYTHON))
+    throw new Error(`${CONTAINER_PYTHON} is missing: install the Debian python3 package`);
+  const rootfs = path.join(dir, 'rootfs');
+  for (const d of ['usr', 'proc', 'dev', 'sys', 'tmp', 'etc', 'probe', 'run'])
+    fs.mkdirSync(path.join(rootfs, d), { recursive: true });
+  for (const l of ['bin', 'lib', 'lib64', 'sbin']) {
+    if (fs.existsSync(path.join('/usr', l))) fs.symlinkSync(`usr/${l}`, path.join(rootfs, l));
+  }
+  return rootfs;
+}
+
+/** Bind mounts every container needs: the host's /usr and the probe. */
+export function hostMounts(): { source: string; destination: string }[] {
+  return [
+    { source: '/usr', destination: '/usr' },
+    { source: path.join(__dirname), destination: '/probe' },
+  ];
+}
+
+export interface BundleOptions {
+  name: string;
+  args: string[];
+  annotations?: Record<string, string>;
+  /** cgroup path relative to the sandbox root */
+  cgroup: string;
+  /** hook stages in config.json (default both) */
+  stages?: ('createRuntime' | 'poststop')[];
+}
+
+/** An OCI bundle for runc whose hooks run this checkout's CLI on the sandbox's pin dir. */
+export function makeBundle(sb: Sandbox, dir: string, rootfs: string, o: BundleOptions): string {
+  const bundle = path.join(dir, `bundle-${o.name}`);
+  fs.mkdirSync(bundle, { recursive: true });
+  const r = spawnSync('runc', ['spec', '--bundle', bundle], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`runc spec failed: ${r.stderr}`);
+  const file = path.join(bundle, 'config.json');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const spec: any = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const hook = (stage: string) => ({
+    path: process.execPath,
+    args: [process.execPath, CLI, '--pin-dir', sb.pinDir, 'oci-hook', stage],
+  });
+  spec.root = { path: rootfs, readonly: true };
+  spec.process.terminal = false;
+  spec.process.args = o.args;
+  spec.mounts.push(...hostMounts().map((m) => ({ ...m, type: 'bind', options: ['rbind', 'ro'] })));
+  spec.linux.namespaces = spec.linux.namespaces.map((n: { type: string }) =>
+    n.type === 'network' ? { type: 'network', path: sb.nsPath } : n,
+  );
+  spec.linux.cgroupsPath = '/' + path.relative(sb.cgroup2, path.join(sb.root, o.cgroup));
+  spec.hooks = Object.fromEntries(
+    (o.stages ?? ['createRuntime', 'poststop']).map((stage) => [stage, [hook(stage)]]),
+  );
+  spec.annotations = o.annotations ?? {};
+  fs.writeFileSync(file, JSON.stringify(spec, null, 2));
+  return bundle;
+}
+
+/** cgroup v1 hierarchies (hybrid hosts): runc creates the container's path in each. */
+function v1Mounts(): string[] {
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'cgroup')
+    .map((f) => f[1]!);
+}
+
+/** Removes what a runtime made for the sandbox in the v1 hierarchies. */
+export function removeV1Cgroups(sb: Sandbox): void {
+  for (const m of v1Mounts()) removeCgroupTree(path.join(m, sb.id));
+}
+
+export function tempDir(sb: Sandbox): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `${sb.id}-`));
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Leftovers of crashed runs (creator pid in the name is gone): v1 cgroups, temp dirs. */
+export function sweepStaleContainers(): void {
+  const stale = (name: string): boolean => {
+    const m = /^l3t-(\d+)-[0-9a-f]+/.exec(name);
+    return !!m && !pidAlive(Number(m[1]));
+  };
+  for (const m of v1Mounts()) {
+    for (const n of fs.readdirSync(m)) if (stale(n)) removeCgroupTree(path.join(m, n));
+  }
+  for (const n of fs.readdirSync(os.tmpdir())) {
+    if (stale(n)) removeTempDir(path.join(os.tmpdir(), n));
+  }
+}
+
+/** Unmounts whatever a runtime left mounted below dir (podman's shm), then removes it. */
+export function removeTempDir(dir: string): void {
+  const below = fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1]?.replace(/\\040/g, ' '))
+    .filter((m): m is string => !!m && m.startsWith(dir + '/'))
+    .sort((a, b) => b.length - a.length);
+  for (const m of below) spawnSync('umount', ['-l', m]);
+  fs.rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,200 @@
+// The Docker recipe (README, "Container runtimes"): Docker has no OCI hooks,
+// so the cell is a parent cgroup assigned in advance, and `docker run
+// --cgroup-parent` puts the container below it (a child inherits its nearest
+// assigned ancestor). dockerd runs for this test only: in the test netns, in
+// a private mount namespace with its own /run, with data and exec roots in
+// the test's temp dir and no bridge or iptables; the image is imported from
+// a local rootfs (no pull).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CONTAINER_PROBE,
+  CONTAINER_PYTHON,
+  hostMounts,
+  makeRootfs,
+  removeTempDir,
+  removeV1Cgroups,
+  requireTool,
+  sweepStaleContainers,
+  tempDir,
+} from '../harness/containers';
+import {
+  BgProc,
+  createSandbox,
+  V4,
+  type Op,
+  type ProbeLine,
+  type Sandbox,
+} from '../harness/sandbox';
+
+describe('docker run --cgroup-parent below an assigned cell', () => {
+  let sb: Sandbox;
+  let dir: string;
+  let dockerd: ChildProcess | undefined;
+  let dockerdLog = '';
+  let host: string;
+  const image = 'l3iso-test:local';
+
+  const docker = (args: string[], input?: string) =>
+    spawnSync('docker', ['-H', host, ...args], { encoding: 'utf8', timeout: 60_000, input });
+
+  beforeAll(async () => {
+    requireTool(['dockerd', '--version'], 'install docker.io (scripts/setup.sh does)');
+    requireTool(['docker', '--version'], 'install docker.io (scripts/setup.sh does)');
+    sweepStaleContainers();
+    sb = await createSandbox();
+    await sb.up();
+    dir = tempDir(sb);
+    const rootfs = makeRootfs(dir);
+    host = `unix://${dir}/docker.sock`;
+    fs.writeFileSync(path.join(dir, 'daemon.json'), '{}\n');
+    const daemon = [
+      'dockerd',
+      '--data-root',
+      path.join(dir, 'data'),
+      '--exec-root',
+      path.join(dir, 'exec'),
+      '--pidfile',
+      path.join(dir, 'docker.pid'),
+      '--config-file',
+      path.join(dir, 'daemon.json'),
+      '-H',
+      host,
+      '--storage-driver',
+      'vfs',
+      '--bridge',
+      'none',
+      '--iptables=false',
+      '--ip6tables=false',
+      '--ip-masq=false',
+      '--userland-proxy=false',
+    ];
+    // A /run of its own: containerd and dockerd write fixed paths there.
+    dockerd = spawn(
+      'nsenter',
+      [
+        `--net=${sb.nsPath}`,
+        '--',
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        'mount -t tmpfs -o mode=755 l3iso-test /run && exec "$@"',
+        'sh',
+        ...daemon,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    dockerd.stdout!.on('data', (d: Buffer) => (dockerdLog += d.toString()));
+    dockerd.stderr!.on('data', (d: Buffer) => (dockerdLog += d.toString()));
+    for (let i = 0; i < 600; i++) {
+      if (dockerd.exitCode !== null) break;
+      if (docker(['version']).status === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const v = docker(['version']);
+    if (v.status !== 0)
+      throw new Error(
+        `dockerd does not run on this machine: ${v.stderr}\n${dockerdLog.slice(-3000)}`,
+      );
+    const imp = spawnSync(
+      'sh',
+      ['-c', 'tar -C "$1" -c . | docker -H "$2" import - "$3"', 'sh', rootfs, host, image],
+      { encoding: 'utf8' },
+    );
+    if (imp.status !== 0) throw new Error(`docker import failed: ${imp.stderr}`);
+  }, 120_000);
+
+  afterAll(async () => {
+    if (dockerd && dockerd.exitCode === null) {
+      const ids = docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
+      if (ids.length) docker(['rm', '-f', ...ids]);
+      const exited = new Promise((r) => dockerd!.once('exit', r));
+      dockerd.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+      if (dockerd.exitCode === null) dockerd.kill('SIGKILL');
+    }
+    await sb?.destroy();
+    if (sb) removeV1Cgroups(sb);
+    if (dir) removeTempDir(dir);
+  }, 60_000);
+
+  async function readyDespiteRefusals(c: BgProc): Promise<ProbeLine> {
+    for (let waited = 0; waited < 60_000; waited += 50) {
+      const hit = c.lines.find((l) => l.ready === true);
+      if (hit) return hit;
+      if (c.child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
+  }
+
+  it('a container below the assigned parent is confined to its addresses; releasing the parent frees them', async () => {
+    sb.cg('web');
+    await sb.assign('web', V4(2));
+    const ops: Op[] = [
+      { op: 'cgroup' },
+      { op: 'bind_new', fam: 4, addr: V4(9) },
+      { op: 'socket', id: 'l', fam: 4 },
+      { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
+      { op: 'listen', id: 'l' },
+      { op: 'socket', id: 'c', fam: 4 },
+      { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
+      { op: 'socket', fam: 4 },
+      { op: 'bind', addr: '0.0.0.0', port: 8080 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'in-docker', count: 1 },
+    ];
+    const argv = [
+      'docker',
+      '-H',
+      host,
+      'run',
+      '--rm',
+      '--network',
+      'host',
+      '--cgroup-parent',
+      '/' + path.relative(sb.cgroup2, path.join(sb.root, 'web')),
+      ...hostMounts().flatMap((m) => ['-v', `${m.source}:${m.destination}:ro`]),
+      image,
+      CONTAINER_PYTHON,
+      CONTAINER_PROBE,
+      JSON.stringify({ ops, keep_going: true }),
+    ];
+    const c = new BgProc(spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
+    try {
+      const ready = await readyDespiteRefusals(c);
+      const got = c.lines.filter((l) => typeof l.i === 'number');
+      const rel = '/' + path.relative(sb.cgroup2, path.join(sb.root, 'web'));
+      expect(path.dirname(got[0]!.cgroup as string)).toBe(rel);
+      expect(got[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+      expect(got[6]).toMatchObject({ ok: true, peer: { addr: '127.0.0.1', port: 7002 } });
+      expect(ready).toMatchObject({ addr: V4(2), port: 8080 });
+
+      const outside = await sb.probe(
+        null,
+        [
+          { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
+          { op: 'fetch', fam: 4, addr: V4(2), port: 8080 },
+        ],
+        { keepGoing: true },
+      );
+      expect(outside.ops[0]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+      expect(outside.ops[1]).toMatchObject({ ok: true, data: 'in-docker' });
+      expect(await c.exited).toEqual({ status: 0, signal: null });
+    } finally {
+      await c.kill();
+    }
+    // The parent stays a cell for the next container until it is released.
+    expect((await sb.show('web')).addresses).toEqual([V4(2)]);
+    await sb.cliOk(['release', 'web']);
+    sb.cg('after');
+    await sb.assign('after', V4(2));
+    await sb.cliOk(['release', 'after']);
+  });
+});

@@ -1,0 +1,231 @@
+// The OCI hook under a real runc (issue 10): a container annotated
+// io.l3iso.addresses is a cell before its first instruction (createRuntime)
+// and is released when it ends (poststop), although its cgroup is gone by
+// then. The bundle's rootfs is the host's /usr: no image, no pull.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordsDir } from '../../src/runtime/records';
+import {
+  CONTAINER_PROBE,
+  CONTAINER_PYTHON,
+  makeBundle,
+  makeRootfs,
+  removeTempDir,
+  removeV1Cgroups,
+  requireTool,
+  sweepStaleContainers,
+  tempDir,
+} from '../harness/containers';
+import {
+  createSandbox,
+  V4,
+  type BgProc,
+  type Op,
+  type ProbeLine,
+  type Sandbox,
+} from '../harness/sandbox';
+
+describe('runc runs the OCI hook', () => {
+  let sb: Sandbox;
+  let dir: string;
+  let rootfs: string;
+  let runcRoot: string;
+
+  beforeAll(async () => {
+    requireTool(
+      ['runc', '--version'],
+      'install runc (scripts/setup.sh does: apt-get install runc)',
+    );
+    sweepStaleContainers();
+    sb = await createSandbox();
+    await sb.up();
+    dir = tempDir(sb);
+    rootfs = makeRootfs(dir);
+    runcRoot = path.join(dir, 'runc');
+  });
+  afterAll(async () => {
+    if (runcRoot) {
+      const ids = spawnSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' });
+      for (const id of (ids.stdout ?? '').split('\n').filter(Boolean))
+        spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
+    }
+    const records = sb ? recordsDir(sb.pinDir) : undefined;
+    await sb?.destroy();
+    if (sb) removeV1Cgroups(sb);
+    if (dir) removeTempDir(dir);
+    if (records) fs.rmSync(records, { recursive: true, force: true });
+  });
+
+  const probeArgs = (ops: Op[]) => [
+    CONTAINER_PYTHON,
+    CONTAINER_PROBE,
+    JSON.stringify({ ops, keep_going: true }),
+  ];
+
+  function runc(name: string, ops: Op[], annotations?: Record<string, string>): BgProc {
+    const bundle = makeBundle(sb, dir, rootfs, {
+      name,
+      args: probeArgs(ops),
+      cgroup: `runc/${name}`,
+      ...(annotations ? { annotations } : {}),
+    });
+    // runc itself in the test netns too: nothing it or its hooks do leaves it.
+    return sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, name]);
+  }
+
+  /** The ready line of a probe whose earlier ops were meant to fail. */
+  async function readyDespiteRefusals(c: BgProc): Promise<ProbeLine> {
+    for (let waited = 0; waited < 30_000; waited += 50) {
+      const hit = c.lines.find((l) => l.ready === true);
+      if (hit) return hit;
+      if (c.child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
+  }
+
+  const cellNames = async () => (await sb.list()).map((c: { cell: string }) => c.cell);
+
+  it('an annotated container is its own cell from the first instruction, and is released when it exits', async () => {
+    const hostLoopback = sb.spawnProbe(null, [
+      { op: 'socket', fam: 4 },
+      { op: 'bind', addr: '127.0.0.1', port: 7001 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'host-local' },
+    ]);
+    await hostLoopback.ready();
+
+    const c = runc(
+      'c1',
+      [
+        { op: 'cgroup' },
+        { op: 'bind_new', fam: 4, addr: V4(9) },
+        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7001 },
+        { op: 'socket', id: 'l', fam: 4 },
+        { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
+        { op: 'listen', id: 'l' },
+        { op: 'socket', id: 'c', fam: 4 },
+        { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
+        { op: 'socket', fam: 4 },
+        { op: 'bind', addr: '0.0.0.0', port: 8080 },
+        { op: 'listen' },
+        { op: 'serve_banner', banner: 'in-runc', count: 1 },
+      ],
+      { 'io.l3iso.addresses': V4(2) },
+    );
+    const ready = await readyDespiteRefusals(c);
+    const ops = c.lines.filter((l) => typeof l.i === 'number');
+    expect(ops[0]!.cgroup).toBe('/' + path.relative(sb.cgroup2, path.join(sb.root, 'runc/c1')));
+    // it cannot bind an address it was not given (192.0.2.9 is on d0)
+    expect(ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    // its 127.0.0.1 is its own: the host's loopback service is not there...
+    expect(ops[2]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+    // ...its own one is
+    expect(ops[7]).toMatchObject({ ok: true, peer: { addr: '127.0.0.1', port: 7002 } });
+    // the wildcard bind got the annotated address
+    expect(ops[9]).toMatchObject({ ok: true, addr: V4(2), port: 8080 });
+    expect(ready).toMatchObject({ addr: V4(2), port: 8080 });
+
+    const cells = await sb.list();
+    expect(cells).toContainEqual(expect.objectContaining({ cell: 'runc/c1', addresses: [V4(2)] }));
+    expect(fs.readdirSync(recordsDir(sb.pinDir))).toContain('c1.json');
+
+    // and from outside: the host's 127.0.0.1:7002 is not the container's
+    const outside = await sb.probe(
+      null,
+      [
+        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
+        { op: 'fetch', fam: 4, addr: V4(2), port: 8080 },
+      ],
+      { keepGoing: true },
+    );
+    expect(outside.ops[0]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+    expect(outside.ops[1]).toMatchObject({ ok: true, data: 'in-runc' });
+
+    expect(await c.exited).toEqual({ status: 0, signal: null });
+    // poststop released it although its cgroup is gone
+    expect(fs.existsSync(path.join(sb.root, 'runc/c1'))).toBe(false);
+    expect(await cellNames()).not.toContain('runc/c1');
+    expect(fs.readdirSync(recordsDir(sb.pinDir))).not.toContain('c1.json');
+    sb.cg('after');
+    await sb.assign('after', V4(2));
+    await sb.cliOk(['release', 'after']);
+    await hostLoopback.kill();
+  });
+
+  it('a container without io.l3iso annotations is left alone', async () => {
+    const c = runc('plain', [{ op: 'bind_new', fam: 4, addr: '0.0.0.0' }]);
+    expect(await c.exited).toEqual({ status: 0, signal: null });
+    expect(c.lines.find((l) => l.i === 0)).toMatchObject({ ok: true, addr: '0.0.0.0' });
+    expect(await cellNames()).not.toContain('runc/plain');
+  });
+
+  it('a start that fails after createRuntime still releases: runc runs poststop when it destroys the container', async () => {
+    const bundle = makeBundle(sb, dir, rootfs, {
+      name: 'noexec',
+      args: ['/nonexistent/binary'],
+      cgroup: 'runc/noexec',
+      annotations: { 'io.l3iso.addresses': V4(6) },
+    });
+    const c = sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, 'noexec']);
+    expect((await c.exited).status).not.toBe(0);
+    expect(c.stderr).toMatch(/nonexistent\/binary/);
+    expect(await cellNames()).not.toContain('runc/noexec');
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'noexec.json'))).toBe(false);
+    sb.cg('after6');
+    await sb.assign('after6', V4(6));
+    await sb.cliOk(['release', 'after6']);
+  });
+
+  it('without a poststop the cell outlives the container until gc, which also drops the record', async () => {
+    const bundle = makeBundle(sb, dir, rootfs, {
+      name: 'nopost',
+      args: probeArgs([{ op: 'bind_new', fam: 4, addr: '0.0.0.0' }]),
+      cgroup: 'runc/nopost',
+      annotations: { 'io.l3iso.addresses': V4(7) },
+      stages: ['createRuntime'],
+    });
+    const c = sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, 'nopost']);
+    expect(await c.exited).toEqual({ status: 0, signal: null });
+    expect(c.lines.find((l) => l.i === 0)).toMatchObject({ ok: true, addr: V4(7) });
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'nopost.json'))).toBe(true);
+    const gc = await sb.cliOk(['gc', '--json']);
+    expect(gc.json.cells).toEqual([expect.objectContaining({ addresses: [V4(7)] })]);
+    expect(gc.json.ociRecords).toEqual(['nopost']);
+    expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'nopost.json'))).toBe(false);
+  });
+
+  it.each([
+    [
+      'an address another cell owns',
+      { 'io.l3iso.addresses': V4(3) },
+      /address 192\.0\.2\.3 is owned by cell other/,
+    ],
+    ['a pool', { 'io.l3iso.pool': 'web' }, /pools are not supported yet/],
+    ['an invalid address', { 'io.l3iso.addresses': '192.0.2.300' }, /192\.0\.2\.300/],
+    [
+      'an unknown io.l3iso annotation',
+      { 'io.l3iso.adresses': V4(4) },
+      /unknown annotation io\.l3iso\.adresses/,
+    ],
+  ])(
+    'the container does not start when the hook refuses %s',
+    async (_what, annotations, message) => {
+      sb.cg('other');
+      await sb.cli(['assign', 'other', V4(3)]);
+      const name = `bad${Math.floor(Math.random() * 1e6)}`;
+      const c = runc(name, [{ op: 'cgroup' }], annotations);
+      const exit = await c.exited;
+      expect(exit.status).not.toBe(0);
+      // runc shows the hook's one line...
+      expect(c.stderr).toMatch(message);
+      expect(c.stderr).toContain(`l3iso: container ${name}: `);
+      // ...and not one instruction of the container ran
+      expect(c.lines).toEqual([]);
+      expect(await cellNames()).not.toContain(`runc/${name}`);
+      expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${name}.json`))).toBe(false);
+    },
+  );
+});
