@@ -25,6 +25,7 @@ command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
+command -v tini >/dev/null || need_pkgs+=(tini)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	apt-get update -qq
