@@ -726,7 +726,7 @@ print("left", others)
 });
 
 async function waitForText(p: BgProc, text: string): Promise<void> {
-  for (let i = 0; i < 200 && !p.stdout.includes(text); i++) {
+  for (let i = 0; i < 200 && !p.stdout.includes(text) && p.child.exitCode === null; i++) {
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(p.stdout, p.stderr).toContain(text);
