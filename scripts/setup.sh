@@ -25,6 +25,7 @@ command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
+command -v tini >/dev/null || need_pkgs+=(tini)
 command -v ethtool >/dev/null || need_pkgs+=(ethtool)
 # Real applications the integration tests run in cells (test/integration/apps*).
 # getent comes with libc-bin, which every Debian has.

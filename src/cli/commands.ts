@@ -237,13 +237,14 @@ function registerEngineCommands(program: Command, run: Runner): void {
       'Create a cell cgroup under the root, assign ADDR... to it, and run CMD inside it, ' +
         "confined as the threat model asks of a runtime: docker's default capabilities " +
         'without CAP_NET_RAW in every capability set, no_new_privs, every mount nosuid, no ' +
-        'bpffs, read-only cgroup, sysfs and /proc/sys mounts, and a cgroup namespace rooted ' +
-        "at the cell. --user drops root entirely. Exits with CMD's status (125 when the " +
-        'confinement itself fails: CMD is then not run). Afterwards the cell is released and ' +
-        'its cgroup removed, unless --keep.',
+        'bpffs, read-only cgroup, sysfs and /proc/sys mounts, a cgroup namespace rooted ' +
+        'at the cell, and a PID namespace of its own with tini as pid 1. --user drops root ' +
+        "entirely. Exits with CMD's status (125 when the confinement itself fails: CMD is " +
+        'then not run). Whatever CMD leaves running ends with it. Afterwards the cell is ' +
+        'released and its cgroup removed, unless --keep.',
     )
     .option('--name <name>', 'cell cgroup name under the root (default exec-PID)')
-    .option('--keep', 'keep the cell after the command exits', false)
+    .option('--keep', 'keep the cell (cgroup and addresses) after the command exits', false)
     .option(
       '--user <user[:group]>',
       "run CMD as this user (name or uid) and group (default: the user's primary group)",

@@ -3,14 +3,25 @@
  * process needs to be denied so that the BPF hooks are the only way it has
  * to the network (README, Threat model).
  *
- * The command is started through a chain in which every link execs the next
- * one, so the command ends up as the very process that was spawned (its pid,
- * its exit status, its signals) and nothing of l3iso's stays around it:
- *   sh       joins the cell's cgroup (before anything else can make a socket)
+ * The command is started through a chain in which every link but one execs
+ * the next:
+ *   sh       LAUNCH_SCRIPT: checks that unshare is there
+ *   unshare  --pid --fork: stays outside as the process l3iso spawned, and
+ *            exits with the status of the namespace's pid 1 (its child)
+ *   sh       JOIN_SCRIPT, pid 1 of the new PID namespace: joins the cell's
+ *            cgroup (before anything else can make a socket)
  *   unshare  new mount and cgroup namespaces: the cgroup namespace is
  *            created after the join, so it is rooted at the cell
- *   sh       CONFINE_SCRIPT: rearranges the private mount table
- *   setpriv  capability sets, no_new_privs, user; then the command
+ *   sh       CONFINE_SCRIPT: a /proc of the new PID namespace, then
+ *            rearranges the private mount table
+ *   setpriv  capability sets, no_new_privs
+ *   tini     pid 1 from here on, with the command's capabilities: forwards
+ *            signals to the command's process group, reaps orphans and
+ *            exits with the command's status (128+N for signal N)
+ *   setpriv  (tini's child) with --user only: the user and groups
+ * and then the command. So the forking unshare, which has
+ * every capability, stays in the caller's cgroup, not in the cell; and the
+ * only processes a cell can see or signal are its own.
  * Each link fails closed: when a step fails, the chain stops with an error
  * on stderr and the command does not run.
  */
@@ -38,20 +49,42 @@ export const EXEC_CAPABILITIES = [
 /** Exit status of the chain when confinement itself failed (as docker's 125). */
 export const EXIT_CONFINE_FAILED = 125;
 
-/** sh -c script: $1 cell's cgroup.procs, $2 the confine script, then setpriv's argv. */
+/** Exits the chain with the status of a failed confinement, before the command ran. */
+const FAIL = `fail() { echo "l3iso exec: $*; the command was not run" >&2; exit ${EXIT_CONFINE_FAILED}; }`;
+
+/** sh -c script: $1 JOIN_SCRIPT, then its arguments. --kill-child: if the
+ * forking unshare dies, so does the namespace (the parent-death signal it
+ * sets survives every exec up to tini, none of which changes credentials). */
+export const LAUNCH_SCRIPT = [
+  FAIL,
+  'command -v unshare >/dev/null || fail "unshare not found"',
+  'join=$1',
+  'shift',
+  'exec unshare --pid --fork --kill-child -- /bin/sh -c "$join" l3iso-join "$@"',
+].join('\n');
+
+/** sh -c script: $1 the cell's cgroup.procs, $2 the confine script, then
+ * setpriv's argv. */
 export const JOIN_SCRIPT = [
+  FAIL,
   'procs=$1 confine=$2',
   'shift 2',
-  // The pid is this shell's, and stays the command's through every exec.
-  `echo $$ >"$procs" || { echo "l3iso exec: cannot join the cell's cgroup; the command was not run" >&2; exit ${EXIT_CONFINE_FAILED}; }`,
+  // $$ is 1 here: cgroup.procs reads pids in the writer's namespace.
+  'echo $$ >"$procs" || fail "cannot join the cell\'s cgroup"',
   'exec unshare --mount --cgroup --propagation private -- /bin/sh -c "$confine" l3iso-confine "$@"',
 ].join('\n');
+
+/** The cell's pid 1: signals go to the command's whole process group. */
+export const INIT_ARGV = ['tini', '-g', '--'] as const;
 
 /**
  * Runs in the new mount namespace (propagation private, so nothing reaches
  * the host's table) as root with every capability, then execs setpriv with
  * "$@". /proc/self/mountinfo is read rather than /proc/mounts because it has
  * the per-mount flags (field 6), which is where ro and nosuid live.
+ *   - /proc is the new PID namespace's: the host's is detached with
+ *     everything mounted below it (binfmt_misc, say), so that the cell
+ *     sees no other process; the steps below then read that one;
  *   - every bpffs is unmounted: the pinned maps are the engine's state;
  *   - every cgroup2 mount is replaced by a read-only one, which, mounted
  *     inside the cgroup namespace, shows only the cell's subtree; cgroup v1
@@ -66,7 +99,7 @@ export const JOIN_SCRIPT = [
  * Then it checks the result rather than trusting the steps.
  */
 export const CONFINE_SCRIPT = String.raw`set -euf
-fail() { echo "l3iso exec: $*; the command was not run" >&2; exit ${EXIT_CONFINE_FAILED}; }
+${FAIL}
 # Sets m to mountinfo's octal-escaped mount point $1, decoded (a fork only
 # for the rare escaped one).
 unescape() {
@@ -109,6 +142,10 @@ is_rw_sysfs() { [ "$1" = sysfs ] && is_rw "$@"; }
 lacks_nosuid() { case ,$2, in *,nosuid,*) return 1 ;; esac; }
 make_ro() { mount -o remount,bind,ro -- "$2" || fail "cannot make $2 read-only"; }
 make_nosuid() { mount -o remount,bind,nosuid -- "$2" || fail "cannot make $2 nosuid"; }
+umount -l /proc || fail "cannot unmount the host's /proc"
+mount -t proc -o nosuid,nodev,noexec proc /proc || fail "cannot mount /proc for the PID namespace"
+read -r me _ </proc/self/stat || fail "cannot read /proc"
+[ "$me" = 1 ] || fail "/proc is not the PID namespace's"
 n=0
 step() { n=$((n + 1)); [ "$n" -le 4096 ] || fail "the mount table does not settle"; }
 while any is_bpf; do
@@ -133,6 +170,8 @@ each lacks_nosuid make_nosuid
 ! any is_rw_cgroup || fail "the cgroup mount at $pm is still writable"
 ! any is_rw_sysfs || fail "the sysfs at $pm is still writable"
 grep -qx '0::/' /proc/self/cgroup || fail "the cgroup namespace is not rooted at the cell"
+command -v setpriv >/dev/null || fail "setpriv not found"
+command -v ${INIT_ARGV[0]} >/dev/null || fail "${INIT_ARGV[0]} not found (Debian package tini)"
 exec setpriv "$@"
 `;
 
@@ -145,22 +184,33 @@ export interface ExecUser {
   initGroups: boolean;
 }
 
-/** setpriv's arguments, up to and including the `--` before the command. */
-export function setprivArgs(user: ExecUser | undefined): string[] {
+/**
+ * What CONFINE_SCRIPT runs as `setpriv ARGV`: setpriv takes the capability
+ * sets and sets no_new_privs, then tini becomes pid 1 (root, with the
+ * command's capabilities) and, with a user, a second setpriv changes only
+ * the user and groups before it execs the command: like the single setpriv
+ * before the PID namespace, it still looks the command up as root, so a
+ * command the user may run but not find (in a directory only root can
+ * search) runs as it did.
+ */
+export function chainArgv(user: ExecUser | undefined, argv: readonly string[]): string[] {
   const caps = ['-all', ...EXEC_CAPABILITIES.map((c) => `+${c}`)].join(',');
-  const args = [
+  const out = [
     '--no-new-privs',
     `--bounding-set=${caps}`,
     '--inh-caps=-all',
     '--ambient-caps=-all',
+    '--',
+    ...INIT_ARGV,
   ];
   if (user) {
-    args.push(
+    out.push(
+      'setpriv',
       `--reuid=${user.uid}`,
       `--regid=${user.gid}`,
       user.initGroups ? '--init-groups' : '--clear-groups',
+      '--',
     );
   }
-  args.push('--');
-  return args;
+  return [...out, ...argv];
 }

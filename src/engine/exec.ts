@@ -7,7 +7,10 @@
  * The command gets what the threat model asks of any runtime (confine.ts):
  * docker's default capabilities without NET_RAW in every set, no_new_privs,
  * no bpffs, read-only cgroup and sysfs mounts, a cgroup namespace rooted at
- * the cell and, with --user, no root at all.
+ * the cell, a PID namespace of its own (tini as its pid 1) and, with
+ * --user, no root at all. The PID namespace ends with the command: what it
+ * left running there is killed by the kernel, --keep or not (--keep keeps
+ * the cell, its cgroup and addresses, for processes put in it later).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,7 +19,14 @@ import * as path from 'node:path';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount, killCgroupTree, removeCgroupTree } from '../model/cgroup';
 import { assign, parseAddresses, release, type AssignResult } from './cells';
-import { CONFINE_SCRIPT, JOIN_SCRIPT, setprivArgs, type ExecUser } from './confine';
+import {
+  CONFINE_SCRIPT,
+  chainArgv,
+  INIT_ARGV,
+  JOIN_SCRIPT,
+  LAUNCH_SCRIPT,
+  type ExecUser,
+} from './confine';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
 
@@ -76,7 +86,7 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
   }
 
   try {
-    return await runInCgroup(cellPath, [...setprivArgs(user), ...opts.argv]);
+    return await runInCgroup(cellPath, chainArgv(user, opts.argv));
   } finally {
     if (!opts.keep) removeCell(opts.pinDir, cellPath);
   }
@@ -86,7 +96,7 @@ function runInCgroup(cellPath: string, setprivArgv: string[]): Promise<number> {
   const procs = path.join(cellPath, 'cgroup.procs');
   const child = spawn(
     '/bin/sh',
-    ['-c', JOIN_SCRIPT, 'l3iso-exec', procs, CONFINE_SCRIPT, ...setprivArgv],
+    ['-c', LAUNCH_SCRIPT, 'l3iso-exec', JOIN_SCRIPT, procs, CONFINE_SCRIPT, ...setprivArgv],
     { stdio: 'inherit' },
   );
   const restore = forwardSignals(child.pid);
@@ -105,29 +115,92 @@ function runInCgroup(cellPath: string, setprivArgv: string[]): Promise<number> {
 /** Signals a terminal sends to its whole foreground process group. */
 const TERMINAL_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set(['SIGINT', 'SIGQUIT']);
 
+/** How often a signal waits for the cell's init to be able to take it. */
+const INIT_POLL_MS = 10;
+
 /**
- * Passes signals on to the command, and keeps l3iso alive until it exits so
- * that the cell is cleaned up. The command shares l3iso's process group, so
- * when that group is a terminal's foreground group, ^C and ^\ have reached
- * the command already: passing them on would deliver them twice.
+ * Passes signals on to the cell's init (tini, which passes them on to the
+ * command's process group), and keeps l3iso alive until it exits so that
+ * the cell is cleaned up. The process l3iso spawned is the forking unshare,
+ * which ignores SIGINT and SIGTERM; the init is its only child. Until that
+ * child is tini, a signal would be lost (pid 1 of a namespace ignores what
+ * it has no handler for), so signals wait, in order, until tini has them in
+ * hand (initReady).
+ *
+ * tini makes the command's process group the terminal's foreground group,
+ * so a terminal's ^C reaches the command alone. Before that, l3iso's group
+ * is the foreground one and ^C has reached l3iso's whole group, the
+ * chain included: passing it on would deliver it twice.
  */
 function forwardSignals(pid: number | undefined): () => void {
+  const pending: NodeJS.Signals[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    const init = pid === undefined ? undefined : childOf(pid);
+    while (pending.length > 0 && init !== undefined && initReady(init)) {
+      try {
+        process.kill(init, pending.shift());
+      } catch {
+        pending.length = 0; // it has exited; the exit handler cleans up
+      }
+    }
+    if (pending.length > 0) timer = setTimeout(flush, INIT_POLL_MS);
+  };
   const handlers = (['SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
     const h = () => {
-      if (pid === undefined) return;
       if (TERMINAL_SIGNALS.has(sig) && inTerminalForeground()) return;
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* it has exited; the exit handler cleans up */
-      }
+      pending.push(sig);
+      if (timer === undefined) flush();
     };
     process.on(sig, h);
     return [sig, h] as const;
   });
   return () => {
+    if (timer !== undefined) clearTimeout(timer);
     for (const [sig, h] of handlers) process.off(sig, h);
   };
+}
+
+/** The one child of `pid`, if it has one yet. */
+function childOf(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    return childByScan(pid); // a kernel without CONFIG_PROC_CHILDREN, or pid gone
+  }
+  const first = text.trim().split(/\s+/)[0];
+  return first ? Number(first) : undefined;
+}
+
+function childByScan(pid: number): number | undefined {
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) return Number(e);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Whether the cell's init is tini with signals taken in hand: tini blocks
+ * every signal before it spawns the command, so once it has a child none is
+ * lost. (SigBlk cannot tell: while tini waits in sigtimedwait, the signals
+ * it waits for are not shown as blocked.)
+ */
+function initReady(init: number): boolean {
+  try {
+    const comm = fs.readFileSync(`/proc/${init}/comm`, 'utf8').trim();
+    return comm === INIT_ARGV[0] && childOf(init) !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** Whether this process's group is the foreground group of its controlling

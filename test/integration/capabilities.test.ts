@@ -1,7 +1,8 @@
-// DESIGN.md, threat model: "Cells are unprivileged towards the host network
-// namespace: no CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN or CAP_BPF there.
-// `exec` drops them from the bounding set; `show`/`doctor` warn about any
-// process in a cell that holds them."
+// Threat model: a cell's processes hold none of the capabilities that get
+// around the hooks (NET_ADMIN, NET_RAW, SYS_ADMIN, BPF, SYS_PTRACE,
+// SYS_MODULE, DAC_READ_SEARCH, PERFMON, SYS_RAWIO, SYS_BOOT). `exec` drops
+// them from every set; `show` and `doctor` warn about any process in a cell
+// that holds one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLI,
@@ -12,6 +13,20 @@ import {
   type BgProc,
   type Sandbox,
 } from '../harness/sandbox';
+
+/** Every capability show warns about, as a plain root process holds them all. */
+const ALL = [
+  'dac_read_search',
+  'net_admin',
+  'net_raw',
+  'sys_module',
+  'sys_rawio',
+  'sys_ptrace',
+  'sys_admin',
+  'sys_boot',
+  'perfmon',
+  'bpf',
+];
 
 interface Warning {
   pid: number;
@@ -40,7 +55,7 @@ describe('capability warnings', () => {
     return p;
   };
 
-  it('a plain root process in a cell is listed with net_raw, net_admin, sys_admin', async () => {
+  it('a plain root process in a cell is listed with every dangerous capability', async () => {
     const p = await hold('c');
     const nested = await hold('c/sub');
     try {
@@ -50,9 +65,7 @@ describe('capability warnings', () => {
       for (const pid of [p.pid, nested.pid]) {
         const w = warnings.find((x) => x.pid === pid);
         expect(w, `no warning for pid ${pid}: ${JSON.stringify(warnings)}`).toBeDefined();
-        expect(w!.capabilities).toEqual(
-          expect.arrayContaining(['net_raw', 'net_admin', 'sys_admin']),
-        );
+        expect(w!.capabilities).toEqual(ALL);
         expect(typeof w!.comm).toBe('string');
         expect(w!.comm.length).toBeGreaterThan(0);
       }
@@ -83,6 +96,41 @@ describe('capability warnings', () => {
     }
   });
 
+  it('each of ptrace, module, dac_read_search, perfmon, rawio, boot alone is enough', async () => {
+    const only = [
+      'dac_read_search',
+      'sys_module',
+      'sys_rawio',
+      'sys_ptrace',
+      'sys_boot',
+      'perfmon',
+    ];
+    const p = sb.spawnInCell('c', [
+      'setpriv',
+      '--inh-caps=-all',
+      '--ambient-caps=-all',
+      `--bounding-set=-all,${only.map((c) => `+${c}`).join(',')}`,
+      '--',
+      python(),
+      PROBE,
+      JSON.stringify({ ops: [{ op: 'caps' }, { op: 'wait_stdin' }] }),
+    ]);
+    try {
+      await p.waitFor((l) => l.op === 'caps');
+      const w = ((await sb.show('c')).capabilityWarnings as Warning[]).find((x) => x.pid === p.pid);
+      expect(w?.capabilities).toEqual(only);
+      const d = await sb.cli(['doctor']);
+      expect(d.stderr).toMatch(
+        new RegExp(
+          `pid ${p.pid} .* holds CAP_DAC_READ_SEARCH, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_PTRACE, CAP_SYS_BOOT, CAP_PERFMON:`,
+        ),
+      );
+    } finally {
+      p.child.stdin?.end();
+      await p.exited;
+    }
+  });
+
   it('no warning once the process has left', async () => {
     expect((await sb.show('c')).capabilityWarnings).toEqual([]);
   });
@@ -106,6 +154,7 @@ describe('capability warnings', () => {
       const caps = await ex.waitFor((l) => l.op === 'caps');
       const eff = BigInt('0x' + String(caps.CapEff));
       expect((eff >> 13n) & 1n, 'CAP_NET_RAW in CapEff').toBe(0n);
+      expect((eff >> 19n) & 1n, 'CAP_SYS_PTRACE in CapEff').toBe(0n);
       const s = await sb.show('ex');
       expect(s.processes.length, JSON.stringify(s)).toBeGreaterThan(0);
       expect(s.capabilityWarnings).toEqual([]);

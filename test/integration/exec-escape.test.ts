@@ -121,6 +121,34 @@ elif mode == "ptrace":
     attempt("pidfd_getfd", getfd)
     attempt("proc_root", lambda: os.listdir("/proc/%d/root/" % pid))
     attempt("proc_environ", lambda: len(open("/proc/%d/environ" % pid, "rb").read()))
+    attempt("proc_entry", lambda: os.stat("/proc/%d" % pid).st_mode)
+    attempt("kill", lambda: os.kill(pid, 15))
+elif mode == "pids":
+    s = status()
+    out(name="pids", value=sorted(int(e) for e in os.listdir("/proc") if e.isdigit()),
+        me=os.getpid(), init=open("/proc/1/comm").read().strip(), nspid=s["NSpid"].split(),
+        ns=os.readlink("/proc/self/ns/pid"))
+elif mode == "steal":
+    # Every inet socket of every process this cell can see, taken with pidfd_getfd.
+    stolen = []
+    for p in [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) != os.getpid()]:
+        try:
+            pidfd = sys_call(434, p, 0)
+        except OSError:
+            continue
+        for fd in range(64):
+            try:
+                nfd = sys_call(438, pidfd, fd, 0)
+            except OSError:
+                continue
+            try:
+                with socket.socket(fileno=nfd) as sk:
+                    if sk.family in (socket.AF_INET, socket.AF_INET6):
+                        stolen.append(sk.getsockname()[0])
+            except OSError:
+                os.close(nfd)
+        os.close(pidfd)
+    out(name="stolen", value=stolen)
 elif mode == "mounts":
     rows = []
     for l in open("/proc/self/mountinfo"):
@@ -280,42 +308,83 @@ describe('exec: the runtime requirements, tried from inside', () => {
       await victim.exited;
     });
 
-    it('cannot be ptraced, nor its sockets taken with pidfd_getfd, nor its /proc entries read', async () => {
+    it('is not in the cell’s PID namespace: no ptrace, no pidfd_getfd, no /proc entry, no kill', async () => {
       const rs = await escape('ptrace', [String(victim.pid)]);
-      expect(byName(rs, 'ptrace')).toMatchObject({ ok: false, errno: 'EPERM' });
-      expect(byName(rs, 'pidfd_getfd')).toMatchObject({ ok: false, errno: 'EPERM' });
-      expect(byName(rs, 'proc_root')).toMatchObject({ ok: false, errno: 'EACCES' });
-      expect(byName(rs, 'proc_environ')).toMatchObject({ ok: false, errno: 'EACCES' });
+      expect(byName(rs, 'ptrace')).toMatchObject({ ok: false, errno: 'ESRCH' });
+      expect(byName(rs, 'pidfd_getfd')).toMatchObject({ ok: false, errno: 'ESRCH' });
+      expect(byName(rs, 'proc_root')).toMatchObject({ ok: false, errno: 'ENOENT' });
+      expect(byName(rs, 'proc_environ')).toMatchObject({ ok: false, errno: 'ENOENT' });
+      expect(byName(rs, 'proc_entry')).toMatchObject({ ok: false, errno: 'ENOENT' });
+      // Root with CAP_KILL could signal every host process before.
+      expect(byName(rs, 'kill')).toMatchObject({ ok: false, errno: 'ESRCH' });
+      expect(victim.child.exitCode).toBeNull();
+      expect(victim.child.signalCode).toBeNull();
+    });
+
+    it('the cell’s /proc shows its own PID namespace only: tini as pid 1, and the command', async () => {
+      const [p] = (await escape('pids')) as unknown as Array<{
+        value: number[];
+        me: number;
+        init: string;
+        nspid: string[];
+        ns: string;
+      }>;
+      expect(p!.init).toBe('tini');
+      expect(p!.value).toEqual([1, p!.me]);
+      // A /proc of the namespace numbers pids from it down.
+      expect(p!.nspid).toEqual([String(p!.me)]);
+      expect(p!.ns).not.toBe(fs.readlinkSync('/proc/self/ns/pid'));
+      expect(p!.value).not.toContain(victim.pid);
     });
   });
 
-  // exec gives no PID namespace (README, Threat model): what keeps one
-  // cell's sockets from another is the uid (and the capabilities) of its
-  // processes.
-  it('a cell of another uid cannot take a cell’s listening socket with pidfd_getfd', async () => {
+  it('its own init, run as root, is out of reach of a --user command', async () => {
+    const rs = await escape('ptrace', ['1'], ['--user', 'nobody']);
+    expect(byName(rs, 'ptrace')).toMatchObject({ ok: false, errno: 'EPERM' });
+    expect(byName(rs, 'pidfd_getfd')).toMatchObject({ ok: false, errno: 'EPERM' });
+    expect(byName(rs, 'proc_root')).toMatchObject({ ok: false, errno: 'EACCES' });
+    expect(byName(rs, 'proc_environ')).toMatchObject({ ok: false, errno: 'EACCES' });
+    expect(byName(rs, 'kill')).toMatchObject({ ok: false, errno: 'EPERM' });
+  });
+
+  // Two root cells have the same uid and capabilities: only their PID
+  // namespaces keep one from taking the other's sockets, and so addresses.
+  it('two root cells: neither can take the other’s listening socket, nor ptrace it', async () => {
     const victim = sb.spawnOnHost([
       process.execPath,
       CLI,
       '--pin-dir',
       sb.pinDir,
       'exec',
-      '--user',
-      '4001:4001',
+      '--name',
+      'victim',
       V4(6),
       '--',
       python(),
       '-c',
       'import json, os, socket, sys\n' +
         's = socket.socket(); s.bind(("0.0.0.0", 8080)); s.listen()\n' +
-        'print(json.dumps({"pid": os.getpid(), "fd": s.fileno(), "addr": s.getsockname()[0]}), flush=True)\n' +
+        'print(json.dumps({"fd": s.fileno(), "addr": s.getsockname()[0]}), flush=True)\n' +
         'sys.stdin.read()',
     ]);
     try {
-      const v = await victim.waitFor((l) => typeof l.pid === 'number');
+      const v = await victim.waitFor((l) => typeof l.fd === 'number');
       expect(v.addr).toBe(V4(6));
+      // Its pid as the host sees it (and as a cell without a PID namespace would).
+      const hostPid = fs
+        .readFileSync(path.join(sb.root, 'victim', 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .find((p) => fs.readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('python'));
+      expect(hostPid).toBeDefined();
       for (const user of [[], ['--user', '4002:4002']]) {
-        const rs = await escape('getfd', [String(v.pid), String(v.fd)], user);
-        expect(byName(rs, 'pidfd_getfd'), `${user}`).toMatchObject({ ok: false, errno: 'EPERM' });
+        const rs = await escape('getfd', [hostPid!, String(v.fd)], user);
+        expect(byName(rs, 'pidfd_getfd'), `${user}`).toMatchObject({ ok: false, errno: 'ESRCH' });
+        const pt = await escape('ptrace', [hostPid!], user);
+        expect(byName(pt, 'ptrace'), `${user}`).toMatchObject({ ok: false, errno: 'ESRCH' });
+        // Nor through any process it can see.
+        const [st] = await escape('steal', [], user);
+        expect(st!.value, `${user}`).toEqual([]);
       }
     } finally {
       victim.child.stdin!.end();
@@ -330,7 +399,8 @@ describe('exec: the runtime requirements, tried from inside', () => {
     expect(byName(rs, 'own_root_procs')).toMatchObject({ ok: false, errno: 'EROFS' });
     // The cell's own view has no path to any other cgroup at all.
     expect(byName(rs, 'host_path_procs')).toMatchObject({ ok: false, errno: 'ENOENT' });
-    expect(byName(rs, 'via_proc1')).toMatchObject({ ok: false, errno: 'EACCES' });
+    // pid 1 is the cell's own init: its root is the cell's view too.
+    expect(byName(rs, 'via_proc1')).toMatchObject({ ok: false, errno: 'ENOENT' });
     expect(byName(rs, 'mkdir')).toMatchObject({ ok: false, errno: 'EROFS' });
     // The mount it sees is the cell's own cgroup...
     expect(byName(rs, 'own_procs_lists_me')).toMatchObject({ ok: true, value: true });
@@ -350,7 +420,7 @@ describe('exec: the runtime requirements, tried from inside', () => {
     expect(byName(rs, `open ${pinned[0]}`)).toMatchObject({ ok: false, errno: 'ENOENT' });
     expect(byName(rs, `open /proc/1/root${pinned[0]}`)).toMatchObject({
       ok: false,
-      errno: 'EACCES',
+      errno: 'ENOENT',
     });
   });
 
@@ -554,14 +624,15 @@ describe('exec: the runtime requirements, tried from inside', () => {
   });
 
   it('fails closed: when a step of the chain fails, the command does not run', async () => {
-    // A PATH with the chain's tools but one: without unshare the chain
-    // cannot start (127); without mount the confinement stops half-way (125).
-    const tools = ['unshare', 'setpriv', 'mount', 'umount', 'sed', 'cat', 'grep'];
+    // A PATH with the chain's tools but one: the chain stops at the step
+    // that needs it, with 125 and the reason.
+    const tools = ['unshare', 'setpriv', 'tini', 'mount', 'umount', 'sed', 'cat', 'grep'];
     const marker = path.join(tmp, 'ran-without-confinement');
-    for (const [missing, status, message] of [
-      ['unshare', 127, /unshare: not found/],
-      ['mount', 125, /l3iso exec: cannot mount cgroup2 read-only .*; the command was not run/],
-      ['setpriv', 127, /setpriv: not found/],
+    for (const [missing, message] of [
+      ['unshare', /l3iso exec: unshare not found; the command was not run/],
+      ['mount', /l3iso exec: cannot mount \/proc for the PID namespace; the command was not run/],
+      ['setpriv', /l3iso exec: setpriv not found; the command was not run/],
+      ['tini', /l3iso exec: tini not found .*; the command was not run/],
     ] as const) {
       const bin = path.join(tmp, `bin-no-${missing}`);
       fs.mkdirSync(bin);
@@ -571,16 +642,91 @@ describe('exec: the runtime requirements, tried from inside', () => {
       const r = await sb.cli(['exec', '--name', 'noconf', addr(), '--', '/usr/bin/touch', marker], {
         wrap: ['env', `PATH=${bin}`],
       });
-      expect(r.status, `${missing}: ${r.stderr}`).toBe(status);
+      expect(r.status, `${missing}: ${r.stderr}`).toBe(125);
       expect(r.stderr).toMatch(message);
       expect(fs.existsSync(marker)).toBe(false);
       expect(fs.existsSync(path.join(sb.root, 'noconf'))).toBe(false);
     }
   });
+
+  it('SIGTERM and SIGHUP sent to l3iso reach the command; one that does not catch them dies, 128+N', async () => {
+    for (const [sig, status] of [
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ] as const) {
+      const p = sb.spawnOnHost([
+        process.execPath,
+        CLI,
+        '--pin-dir',
+        sb.pinDir,
+        'exec',
+        addr(),
+        '--',
+        'sh',
+        '-c',
+        'echo READY; exec sleep 600',
+      ]);
+      await waitForText(p, 'READY');
+      p.child.kill(sig);
+      const st = await p.exited;
+      expect(st.status, `${sig}: ${p.stderr}`).toBe(status);
+    }
+  });
+
+  it('its init reaps orphans: a process whose parent died leaves no zombie', async () => {
+    // The grandchild outlives its parent, so the cell's pid 1 adopts it;
+    // once its end of the pipe closes it is exiting, and unless pid 1
+    // reaps it, it stays in /proc as a zombie.
+    const code = String.raw`
+import os, time
+r, w = os.pipe()
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.close(r)
+        time.sleep(0.2)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+os.close(w)
+os.read(r, 1)
+others = []
+for _ in range(200):
+    others = [e for e in os.listdir("/proc") if e.isdigit() and int(e) not in (1, os.getpid())]
+    if not others:
+        break
+    time.sleep(0.05)
+print("left", others)
+`;
+    const r = await sb.cli(['exec', addr(), '--', python(), '-c', code]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('left []');
+  });
+
+  it('--keep keeps the cell, not what the command left running: its PID namespace ends with it', async () => {
+    const r = await sb.cli([
+      'exec',
+      '--name',
+      'kept',
+      '--keep',
+      addr(),
+      '--',
+      'sh',
+      '-c',
+      'sleep 600 & echo $!',
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    try {
+      expect(fs.readFileSync(path.join(sb.root, 'kept', 'cgroup.procs'), 'utf8')).toBe('');
+      const kept = (await sb.list()).find((c: { cell: string }) => c.cell === 'kept');
+      expect(kept).toMatchObject({ addresses: [CELL] });
+    } finally {
+      await sb.cliOk(['release', 'kept']);
+    }
+  });
 });
 
 async function waitForText(p: BgProc, text: string): Promise<void> {
-  for (let i = 0; i < 200 && !p.stdout.includes(text); i++) {
+  for (let i = 0; i < 200 && !p.stdout.includes(text) && p.child.exitCode === null; i++) {
     await new Promise((r) => setTimeout(r, 50));
   }
   expect(p.stdout, p.stderr).toContain(text);
