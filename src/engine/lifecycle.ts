@@ -246,18 +246,7 @@ function claimRoot(layout: PinLayout, root: string): void {
     holder = undefined;
   }
   if (holder && holder !== layout.root && EngineState.isUp(holder)) {
-    let same = false;
-    try {
-      const other = EngineState.open(holder);
-      try {
-        same = other.config().rootCgroup === cgroupId(root);
-      } finally {
-        other.close();
-      }
-    } catch {
-      same = false;
-    }
-    if (same) {
+    if (managesRoot(holder, cgroupId(root))) {
       throw new L3isoError(
         'EALREADY_UP',
         `cgroup root ${root} is already managed by the engine in ${holder}`,
@@ -267,6 +256,19 @@ function claimRoot(layout: PinLayout, root: string): void {
   }
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, layout.root + '\n', { mode: 0o600 });
+}
+
+function managesRoot(pinDir: string, rootId: bigint): boolean {
+  try {
+    const other = EngineState.open(pinDir);
+    try {
+      return other.config().rootCgroup === rootId;
+    } finally {
+      other.close();
+    }
+  } catch {
+    return false; // gone, or not an engine any more: a stale claim
+  }
 }
 
 function rootClaimFile(rootId: bigint): string {
