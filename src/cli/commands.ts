@@ -458,7 +458,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
         for (const w of r.warnings) warnCapabilities(w.cell, w);
         for (const s of r.preexistingSockets) {
           process.stderr.write(
-            `l3iso: warning: ${s.protocol} socket ${s.address}:${s.port} in cell ${s.cell} predates \`up\`: it is not confined (restart its process)\n`,
+            `l3iso: warning: ${s.protocol} socket ${s.address}:${s.port} in cell ${s.cell} predates \`up\`: it is not confined: it keeps its address, can still bind and connect to any address and is treated as a host socket (restart its process)\n`,
           );
         }
         if (g.json) printJson(r);
