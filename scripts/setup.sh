@@ -24,6 +24,8 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v gcc >/dev/null || need_pkgs+=(gcc)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+# crash-point tests kill the CLI before chosen syscalls (strace -e inject)
+command -v strace >/dev/null || need_pkgs+=(strace)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	apt-get update -qq
