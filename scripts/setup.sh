@@ -26,6 +26,10 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 # crash-point tests kill the CLI before chosen syscalls (strace -e inject)
 command -v strace >/dev/null || need_pkgs+=(strace)
+# real servers in cells: release --force must not make them spin
+command -v nginx >/dev/null || need_pkgs+=(nginx)
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	apt-get update -qq
