@@ -37,6 +37,7 @@ import {
 } from '../model/cgroup';
 import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
 import { drainsRunning, holdDrainLock, withLock } from './lock';
+import { pruneCellNames, recordCellName } from './names';
 import { setAllowList } from './prefixes';
 import { destroySockets, forgetListeners, requireRevoker } from './revoke';
 import { sleepSync } from '../sleep';
@@ -168,6 +169,7 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
       aliasClaimed = loopback4;
     }
     const firstOf = (family: 4 | 6) => addrs.find((a) => a.family === family);
+    if (!existing) recordCellName(state.layout, id, t.name);
     reconcile(state, id, { create: true, prefer: { 4: firstOf(4), 6: firstOf(6) } });
     const cell = state.cell(id);
     return {
@@ -693,6 +695,7 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
     setAllowList(state, id, []);
     result.staleCounters.push(id.toString());
   }
+  pruneCellNames(state.layout, new Set(remaining.keys()));
   return result;
 }
 
