@@ -5,8 +5,8 @@
 // gc and a re-run of the killed command must both leave zero
 // inconsistencies and the state the command would have reached.
 // L3ISO_LONG=1 (npm run test:long) runs every point of every verb and 100+
-// random kills; CI runs every point of assign and release, a stride of
-// up's and down's, and a dozen random kills.
+// random kills; CI runs every point of assign, a stride of release's, up's
+// and down's, and a few random kills.
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, V4, V6, type CliResult, type Sandbox } from '../harness/sandbox';
@@ -155,6 +155,19 @@ const SCENARIOS: Scenario[] = [
     },
     engine: true,
     stride: STRIDE(10),
+  },
+  {
+    name: 'the first up',
+    args: ['up', '--cgroup-root', '@root'],
+    before: async (sb) => {
+      if ((await sb.cli(['list'])).status === 0) await sb.cliOk(['down', '--force']);
+    },
+    after: async (sb) => {
+      expect(await sb.list()).toEqual([]);
+      await engineUp(sb);
+    },
+    engine: true,
+    stride: STRIDE(20),
   },
   {
     name: 'down',
