@@ -211,6 +211,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
           force: opts.force === true,
           ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
         });
+        if (r.sockets.length)
+          log.warn(
+            `${r.cell}: took the addresses from live sockets (${describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
+          );
         if (g.json) return printJson(r);
         const what = r.released.length ? r.released.join(', ') : 'no addresses';
         process.stdout.write(

@@ -54,6 +54,8 @@ async function mutatingPoints(sb: Sandbox, args: string[]): Promise<Point[]> {
     seen.set(syscall, nth);
     const arg = m[3]!;
     if (syscall === 'bpf' && !MUTATING_BPF.test(arg)) continue;
+    // A call that failed (mkdir of an existing dir) changed nothing.
+    if (/\)\s+= -1 /.test(arg)) continue;
     points.push({ syscall, nth, what: `${syscall}(${arg.slice(0, 60)}` });
   }
   return points;
