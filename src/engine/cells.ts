@@ -162,7 +162,11 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
     }
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
-    forgetListeners(state, claimed);
+    const kept = socketsOn(claimed).filter((s) => s.kind === 'tcp-listen');
+    forgetListeners(
+      state,
+      kept.map((s) => ({ address: parseAddress(s.address), port: s.port })),
+    );
     let loopback4 = existing?.loopback4;
     if (!loopback4 || !ownsAlias(state, id, loopback4)) {
       loopback4 = claimLoopbackAlias(state, id);

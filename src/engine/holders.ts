@@ -155,7 +155,9 @@ function toLive(rows: TableRow[], likelyPids?: readonly number[]): LiveSocket[] 
   }
   return rows.map((r) => ({
     kind: kindOf(r),
-    address: formatAddress(r.family, r.bytes),
+    // A dual-stack socket on ::ffff:a.b.c.d holds the IPv4 address.
+    address:
+      r.family === 6 && v4Of(r) ? formatAddress(4, v4Of(r)!) : formatAddress(r.family, r.bytes),
     port: r.port,
     inode: r.inode,
     holders: (held.get(r.inode) ?? []).map((pid) => ({ pid, comm: comm(pid) })),

@@ -122,29 +122,27 @@ export function destroySockets(layout: PinLayout, addresses: readonly CellAddres
 }
 
 /**
- * Drops the sk_lookup entries of listeners bound exactly to `addresses`: a
- * listener kept after its address was released must not keep catching the
- * address's connections once it is another cell's (that cell's wildcard
- * listener would never be reached).
+ * Drops the sk_lookup entries of listeners bound exactly to these
+ * addresses and ports: a listener kept after its address was released must
+ * not keep catching the address's connections once it is another cell's
+ * (that cell's wildcard listener would never be reached). Point deletes:
+ * the callers know the ports from the kernel's socket tables.
  */
-export function forgetListeners(state: EngineState, addresses: readonly CellAddress[]): number {
-  if (addresses.length === 0) return 0;
+export function forgetListeners(
+  state: EngineState,
+  listeners: readonly { address: CellAddress; port: number }[],
+): number {
+  if (listeners.length === 0) return 0;
   const F = LAYOUT.l3_listen_key.fields;
-  const wanted = new Set(
-    addresses.map(
-      (a) => `${a.family === 4 ? L3_FAMILY_V4 : L3_FAMILY_V6}/${a.bytes.toString('hex')}`,
-    ),
-  );
   const map = state.map('l3_listeners');
-  const doomed: Buffer[] = [];
-  for (const key of map.keys()) {
-    if (key.readBigUInt64LE(F.cell.offset) !== 0n) continue;
-    const family = key.readUInt8(F.family.offset);
-    const len = family === L3_FAMILY_V4 ? 4 : 16;
-    const bytes = key.subarray(F.addr.offset, F.addr.offset + len).toString('hex');
-    if (wanted.has(`${family}/${bytes}`)) doomed.push(Buffer.from(key));
-  }
   let n = 0;
-  for (const key of doomed) if (map.delete(key)) n++;
+  for (const { address, port } of listeners) {
+    const key = Buffer.alloc(LAYOUT.l3_listen_key.size);
+    address.bytes.copy(key, F.addr.offset);
+    key.writeUInt16LE(port, F.port.offset);
+    key.writeUInt8(address.family === 4 ? L3_FAMILY_V4 : L3_FAMILY_V6, F.family.offset);
+    key.writeUInt8(6, F.protocol.offset); // IPPROTO_TCP
+    if (map.delete(key)) n++;
+  }
   return n;
 }

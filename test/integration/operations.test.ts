@@ -271,4 +271,30 @@ http {
     const end = await server.waitFor((l) => l.op === 'recv', 5000);
     expect(end, JSON.stringify(end)).toMatchObject({ ok: false, errno: 'ECONNABORTED' });
   });
+
+  it('a kept listener does not catch the connections of the next owner of its address', async () => {
+    sb.cg('old');
+    sb.cg('new');
+    await sb.assign('old', V4(6));
+    const kept = sb.spawnProbe('old', [
+      { op: 'socket', fam: 4 },
+      { op: 'bind', addr: V4(6), port: 8600 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'old' },
+    ]);
+    procs.push(kept);
+    await kept.ready();
+    await sb.cliOk(['release', 'old', V4(6), '--force']);
+    await sb.assign('new', V4(7), V4(6));
+    const fresh = sb.spawnProbe('new', [
+      { op: 'socket', fam: 4 },
+      { op: 'bind', addr: '0.0.0.0', port: 8600 },
+      { op: 'listen' },
+      { op: 'serve_banner', banner: 'new' },
+    ]);
+    procs.push(fresh);
+    expect(await fresh.ready()).toMatchObject({ addr: V4(7) });
+    const r = await sb.probe(null, [{ op: 'fetch', addr: V4(6), port: 8600 }], { keepGoing: true });
+    expect(r.last).toMatchObject({ ok: true, data: 'new' });
+  });
 });
