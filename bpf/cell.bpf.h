@@ -285,7 +285,8 @@ static __always_inline struct l3_owner *owner_of6(const __u32 ip6[4])
 /* The cell may put the address on a new socket (bind, explicit source). */
 static __always_inline int usable_by(struct l3_owner *owner, __u64 cell_id)
 {
-	return owner && owner->cell == cell_id && !(owner->flags & L3_OWNER_RELEASING);
+	return owner && owner->cell == cell_id &&
+	       !(owner->flags & (L3_OWNER_RELEASING | L3_OWNER_DRAINING));
 }
 
 static __always_inline int owned_by4(__u32 ip4, __u64 cell_id)

@@ -103,14 +103,28 @@ int l3_sk_lookup(struct bpf_sk_lookup *ctx)
 		ip6[3] = ctx->local_ip6[3];
 		owner = owner_of6(ip6);
 	}
-	if (!owner)
-		return SK_PASS; /* not a cell address: the kernel's lookup */
 	if (ctx->protocol != L3_IPPROTO_TCP)
 		return SK_PASS;
-
 	listen_key_addr(&key, ctx->family, ctx->local_ip4, ip6);
 	key.port = ctx->local_port;
 	key.protocol = L3_IPPROTO_TCP;
+	if (!owner) {
+		/* Not a cell address: the kernel's lookup, unless a cell listener
+		 * kept its bind after `release` took the address (it is left open
+		 * so its server does not spin on accept): refused. */
+		sk = bpf_map_lookup_elem(&l3_listeners, &key);
+		if (!sk)
+			return SK_PASS;
+		bpf_sk_release(sk);
+		return SK_DROP;
+	}
+	/* Being drained or released: established connections finish (they never
+	 * reach sk_lookup), new ones are refused. */
+	if (owner->flags & (L3_OWNER_RELEASING | L3_OWNER_DRAINING)) {
+		count_drop(owner->cell, L3_D_NO_SOCKET);
+		return SK_DROP;
+	}
+
 	sk = bpf_map_lookup_elem(&l3_listeners, &key);
 	if (!sk) {
 		key.cell = owner->cell;

@@ -37,6 +37,9 @@ struct l3_addr {
 /* `release` is taking the address away: no new bind or explicit source may
  * use it, while packets from its dying sockets (their RSTs) still leave. */
 #define L3_OWNER_RELEASING 0x2
+/* `release --drain` is running: as RELEASING, and sk_lookup refuses new
+ * connections to the address while established ones finish. */
+#define L3_OWNER_DRAINING 0x4
 
 /* Value of l3_owners: which cell holds the address. */
 struct l3_owner {
@@ -61,13 +64,25 @@ struct l3_cell {
 	__u32 pad;
 };
 
-/* Single entry of l3_config (ARRAY, key 0). */
+/* Single entry of l3_config (ARRAY, key 0). It is also the pin dir's
+ * marker: only a dir whose l3_config carries L3_CONFIG_MAGIC and this
+ * layout version is an l3iso engine's. */
 struct l3_config {
 	__u64 root_cgroup; /* cgroup id of the managed root */
 	__u32 root_level; /* its depth in the cgroup2 hierarchy (root = 0) */
 	__u32 version; /* layout version of the pinned maps */
 	char cgroup_root[256]; /* path the engine was brought up with */
+	__u64 magic; /* L3_CONFIG_MAGIC */
+	__u8 instance[16]; /* random id of this engine instance, set by the first up */
+	__u64 netns_ino; /* inode of the network namespace sk_lookup is attached to */
+	__u32 max_cells; /* --max-cells the maps were created with */
+	__u32 flags; /* L3_CONFIG_* */
 };
+
+#define L3_CONFIG_MAGIC 0x6766636f7369336cULL /* "l3isocfg" little-endian */
+/* Every pin of the instance exists: the first `up` sets it last, so a dir
+ * without it is an interrupted first `up`, never a live engine. */
+#define L3_CONFIG_COMPLETE 0x1
 
 #define L3_LAYOUT_VERSION 2
 

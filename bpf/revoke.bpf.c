@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * Revocation: when an address leaves a cell, every socket bound to it goes
- * too (listeners and established connections), so no access lingers.
- * Loaded per `release`, run once as a socket iterator over TCP and UDP
- * sockets of the caller's network namespace; bpf_sock_destroy (Linux 6.5+)
- * aborts each match (a TCP peer gets a RST).
+ * Revocation: when an address leaves a cell, every connection bound to it
+ * goes too, so no access lingers. Loaded by `up`, run by `release` as a
+ * socket iterator over TCP and UDP sockets of the caller's network
+ * namespace; bpf_sock_destroy (Linux 6.5+) aborts each match (a TCP peer
+ * gets a RST, the application ECONNABORTED, UDP sockets an error once).
+ *
+ * TCP listeners are left alone: a destroyed listener makes accept() fail
+ * with EINVAL forever and servers such as nginx spin on it. A listener
+ * whose address is gone is unreachable anyway (sk_lookup drops new
+ * connections to a RELEASING address; after the unclaim, cgroup_skb
+ * ingress drops packets to a cell socket on an address its cell does not
+ * own), and the kernel frees it when the application closes it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -62,12 +69,14 @@ static __always_inline void destroy(struct sock_common *skc)
 	}
 }
 
+#define L3_TCP_LISTEN 10
+
 SEC("iter/tcp")
 int l3_revoke_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 
-	if (skc && bound_to_target(skc))
+	if (skc && skc->skc_state != L3_TCP_LISTEN && bound_to_target(skc))
 		destroy(skc);
 	return 0;
 }

@@ -21,8 +21,14 @@ const EINVAL = 22;
 // from ring_buffer__new until ring_buffer__free.
 const liveCallbacks = new Map<RingBuffer, unknown>();
 
-/** Called once per record with a private copy of its bytes. */
-export type RingBufferSampleFn = (record: Buffer) => void;
+/** Called once per record with a private copy of its bytes. Returning
+ * false stops the drain after this record: the ones after it stay in the
+ * ring for the next consume (or the next reader). */
+export type RingBufferSampleFn = (record: Buffer) => boolean | void;
+
+/** What the callback returns to stop libbpf's drain (it has already moved
+ * the consumer position past that record, and only that far). */
+const STOP = -125; /* -ECANCELED */
 
 /**
  * A libbpf `struct ring_buffer` reading one ring buffer map. The map fd only
@@ -40,13 +46,13 @@ export class RingBuffer {
       'int',
       ['pointer', 'pointer', 'size_t'],
       (_ctx: Ptr, data: Ptr, size: number): number => {
-        // An exception must never unwind through libbpf's C frames, and a
-        // non-zero return would stop the drain: always return 0.
+        // An exception must never unwind through libbpf's C frames; a
+        // negative return stops the drain, so only an explicit false does.
         try {
           this._records++;
           const n = Number(size);
           const copy = Buffer.from(ref.reinterpret(data, n, 0));
-          onSample(copy);
+          if (onSample(copy) === false) return STOP;
         } catch (err) {
           this._errors++;
           this._lastError = err;
@@ -82,7 +88,9 @@ export class RingBuffer {
    * Returns how many were consumed.
    */
   consume(): number {
-    return check('ring_buffer__consume', libbpf.ring_buffer__consume(this.handle));
+    const ret = libbpf.ring_buffer__consume(this.handle);
+    if (ret === STOP) return 0; // the callback asked to stop
+    return check('ring_buffer__consume', ret);
   }
 
   /**

@@ -27,6 +27,8 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v setcap >/dev/null || need_pkgs+=(libcap2-bin)
 command -v tini >/dev/null || need_pkgs+=(tini)
 command -v ethtool >/dev/null || need_pkgs+=(ethtool)
+# crash-point tests kill the CLI before chosen syscalls (strace -e inject)
+command -v strace >/dev/null || need_pkgs+=(strace)
 # Real applications the integration tests run in cells (test/integration/apps*).
 # getent comes with libc-bin, which every Debian has.
 command -v nginx >/dev/null || need_pkgs+=(nginx-light)

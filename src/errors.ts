@@ -18,6 +18,10 @@ export const ErrorCodes = {
   EKERNEL: 'the kernel refused an operation or returned malformed data',
   EALREADY_UP: 'the engine is already up in this pin directory',
   ENOT_ASSIGNED: 'the address or cell has no assignment',
+  EPIN_DIR: 'the pin dir is not an l3iso engine of this layout version (foreign, damaged or newer)',
+  EPIN_PARTIAL: "the pin dir lacks some of the engine's pins (an interrupted up, or pins removed)",
+  ECELLS_LIVE: 'the engine still has cells; going down would leave them unconfined (use --force)',
+  ESOCKETS_LIVE: 'live sockets would lose their address or confinement (use --force or --drain)',
 } as const satisfies Record<ErrorCode, string>;
 
 export type ErrorCode =
@@ -34,7 +38,11 @@ export type ErrorCode =
   | 'EUSAGE'
   | 'EKERNEL'
   | 'EALREADY_UP'
-  | 'ENOT_ASSIGNED';
+  | 'ENOT_ASSIGNED'
+  | 'EPIN_DIR'
+  | 'EPIN_PARTIAL'
+  | 'ECELLS_LIVE'
+  | 'ESOCKETS_LIVE';
 
 export class L3isoError extends Error {
   constructor(

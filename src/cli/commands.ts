@@ -5,7 +5,8 @@
  */
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
-import { assign, gc, release } from '../engine/cells';
+import { assign, checkState, gc, release } from '../engine/cells';
+import { describeSockets } from '../engine/holders';
 import { execInCell } from '../engine/exec';
 import { doctor } from '../engine/features';
 import { allCapabilityWarnings, listCells, showCell, type CellView } from '../engine/inventory';
@@ -25,7 +26,7 @@ import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
-import { examples, jsonOption, positiveInt } from './options';
+import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
 import { printJson, table, warnCapabilities } from './output';
 
 export interface GlobalOptions {
@@ -77,6 +78,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
       'capacity of the cell maps (no memory is preallocated)',
       positiveInt('--max-cells'),
     )
+    .option(
+      '--repair',
+      'on a live engine that lost pinned maps: re-create them, rebuilding the cell map from the owner map',
+    )
     .addOption(jsonOption())
     .addHelpText(
       'after',
@@ -86,18 +91,26 @@ function registerEngineCommands(program: Command, run: Runner): void {
       ]),
     )
     .action(
-      (opts: { cgroupRoot: string; maxCells?: number; netns: string; managedPrefix?: string[] }) =>
+      (opts: {
+        cgroupRoot: string;
+        maxCells?: number;
+        netns: string;
+        managedPrefix?: string[];
+        repair?: boolean;
+      }) =>
         run((g) => {
           const r = up({
             pinDir: g.pinDir,
             cgroupRoot: opts.cgroupRoot,
             netns: opts.netns,
+            repair: opts.repair === true,
             ...(opts.managedPrefix ? { managedPrefixes: opts.managedPrefix } : {}),
             ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
             onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
           });
           if (g.json) return printJson(r);
           const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
+          if (r.repaired.length) log.warn({ maps: r.repaired }, 'repaired missing maps');
           process.stdout.write(
             `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
               r.maps
@@ -113,16 +126,24 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .command('down')
     .summary('detach everything and forget every assignment of this instance')
     .description(
-      'Detach the programs and remove the pinned links and maps of the instance\nselected by --pin-dir. Cells become ordinary cgroups again.',
+      'Detach the programs and remove the pinned links and maps of the instance\nselected by --pin-dir. Refuses while cells exist (they would be unconfined) unless\n--force. Removes only what l3iso created; anything else in the dir is left and named.',
     )
+    .option('--force', 'go down although cells exist: they become ordinary, unconfined cgroups')
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso down', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab down']))
-    .action(() =>
+    .addHelpText(
+      'after',
+      examples(['l3iso down', 'l3iso down --force', 'l3iso --pin-dir /sys/fs/bpf/l3iso-lab down']),
+    )
+    .action((opts: { force?: boolean }) =>
       run((g) => {
-        const r = down(g.pinDir);
+        const r = down(g.pinDir, { force: opts.force === true });
         if (g.json) return printJson(r);
+        if (r.cells.length)
+          log.warn({ cells: r.cells }, `${r.cells.length} cells are no longer confined`);
         process.stdout.write(
-          `engine down: ${r.links} links detached, ${r.uplinks} uplinks detached, ${r.maps} maps removed from ${r.pinDir}\n`,
+          `engine down: ${r.links} links detached, ${r.uplinks} uplinks detached, ${r.maps} maps removed from ${r.pinDir}` +
+            (r.left.length ? `; left what l3iso did not create: ${r.left.join(', ')}` : '') +
+            '\n',
         );
       }),
     );
@@ -138,6 +159,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
     )
     .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
     .argument('<addr...>', 'IPv4 or IPv6 addresses')
+    .option(
+      '--force',
+      'make the cgroup a cell although its processes already hold sockets (they keep what they are bound to; see doctor)',
+    )
     .addOption(jsonOption())
     .addHelpText(
       'after',
@@ -146,9 +171,11 @@ function registerEngineCommands(program: Command, run: Runner): void {
         'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11',
       ]),
     )
-    .action((cgroup: string, addrs: string[]) =>
+    .action((cgroup: string, addrs: string[], opts: { force?: boolean }) =>
       run((g) => {
-        const r = assign(g.pinDir, cgroup, addrs);
+        const r = assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
+        if (r.sockets.length)
+          log.warn(`${r.cell} already had sockets: ${describeSockets(r.sockets)}`);
         if (g.json) return printJson(r);
         const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
         const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
@@ -161,15 +188,42 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .summary('take addresses (or the whole cell) back')
     .description(
       'Release ADDR... from the cell, or with no ADDR the whole cell: its cgroup becomes an ' +
-        'ordinary, unconfined cgroup. New binds to a released address fail at once.',
+        'ordinary, unconfined cgroup. New binds to a released address fail at once. Refuses ' +
+        'while sockets are bound to the addresses, naming their processes, unless --force ' +
+        '(TCP connections are reset and UDP sockets get ECONNABORTED; TCP listeners are left ' +
+        'open but unreachable, so servers do not spin, until their process closes them) or ' +
+        '--drain SECONDS (new connections are refused at once, established ones may finish; ' +
+        'what is left at the deadline is reset).',
     )
     .argument('<cgroup>', 'cell cgroup')
     .argument('[addr...]', 'addresses to release (default: all, and the cell itself)')
+    .option('--force', 'release although sockets use the addresses')
+    .option(
+      '--drain <seconds>',
+      'refuse new connections now, reset what is left after SECONDS',
+      positiveSeconds('--drain'),
+    )
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso release web 2001:db8::10', 'l3iso release web']))
-    .action((cgroup: string, addrs: string[]) =>
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso release web 2001:db8::10',
+        'l3iso release web',
+        'l3iso release web 192.0.2.10 --drain 30',
+      ]),
+    )
+    .action((cgroup: string, addrs: string[], opts: { force?: boolean; drain?: number }) =>
       run((g) => {
-        const r = release(g.pinDir, cgroup, addrs);
+        if (opts.force && opts.drain !== undefined)
+          throw new L3isoError('EUSAGE', '--force and --drain exclude each other');
+        const r = release(g.pinDir, cgroup, addrs, {
+          force: opts.force === true,
+          ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
+        });
+        if (r.sockets.length)
+          log.warn(
+            `${r.cell}: took the addresses from live sockets (${describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
+          );
         if (g.json) return printJson(r);
         const what = r.released.length ? r.released.join(', ') : 'no addresses';
         process.stdout.write(
@@ -387,13 +441,26 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .description(
       'A cgroup removed without `release` leaves its cell in the maps (its addresses stay ' +
         'owned). gc releases such cells, destroys their sockets, and frees addresses claimed ' +
-        'by an assign that died before it finished. Then it removes the OCI hook records ' +
+        'by an assign that died before it finished. It also finishes releases that were ' +
+        'interrupted and recomputes every derived field of every cell from the owner map. ' +
+        'It refuses (releasing nothing) when the cgroup root cannot be resolved. --check only ' +
+        'reports what is inconsistent. Last, it removes the OCI hook records ' +
         '(/run/l3iso/oci) of containers whose cell is gone.',
     )
+    .option('--check', 'report inconsistencies, change nothing (exit 1 if there are any)')
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json']))
-    .action(() =>
+    .addHelpText('after', examples(['l3iso gc', 'l3iso gc --json', 'l3iso gc --check']))
+    .action((opts: { check?: boolean }) =>
       run((g) => {
+        if (opts.check) {
+          const problems = checkState(g.pinDir);
+          if (g.json) printJson({ inconsistencies: problems });
+          else
+            process.stdout.write(
+              problems.length ? problems.map((p) => `${p}\n`).join('') : 'gc: state consistent\n',
+            );
+          return problems.length ? 1 : 0;
+        }
         const r = { ...gc(g.pinDir), ociRecords: gcOciRecords(g.pinDir) };
         if (g.json) return printJson(r);
         process.stdout.write(
@@ -402,6 +469,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
               ? ` (${r.cells.map((c) => `#${c.id}: ${c.addresses.join(',') || '-'}`).join('; ')})`
               : '') +
             `, ${r.orphanedAddresses.length} orphaned addresses freed` +
+            `, ${r.repaired.length} cells repaired, ${r.staleCounters.length} stale counters removed` +
             `, ${r.ociRecords.length} stale container records removed\n`,
         );
       }),
@@ -431,7 +499,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
         for (const w of r.warnings) warnCapabilities(w.cell, w);
         for (const s of r.preexistingSockets) {
           process.stderr.write(
-            `l3iso: warning: ${s.protocol} socket ${s.address}:${s.port} in cell ${s.cell} predates \`up\`: it is not confined (restart its process)\n`,
+            `l3iso: warning: ${s.protocol} socket ${s.address}:${s.port} in cell ${s.cell} predates \`up\`: it is not confined: it keeps its address, can still bind and connect to any address and is treated as a host socket (restart its process)\n`,
           );
         }
         if (g.json) printJson(r);

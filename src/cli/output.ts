@@ -53,8 +53,11 @@ export function reportError(err: unknown, json: boolean): number {
   if (json) {
     printJson({ error: report });
   } else {
-    const hint = report.hint ? ` (${report.hint})` : '';
-    process.stderr.write(`l3iso: ${report.message.replace(/\s*\n\s*/g, ' | ')}${hint}\n`);
+    // Names in messages and hints (cgroups, comms) may hold line breaks:
+    // an error stays one line.
+    const oneLine = (t: string) => t.replace(/\s*[\r\n]+\s*/g, ' | ');
+    const hint = report.hint ? ` (${oneLine(report.hint)})` : '';
+    process.stderr.write(`l3iso: ${oneLine(report.message)}${hint}\n`);
   }
   if (report.code === 'EINTERNAL' && process.env.L3ISO_DEBUG && err instanceof Error) {
     process.stderr.write(`${err.stack}\n`);

@@ -71,7 +71,7 @@ export function createSandbox(tag: string, addresses: string[]): Sandbox {
       );
     },
     destroy() {
-      if (fs.existsSync(pinDir)) sb.cli(['down']);
+      if (fs.existsSync(pinDir)) sb.cli(['down', '--force']);
       removeCgroupTree(cgroupRoot);
       if (fs.existsSync(pinDir)) fs.rmSync(pinDir, { recursive: true, force: true });
       if (fs.existsSync(netnsPath)) run('ip', ['netns', 'del', name]);

@@ -1,28 +1,47 @@
 /**
- * Assignment transactions. Ownership is claimed address by address in the
- * kernel with BPF_NOEXIST (the atomic part: concurrent CLIs cannot both
- * win); a failure anywhere undoes this run's claims, so nothing is ever
- * half-applied; a re-run after a crash finds its own claims and converges.
+ * Assignment transactions. The owner map is the truth: ownership is claimed
+ * address by address in the kernel with BPF_NOEXIST (the atomic part:
+ * concurrent CLIs cannot both win), and everything else about a cell (its
+ * counts, primaries, loopback alias, stats entry, stuck RELEASING flags) is
+ * derived from the owner map by reconcile(), which every verb ends with and
+ * gc runs over every cell.
  *
- * Order matters for safety: on assign, owners are claimed before the cell
- * entry exists (in between, nobody can bind the addresses); on release, the
- * cell entry changes before the owners are freed.
+ * Each multi-map change is ordered so that any prefix of it (a SIGKILL at
+ * any instant) is either invisible or repaired by reconcile/gc:
+ *   assign:  claim addresses -> claim loopback alias -> cell -> stats
+ *   release: flag RELEASING -> cell (primaries move off) -> destroy sockets
+ *            -> unclaim -> reconcile
+ *   release of the whole cell: flag the loopback alias RELEASING (the mark
+ *            of a whole-cell release), then the addresses -> cell -> destroy
+ *            -> unclaim addresses, then the alias -> delete cell -> stats
  */
 import { L3isoError } from '../errors';
-import { L3_OWNER_LOOPBACK, L3_OWNER_RELEASING, type Cell, type Owner } from '../maps/layout';
+import {
+  L3_OWNER_DRAINING,
+  L3_OWNER_LOOPBACK,
+  L3_OWNER_RELEASING,
+  encodeCell,
+  type Cell,
+  type Owner,
+} from '../maps/layout';
+import { isErrno } from '../../loader';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
   assertRecordableDepth,
   cgroupId,
   cgroupPathsById,
+  cgroupProcs,
   findCgroup2Mount,
   findCgroupById,
   relativeCellName,
   resolveCellPath,
 } from '../model/cgroup';
-import { withLock } from './lock';
+import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
+import { drainsRunning, holdDrainLock, withLock } from './lock';
+import { pruneCellNames, recordCellName } from './names';
 import { setAllowList } from './prefixes';
-import { destroySockets } from './revoke';
+import { destroySockets, forgetListeners, requireRevoker } from './revoke';
+import { sleepSync } from '../sleep';
 import { requireRoot } from './privilege';
 import { EngineState } from './state';
 
@@ -35,6 +54,9 @@ export interface AssignResult {
   primary4?: string;
   primary6?: string;
   loopback4: string;
+  /** sockets the cgroup's processes held before (assign --force) */
+  sockets: LiveSocket[];
+  repaired: string[];
 }
 
 export interface ReleaseResult {
@@ -46,6 +68,22 @@ export interface ReleaseResult {
   removed: boolean;
   /** sockets still bound to a released address, destroyed */
   socketsDestroyed: number;
+  /** live sockets the release took the address from (with --force/--drain) */
+  sockets: LiveSocket[];
+  /** what reconcile found wrong in the cell and repaired */
+  repaired: string[];
+}
+
+export interface AssignOptions {
+  /** go on although processes of the cgroup already hold sockets */
+  force?: boolean;
+}
+
+export interface ReleaseOptions {
+  /** take addresses from live sockets */
+  force?: boolean;
+  /** refuse new connections at once, destroy what is left after this long */
+  drainSeconds?: number;
 }
 
 /** Parses every address before anything changes; duplicates collapse. */
@@ -82,6 +120,7 @@ export function assign(
   pinDir: string,
   cgroupArg: string,
   addressTexts: readonly string[],
+  opts: AssignOptions = {},
 ): AssignResult {
   requireRoot('assign');
   if (addressTexts.length === 0)
@@ -90,56 +129,95 @@ export function assign(
   const target = openCellTarget(pinDir, cgroupArg);
   try {
     assertRecordableDepth(target.path, target.root);
-    return withLock(target.state.layout, () => assignLocked(target, addrs));
+    return withLock(target.state.layout, () => assignLocked(target, addrs, opts));
   } finally {
     target.state.close();
   }
 }
 
-function assignLocked(t: CellTarget, addrs: CellAddress[]): AssignResult {
+function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions): AssignResult {
   const { state, id } = t;
   const claimed: CellAddress[] = [];
   const unchanged: CellAddress[] = [];
   let aliasClaimed: CellAddress | undefined;
+  let sockets: LiveSocket[] = [];
   try {
+    const repaired = reconcile(state, id); // a killed earlier run's leftovers first
     const existing = state.cell(id);
+    if (!existing) {
+      // Sockets made before the cgroup was a cell keep what they are bound to.
+      sockets = socketsOfProcesses(processesBelow(t.path));
+      if (sockets.length > 0 && !opts.force) {
+        throw new L3isoError(
+          'ESOCKETS_LIVE',
+          `cgroup ${t.name} already has sockets: ${describeSockets(sockets)}; they would become the cell's and lose every address outside it`,
+          `restart them after assign, or pass --force (see \`l3iso doctor\`)`,
+        );
+      }
+    }
     for (const a of addrs) {
       const r = state.claim(a, { cell: id, flags: 0 });
       if (r.claimed) claimed.push(a);
-      else if (r.owner.cell === id && !(r.owner.flags & L3_OWNER_LOOPBACK)) unchanged.push(a);
-      else throw ownedError(a, r.owner, t.root);
+      else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
+        unchanged.push(a);
+      else throw ownedError(a, r.owner, t.root, id);
     }
+    // A listener an earlier owner kept (release --force) must not catch the
+    // new cell's connections through its exact-bind sk_lookup entry.
+    const kept = socketsOn(claimed).filter((s) => s.kind === 'tcp-listen');
+    forgetListeners(
+      state,
+      kept.map((s) => ({ address: parseAddress(s.address), port: s.port })),
+    );
     let loopback4 = existing?.loopback4;
-    if (!loopback4) {
+    if (!loopback4 || !ownsAlias(state, id, loopback4)) {
       loopback4 = claimLoopbackAlias(state, id);
       aliasClaimed = loopback4;
     }
-    state.ensureStats(id);
     const firstOf = (family: 4 | 6) => addrs.find((a) => a.family === family);
-    const cell: Cell = {
-      primary4: existing?.primary4 ?? firstOf(4),
-      primary6: existing?.primary6 ?? firstOf(6),
-      loopback4,
-      flags: existing?.flags ?? 0,
-      addrs4: (existing?.addrs4 ?? 0) + claimed.filter((a) => a.family === 4).length,
-      addrs6: (existing?.addrs6 ?? 0) + claimed.filter((a) => a.family === 6).length,
-    };
-    state.putCell(id, cell);
+    if (!existing) recordCellName(state.layout, id, t.name);
+    reconcile(state, id, { create: true, prefer: { 4: firstOf(4), 6: firstOf(6) } });
+    const cell = state.cell(id);
     return {
       cell: t.name,
       path: t.path,
       id: id.toString(),
       added: claimed.map((a) => a.text),
       unchanged: unchanged.map((a) => a.text),
-      primary4: cell.primary4?.text,
-      primary6: cell.primary6?.text,
+      primary4: cell?.primary4?.text,
+      primary6: cell?.primary6?.text,
       loopback4: loopback4.text,
+      sockets,
+      repaired,
     };
   } catch (err) {
     for (const a of claimed) state.unclaim(a);
-    if (aliasClaimed) state.unclaim(aliasClaimed);
+    if (aliasClaimed && !state.cell(id)) state.unclaim(aliasClaimed);
+    try {
+      reconcile(state, id);
+    } catch {
+      /* the original error matters more */
+    }
     throw err;
   }
+}
+
+function ownsAlias(state: EngineState, id: bigint, alias: CellAddress): boolean {
+  const o = state.owner(alias);
+  return o !== undefined && o.cell === id && (o.flags & L3_OWNER_LOOPBACK) !== 0;
+}
+
+/** Every process of the cgroup's subtree. */
+function processesBelow(cgroupPath: string): number[] {
+  const out: number[] = [];
+  for (const dir of cgroupPathsById(cgroupPath).values()) {
+    try {
+      out.push(...cgroupProcs(dir));
+    } catch {
+      /* removed while walking */
+    }
+  }
+  return out;
 }
 
 /** Each cell gets its own 127/8 alias; probing a deterministic sequence
@@ -148,13 +226,25 @@ function claimLoopbackAlias(state: EngineState, id: bigint): CellAddress {
   let tries = 0;
   for (const candidate of loopbackCandidates(id)) {
     const r = state.claim(candidate, { cell: id, flags: L3_OWNER_LOOPBACK });
-    if (r.claimed || (r.owner.cell === id && r.owner.flags & L3_OWNER_LOOPBACK)) return candidate;
+    if (r.claimed) return candidate;
+    if (r.owner.cell === id && r.owner.flags & L3_OWNER_LOOPBACK) {
+      // Stuck RELEASING from an interrupted release: the alias is ours again.
+      if (r.owner.flags & GONE) state.claimFlags(candidate, { cell: id, flags: L3_OWNER_LOOPBACK });
+      return candidate;
+    }
     if (++tries >= 4096) break;
   }
   throw new L3isoError('EMAP_FULL', 'no free loopback alias in 127.64.0.0/10');
 }
 
-function ownedError(a: CellAddress, owner: Owner, root: string): L3isoError {
+function ownedError(a: CellAddress, owner: Owner, root: string, id: bigint): L3isoError {
+  if (owner.cell === id) {
+    return new L3isoError(
+      'EADDR_OWNED',
+      `address ${a.text} is being released from this cell`,
+      'wait for the release to finish, or run `l3iso gc` if it was interrupted',
+    );
+  }
   const path = findCgroupById(root, owner.cell);
   const who = path
     ? `cell ${relativeCellName(path, root)} (${path})`
@@ -169,148 +259,515 @@ function ownedError(a: CellAddress, owner: Owner, root: string): L3isoError {
   );
 }
 
+// ---- derivation from the owner map ---------------------------------------
+
+type OwnerEntry = { address: CellAddress; owner: Owner };
+
+/** Flags of an address on its way out: no new socket may use it. */
+const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
+
+function ownersOf(state: EngineState, id: bigint): OwnerEntry[] {
+  return state.owners().filter((o) => o.owner.cell === id);
+}
+
+const isUsable = (o: OwnerEntry): boolean => !(o.owner.flags & (L3_OWNER_LOOPBACK | GONE));
+const isAlias = (o: OwnerEntry): boolean => (o.owner.flags & L3_OWNER_LOOPBACK) !== 0;
+
+export interface Preferred {
+  4?: CellAddress | undefined;
+  6?: CellAddress | undefined;
+}
+
+/**
+ * The cell record the owner map implies. Counts and primaries cover only
+ * usable addresses (not the alias, not ones being released), so a wildcard
+ * bind never lands on an address on its way out. A primary stays while it
+ * is usable; else the preferred one (assign's first of the family), else
+ * the lowest (maps keep no order).
+ */
+function derive(
+  existing: Cell | undefined,
+  owned: OwnerEntry[],
+  loopback: CellAddress,
+  prefer: Preferred = {},
+): Cell {
+  const usable = (family: 4 | 6) =>
+    owned.filter((o) => isUsable(o) && o.address.family === family).map((o) => o.address);
+  const pick = (family: 4 | 6, current: CellAddress | undefined) => {
+    const list = usable(family);
+    for (const c of [current, prefer[family]])
+      if (c && list.some((a) => a.text === c.text)) return c;
+    return list.sort((a, b) => Buffer.compare(a.bytes, b.bytes))[0];
+  };
+  return {
+    primary4: pick(4, existing?.primary4),
+    primary6: pick(6, existing?.primary6),
+    loopback4: loopback,
+    flags: existing?.flags ?? 0,
+    addrs4: usable(4).length,
+    addrs6: usable(6).length,
+  };
+}
+
+function sameCell(a: Cell, b: Cell): boolean {
+  return encodeCell(a).equals(encodeCell(b));
+}
+
+export interface ReconcileOptions {
+  /** write the cell entry if it is missing (assign) */
+  create?: boolean;
+  prefer?: Preferred;
+  /** the cell's owners, when the caller already read them */
+  owned?: OwnerEntry[];
+  /** whether a `release --drain` is waiting (else: asked under the lock) */
+  drains?: boolean;
+  /** collects the addresses whose interrupted release this finished */
+  finished?: Set<string>;
+}
+
+/**
+ * Makes everything derived about cell `id` match the owner map, and says
+ * what it had to repair. Call under the instance lock: then no release is
+ * halfway except a waiting `--drain`, so any other RELEASING owner is left
+ * by a killed release, which this finishes.
+ */
+export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = {}): string[] {
+  const repaired: string[] = [];
+  let owned = o.owned ?? ownersOf(state, id);
+  const drains = o.drains ?? drainsRunning(state.layout);
+  const stale = owned.filter(
+    (e) => e.owner.flags & L3_OWNER_RELEASING && !(drains && e.owner.flags & L3_OWNER_DRAINING),
+  );
+  const alias = owned.find(isAlias);
+  const cell = state.cell(id);
+  if ((alias && stale.includes(alias)) || (cell && !alias)) {
+    // The alias is flagged first and freed last by a whole-cell release.
+    finishCellRelease(state, id, owned);
+    for (const e of owned) o.finished?.add(e.address.text);
+    return ['finished an interrupted release of the whole cell'];
+  }
+  if (stale.length > 0) {
+    finishRelease(
+      state,
+      stale.map((e) => e.address),
+    );
+    repaired.push(
+      `finished the interrupted release of ${stale.map((e) => e.address.text).join(', ')}`,
+    );
+    for (const e of stale) o.finished?.add(e.address.text);
+    owned = owned.filter((e) => !stale.includes(e));
+  }
+  if (!cell && !o.create) {
+    // Owners without a cell are gc's: claims of an assign that died.
+    if (owned.length === 0 && id !== 0n && state.hasStats(id)) {
+      state.deleteStats(id);
+      setAllowList(state, id, []);
+      repaired.push('removed the counters of a cell that no longer exists');
+    }
+    return repaired;
+  }
+  if (!alias) throw new L3isoError('EKERNEL', `cell ${id} has no loopback alias in l3_owners`);
+  const next = derive(cell, owned, alias.address, o.prefer);
+  if (!cell || !sameCell(cell, next)) {
+    state.putCell(id, next);
+    if (cell) repaired.push(...differences(cell, next));
+  }
+  if (state.ensureStats(id) && cell) repaired.push('created the missing counters entry');
+  return repaired;
+}
+
+function differences(was: Cell, now: Cell): string[] {
+  const out: string[] = [];
+  if (was.addrs4 !== now.addrs4) out.push(`IPv4 count ${was.addrs4} -> ${now.addrs4}`);
+  if (was.addrs6 !== now.addrs6) out.push(`IPv6 count ${was.addrs6} -> ${now.addrs6}`);
+  if (was.primary4?.text !== now.primary4?.text)
+    out.push(`IPv4 primary ${was.primary4?.text ?? '-'} -> ${now.primary4?.text ?? '-'}`);
+  if (was.primary6?.text !== now.primary6?.text)
+    out.push(`IPv6 primary ${was.primary6?.text ?? '-'} -> ${now.primary6?.text ?? '-'}`);
+  if (was.loopback4.text !== now.loopback4.text)
+    out.push(`loopback alias ${was.loopback4.text} -> ${now.loopback4.text}`);
+  return out;
+}
+
+/** Writes the derived cell right after flags changed (no repair pass). */
+function rederive(state: EngineState, id: bigint): void {
+  const owned = ownersOf(state, id);
+  const alias = owned.find(isAlias);
+  const cell = state.cell(id);
+  if (!cell || !alias) return;
+  const next = derive(cell, owned, alias.address);
+  if (!sameCell(cell, next)) state.putCell(id, next);
+}
+
+/** Sets flag bits on addresses the cell holds (an address already gone is skipped). */
+function flag(state: EngineState, id: bigint, entries: OwnerEntry[], bits: number): void {
+  for (const e of entries) {
+    try {
+      state.claimFlags(e.address, { cell: id, flags: e.owner.flags | bits });
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+}
+
+/** destroy -> unclaim: the tail of a release. Listeners stay, and so do
+ * their l3_listeners entries: sk_lookup refuses connections to an unowned
+ * address that one of them is bound to (bpf/demux.bpf.c). */
+function finishRelease(state: EngineState, addrs: CellAddress[]): number {
+  const destroyed = destroySockets(state.layout, addrs);
+  for (const a of addrs) state.unclaim(a);
+  return destroyed;
+}
+
+/** The whole-cell release, from wherever an earlier run stopped. */
+function finishCellRelease(state: EngineState, id: bigint, owned: OwnerEntry[]): number {
+  const alias = owned.filter(isAlias);
+  const rest = owned.filter((e) => !isAlias(e));
+  flag(state, id, alias, L3_OWNER_RELEASING);
+  flag(state, id, rest, L3_OWNER_RELEASING);
+  rederive(state, id);
+  const destroyed = destroySockets(
+    state.layout,
+    owned.map((e) => e.address),
+  );
+  for (const e of rest) state.unclaim(e.address);
+  for (const e of alias) state.unclaim(e.address);
+  state.deleteCell(id);
+  state.deleteStats(id);
+  setAllowList(state, id, []);
+  return destroyed;
+}
+
+/**
+ * Whole-cell release by id, under the caller's lock, for callers whose
+ * cgroup is already gone (a runtime's poststop hook): no process can hold
+ * the cell's sockets any more, and no path names it.
+ */
+export function forgetCell(
+  state: EngineState,
+  id: bigint,
+): { released: string[]; socketsDestroyed: number } {
+  const owned = ownersOf(state, id);
+  const socketsDestroyed = finishCellRelease(state, id, owned);
+  return { released: publicTexts(owned), socketsDestroyed };
+}
+
+// ---- release ---------------------------------------------------------------
+
 export function release(
   pinDir: string,
   cgroupArg: string,
   addressTexts: readonly string[],
+  opts: ReleaseOptions = {},
 ): ReleaseResult {
   requireRoot('release');
   const addrs = parseAddresses(addressTexts);
   const target = openCellTarget(pinDir, cgroupArg);
   try {
-    return withLock(target.state.layout, () => releaseLocked(target, addrs));
+    if (opts.drainSeconds !== undefined) return drainRelease(target, addrs, opts.drainSeconds);
+    return withLock(target.state.layout, () => releaseLocked(target, addrs, opts));
   } finally {
     target.state.close();
   }
 }
 
-function releaseLocked(t: CellTarget, addrs: CellAddress[]): ReleaseResult {
-  const { state, id } = t;
-  const cell = state.cell(id);
-  if (!cell)
-    throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
-  const base = { cell: t.name, path: t.path, id: id.toString() };
-
-  if (addrs.length === 0) {
-    const owned = state.owners().filter((o) => o.owner.cell === id);
-    return { ...base, ...forgetCell(state, id, owned), removed: true };
-  }
-
-  // Point lookups: the owner map can hold 500k entries on a dense host.
-  for (const a of addrs) {
-    const owner = state.owner(a);
-    if (!owner || owner.cell !== id || owner.flags & L3_OWNER_LOOPBACK) {
-      throw new L3isoError('ENOT_ASSIGNED', `address ${a.text} is not assigned to cell ${t.name}`);
-    }
-  }
-  const releasing = new Set(addrs.map((a) => a.text));
-  const gone = (family: 4 | 6) => addrs.filter((a) => a.family === family).length;
-  const next: Cell = {
-    ...cell,
-    primary4: successor(state, id, cell.primary4, releasing, 4, cell.addrs4 - gone(4)),
-    primary6: successor(state, id, cell.primary6, releasing, 6, cell.addrs6 - gone(6)),
-    addrs4: cell.addrs4 - gone(4),
-    addrs6: cell.addrs6 - gone(6),
-  };
-  state.putCell(id, next);
-  // Marked first, so no new bind or explicit source takes the address;
-  // still owned while its sockets die, so their RSTs pass egress anti-spoof.
-  for (const a of addrs) state.claimFlags(a, { cell: id, flags: L3_OWNER_RELEASING });
-  const socketsDestroyed = destroySockets(state.layout, addrs);
-  for (const a of addrs) state.unclaim(a);
-  return { ...base, released: addrs.map((a) => a.text), removed: false, socketsDestroyed };
+interface ReleasePlan {
+  whole: boolean;
+  /** what reconcile repaired first (a killed earlier release's leftovers) */
+  repaired: string[];
+  /** addresses that repair already released (a re-run of a killed release) */
+  done: string[];
+  /** every owner the release takes (for a whole cell: the alias too) */
+  entries: OwnerEntry[];
+  sockets: LiveSocket[];
 }
 
-/**
- * Removes a cell and everything it holds. The cell entry goes first: its
- * sockets become host sockets, which egress does not police, so the RSTs of
- * their destruction leave; the addresses stay claimed (unbindable by anyone)
- * until the sockets are gone.
- */
-export function forgetCell(
-  state: EngineState,
-  id: bigint,
-  owned: { address: CellAddress; owner: Owner }[],
-): { released: string[]; socketsDestroyed: number } {
-  state.deleteCell(id);
-  const socketsDestroyed = destroySockets(
-    state.layout,
-    owned.map((o) => o.address),
+/** Checks what the release would take, before anything changes. */
+function planRelease(t: CellTarget, addrs: CellAddress[]): ReleasePlan {
+  const { state, id } = t;
+  requireRevoker(state.layout);
+  const finished = new Set<string>();
+  const repaired = reconcile(state, id, { finished });
+  const whole = addrs.length === 0;
+  if (!state.cell(id)) {
+    if (whole && finished.size > 0) return { whole, repaired, done: [], entries: [], sockets: [] };
+    throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
+  }
+  let entries: OwnerEntry[] = [];
+  const done: string[] = [];
+  if (whole) {
+    entries = ownersOf(state, id);
+  } else {
+    // Point lookups: the owner map can hold 500k entries on a dense host.
+    for (const a of addrs) {
+      const owner = state.owner(a);
+      if (!owner && finished.has(a.text)) {
+        done.push(a.text);
+        continue;
+      }
+      if (!owner || owner.cell !== id || owner.flags & L3_OWNER_LOOPBACK) {
+        throw new L3isoError(
+          'ENOT_ASSIGNED',
+          `address ${a.text} is not assigned to cell ${t.name}`,
+        );
+      }
+      entries.push({ address: a, owner });
+    }
+  }
+  const sockets = socketsOn(
+    entries.map((e) => e.address),
+    processesBelow(t.path),
   );
-  for (const o of owned) state.unclaim(o.address);
-  state.deleteStats(id);
-  setAllowList(state, id, []);
+  return { whole, repaired, done, entries, sockets };
+}
+
+function liveError(t: CellTarget, plan: ReleasePlan): L3isoError {
+  const what = plan.whole ? `cell ${t.name}` : plan.entries.map((e) => e.address.text).join(', ');
+  return new L3isoError(
+    'ESOCKETS_LIVE',
+    `${what} has live sockets: ${describeSockets(plan.sockets)}`,
+    '--drain SECONDS lets connections finish first; --force takes the addresses now (connections are reset)',
+  );
+}
+
+function releaseLocked(t: CellTarget, addrs: CellAddress[], opts: ReleaseOptions): ReleaseResult {
+  const { state, id } = t;
+  const plan = planRelease(t, addrs);
+  if (plan.sockets.length > 0 && !opts.force) throw liveError(t, plan);
+  const base = {
+    cell: t.name,
+    path: t.path,
+    id: id.toString(),
+    sockets: plan.sockets,
+    repaired: plan.repaired,
+  };
+  if (plan.whole) {
+    const socketsDestroyed =
+      plan.entries.length > 0 || state.cell(id) ? finishCellRelease(state, id, plan.entries) : 0;
+    return { ...base, released: publicTexts(plan.entries), removed: true, socketsDestroyed };
+  }
+  // Marked first, so no new bind or explicit source takes the address, and
+  // the primaries move off it; still owned while its sockets die, so their
+  // RSTs pass egress anti-spoof.
+  flag(state, id, plan.entries, L3_OWNER_RELEASING);
+  rederive(state, id);
+  const socketsDestroyed = finishRelease(
+    state,
+    plan.entries.map((e) => e.address),
+  );
+  reconcile(state, id);
   return {
-    released: owned.filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK)).map((o) => o.address.text),
+    ...base,
+    released: [...plan.done, ...publicTexts(plan.entries)],
+    removed: false,
     socketsDestroyed,
   };
 }
 
-/** The primary stays unless it is being released; then the lowest
- * remaining address of the family takes over (maps keep no order). Only
- * then, and only if one remains, is the owner map scanned. */
-function successor(
-  state: EngineState,
-  id: bigint,
-  current: CellAddress | undefined,
-  releasing: Set<string>,
-  family: 4 | 6,
-  remaining: number,
-): CellAddress | undefined {
-  if (current && !releasing.has(current.text)) return current;
-  if (remaining <= 0) return undefined;
-  return state
-    .owners()
-    .filter(
-      (o) =>
-        o.owner.cell === id &&
-        !(o.owner.flags & L3_OWNER_LOOPBACK) &&
-        o.address.family === family &&
-        !releasing.has(o.address.text),
-    )
-    .map((o) => o.address)
-    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))[0];
+function publicTexts(entries: OwnerEntry[]): string[] {
+  return entries.filter((e) => !isAlias(e)).map((e) => e.address.text);
 }
+
+/**
+ * `release --drain`: marks the addresses DRAINING (sk_lookup refuses new
+ * connections, binds are refused, established connections go on), waits
+ * until they are gone or the deadline passes, then finishes the release.
+ * The instance lock is not held while waiting; the drain lock tells gc
+ * the DRAINING owners are not stale.
+ */
+function drainRelease(t: CellTarget, addrs: CellAddress[], seconds: number): ReleaseResult {
+  const { state, id } = t;
+  const layout = state.layout;
+  const { plan, letGo } = withLock(layout, () => {
+    const plan = planRelease(t, addrs);
+    const letGo = holdDrainLock(layout);
+    const alias = plan.entries.filter(isAlias);
+    flag(state, id, alias, L3_OWNER_RELEASING | L3_OWNER_DRAINING);
+    flag(
+      state,
+      id,
+      plan.entries.filter((e) => !isAlias(e)),
+      L3_OWNER_RELEASING | L3_OWNER_DRAINING,
+    );
+    rederive(state, id);
+    return { plan, letGo };
+  });
+  try {
+    const addresses = plan.entries.map((e) => e.address);
+    const deadline = Date.now() + seconds * 1000;
+    while (Date.now() < deadline) {
+      if (!socketsOn(addresses).some((s) => s.kind !== 'tcp-listen')) break;
+      sleepSync(Math.min(200, Math.max(1, deadline - Date.now())));
+    }
+    return withLock(layout, () => {
+      const owned = ownersOf(state, id);
+      const base = {
+        cell: t.name,
+        path: t.path,
+        id: id.toString(),
+        sockets: plan.sockets,
+        repaired: plan.repaired,
+      };
+      if (plan.whole) {
+        const socketsDestroyed = state.cell(id) ? finishCellRelease(state, id, owned) : 0;
+        return { ...base, released: publicTexts(plan.entries), removed: true, socketsDestroyed };
+      }
+      const texts = new Set(addresses.map((a) => a.text));
+      const still = owned.filter((e) => texts.has(e.address.text) && e.owner.flags & GONE);
+      const socketsDestroyed = finishRelease(
+        state,
+        still.map((e) => e.address),
+      );
+      reconcile(state, id, { drains: false });
+      return { ...base, released: publicTexts(plan.entries), removed: false, socketsDestroyed };
+    });
+  } finally {
+    letGo();
+  }
+}
+
+// ---- gc ----------------------------------------------------------------------
 
 export interface GcResult {
   /** cells whose cgroup was removed without `release` */
   cells: { id: string; addresses: string[] }[];
   /** addresses claimed by an assign that died before it wrote its cell */
   orphanedAddresses: string[];
+  /** cells whose derived fields reconcile repaired */
+  repaired: { cell: string; what: string[] }[];
+  /** counter entries of cells that no longer exist, removed */
+  staleCounters: string[];
 }
 
 /**
- * Releases what nobody can release by name any more: cells whose cgroup is
- * gone, and claims whose cell entry never got written (an assign that
- * crashed). Under the lock no assign is halfway, so such claims are stale.
+ * Releases what nobody can release by name any more (cells whose cgroup is
+ * gone; claims whose cell entry never got written, an assign that crashed),
+ * finishes interrupted releases and reconciles every other cell. Under the
+ * lock no assign is halfway, so such claims are stale.
  */
 export function gc(pinDir: string): GcResult {
   requireRoot('gc');
   const state = EngineState.open(pinDir);
   try {
-    const root = state.config().cgroupRoot;
-    return withLock(state.layout, () => {
-      const live = new Set(cgroupPathsById(root).keys());
-      const cells = state.cells();
-      const owners = state.owners();
-      const result: GcResult = { cells: [], orphanedAddresses: [] };
-      for (const id of cells.keys()) {
-        if (live.has(id)) continue;
-        const { released } = forgetCell(
-          state,
-          id,
-          owners.filter((o) => o.owner.cell === id),
-        );
-        result.cells.push({ id: id.toString(), addresses: released });
-      }
-      for (const o of owners) {
-        if (!cells.has(o.owner.cell)) {
-          state.unclaim(o.address);
-          result.orphanedAddresses.push(o.address.text);
-        }
-      }
-      return result;
-    });
+    const config = state.config();
+    return withLock(state.layout, () =>
+      gcLocked(state, liveCgroups(config.cgroupRoot, config.rootCgroup)),
+    );
+  } finally {
+    state.close();
+  }
+}
+
+/**
+ * Every cgroup id below the root. gc decides from this which cells are dead,
+ * so a root it cannot resolve, or that is not the cgroup the engine was
+ * brought up on, stops it: it never releases a cell because it looked in
+ * the wrong place.
+ */
+function liveCgroups(root: string, rootId: bigint): Set<bigint> {
+  let id: bigint | undefined;
+  try {
+    id = cgroupId(root);
+  } catch {
+    id = undefined;
+  }
+  if (id !== rootId) {
+    throw new L3isoError(
+      'ECGROUP_MISSING',
+      `gc cannot resolve the engine's cgroup root ${JSON.stringify(root)} (cgroup id ${rootId}${id === undefined ? ': no such cgroup' : `: that path is cgroup ${id} now`}); nothing was released`,
+      'gc only releases cells it can prove dead',
+    );
+  }
+  return new Set(cgroupPathsById(root).keys());
+}
+
+function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
+  requireRevoker(state.layout);
+  const drains = drainsRunning(state.layout);
+  const cells = state.cells();
+  const byCell = new Map<bigint, OwnerEntry[]>();
+  for (const e of state.owners())
+    byCell.set(e.owner.cell, [...(byCell.get(e.owner.cell) ?? []), e]);
+  const result: GcResult = { cells: [], orphanedAddresses: [], repaired: [], staleCounters: [] };
+  for (const [id, owned] of byCell) {
+    if (cells.has(id)) continue;
+    const doomed = owned.filter((e) => !(drains && e.owner.flags & L3_OWNER_DRAINING));
+    finishRelease(
+      state,
+      doomed.map((e) => e.address),
+    );
+    result.orphanedAddresses.push(...doomed.map((e) => e.address.text));
+  }
+  for (const id of cells.keys()) {
+    const owned = byCell.get(id) ?? [];
+    if (!live.has(id)) {
+      finishCellRelease(state, id, owned);
+      result.cells.push({ id: id.toString(), addresses: publicTexts(owned) });
+      continue;
+    }
+    const what = reconcile(state, id, { owned, drains });
+    if (what.length > 0) result.repaired.push({ cell: id.toString(), what });
+  }
+  const remaining = state.cells();
+  for (const id of state.statsIds()) {
+    if (id === 0n || remaining.has(id)) continue;
+    state.deleteStats(id);
+    setAllowList(state, id, []);
+    result.staleCounters.push(id.toString());
+  }
+  pruneCellNames(state.layout, new Set(remaining.keys()));
+  return result;
+}
+
+// ---- invariants ----------------------------------------------------------------
+
+/**
+ * What is inconsistent in the maps right now, straight from them (one line
+ * each; empty when every invariant holds). With no CLI running, this must
+ * be empty after any verb, gc, or a re-run of a killed verb.
+ */
+export function inconsistencies(state: EngineState, drains = false): string[] {
+  const out: string[] = [];
+  const cells = state.cells();
+  const byCell = new Map<bigint, OwnerEntry[]>();
+  for (const e of state.owners())
+    byCell.set(e.owner.cell, [...(byCell.get(e.owner.cell) ?? []), e]);
+  for (const [id, owned] of byCell) {
+    if (!cells.has(id))
+      out.push(`owners without a cell #${id}: ${owned.map((e) => e.address.text).join(', ')}`);
+    for (const e of owned) {
+      if (e.owner.flags & L3_OWNER_RELEASING && !(drains && e.owner.flags & L3_OWNER_DRAINING))
+        out.push(`${e.address.text} of #${id} is stuck RELEASING`);
+    }
+  }
+  const stats = new Set(state.statsIds());
+  for (const [id, cell] of cells) {
+    const owned = byCell.get(id) ?? [];
+    const alias = owned.find(isAlias);
+    if (!alias) out.push(`cell #${id} has no loopback alias owner`);
+    else if (alias.address.text !== cell.loopback4.text)
+      out.push(`cell #${id} records alias ${cell.loopback4.text}, owns ${alias.address.text}`);
+    if (!stats.has(id)) out.push(`cell #${id} has no counters entry`);
+    for (const family of [4, 6] as const) {
+      const usable = owned.filter((e) => isUsable(e) && e.address.family === family);
+      const count = family === 4 ? cell.addrs4 : cell.addrs6;
+      const primary = family === 4 ? cell.primary4 : cell.primary6;
+      if (count !== usable.length)
+        out.push(`cell #${id} counts ${count} IPv${family} addresses, owns ${usable.length}`);
+      if (usable.length > 0 && !primary) out.push(`cell #${id} has IPv${family} but no primary`);
+      if (primary && !usable.some((e) => e.address.text === primary.text))
+        out.push(`cell #${id} IPv${family} primary ${primary.text} is not a usable address of it`);
+    }
+  }
+  for (const id of stats) if (id !== 0n && !cells.has(id)) out.push(`counters of no cell: #${id}`);
+  return out;
+}
+
+/** `gc --check`: the inconsistencies, changing nothing. */
+export function checkState(pinDir: string): string[] {
+  const state = EngineState.open(pinDir);
+  try {
+    return withLock(state.layout, () => inconsistencies(state, drainsRunning(state.layout)));
   } finally {
     state.close();
   }

@@ -10,6 +10,7 @@
 import { RingBuffer } from '../../loader';
 import { decodeEvent } from '../maps/layout';
 import { CellNamer, readSuppressed } from './counters';
+import { recordedCellNames } from './names';
 import { EngineState } from './state';
 
 /** One event as `events` prints it. */
@@ -87,6 +88,8 @@ export interface EventReaderOptions {
 /** A consumer of an engine's audit ring buffer. Close it when done. */
 export class EventReader {
   private pending: Buffer[] = [];
+  /** stop taking records from the ring once this many are pending */
+  private limit = Infinity;
   private readonly ring: RingBuffer;
 
   private constructor(
@@ -94,7 +97,10 @@ export class EventReader {
     private readonly namer: CellNamer,
     private readonly clock: MonotonicClock,
   ) {
-    this.ring = RingBuffer.open(state.map('l3_events'), (record) => this.pending.push(record));
+    this.ring = RingBuffer.open(state.map('l3_events'), (record) => {
+      this.pending.push(record);
+      return this.pending.length < this.limit;
+    });
   }
 
   static open(pinDir: string, opts: EventReaderOptions = {}): EventReader {
@@ -108,14 +114,24 @@ export class EventReader {
     }
   }
 
-  /** Every event the ring holds now (never waits). */
-  read(): EventView[] {
+  /** Every event the ring holds now, or the first `max` of them: the rest
+   * stay in the ring (never waits). */
+  read(max = Infinity): EventView[] {
+    if (max <= 0) return [];
+    this.limit = max;
     this.ring.consume();
     if (this.pending.length === 0) return [];
     const records = this.pending;
     this.pending = [];
     const decoded = records.map((r) => decodeEvent(r));
     const names = this.namer.resolve(decoded.map((e) => e.cell));
+    // A cell whose cgroup is gone: the name assign recorded.
+    if (names.some((n) => n.startsWith('#'))) {
+      const recorded = recordedCellNames(this.state.layout);
+      decoded.forEach((e, i) => {
+        if (names[i]!.startsWith('#')) names[i] = recorded.get(e.cell) ?? names[i]!;
+      });
+    }
     return decoded.map((e, i) => ({
       time: this.clock.iso(e.timeNs),
       monotonicNs: e.timeNs.toString(),
@@ -182,7 +198,8 @@ export function streamEvents(o: StreamOptions): Promise<StreamResult> {
   let lastSuppressed = reader.suppressed();
 
   const deliver = (): StreamEnd | undefined => {
-    for (const e of reader.read()) {
+    // Take no more than --count from the ring: later events stay for the next reader.
+    for (const e of reader.read(o.count === undefined ? Infinity : o.count - delivered)) {
       if (o.count !== undefined && delivered >= o.count) return 'count';
       delivered++;
       if (o.onEvent(e) === false) return 'output-closed';

@@ -6,19 +6,41 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AttachType, BpfLink, type BpfProgram } from '../../loader';
+import { randomBytes } from 'node:crypto';
+import { AttachType, BpfLink, BpfMap, MapType, type BpfProgram } from '../../loader';
 import { L3isoError } from '../errors';
-import { L3_LAYOUT_VERSION } from '../maps/layout';
-import { cgroupId, cgroupLevel, findCgroup2Mount } from '../model/cgroup';
+import {
+  L3_CELL_ALLOW_LIST,
+  L3_CONFIG_COMPLETE,
+  L3_CONFIG_MAGIC,
+  L3_INSTANCE_LEN,
+  L3_LAYOUT_VERSION,
+  L3_OWNER_LOOPBACK,
+  type Config,
+} from '../maps/layout';
+import {
+  cgroupId,
+  cgroupLevel,
+  cgroupPathsById,
+  findCgroup2Mount,
+  relativeCellName,
+} from '../model/cgroup';
+import { reconcile } from './cells';
 import { requireFeatures } from './features';
 import { withLock } from './lock';
-import { pinLayout, type PinLayout } from './paths';
+import { TEMP_NAME, isOwnTopEntry, pinAtomically, pinLayout, type PinLayout } from './paths';
 import { requireRoot } from './privilege';
-import { ALL_PROGRAMS, ATTACHED_OBJECTS, DEFAULT_MAX_CELLS } from './programs';
-import { parsePrefixes, setManagedPrefixes } from './prefixes';
+import {
+  ALL_PROGRAMS,
+  ATTACHED_OBJECTS,
+  DEFAULT_MAX_CELLS,
+  SHARED_MAPS,
+  type SharedMapName,
+} from './programs';
+import { allowList, parsePrefixes, setManagedPrefixes } from './prefixes';
 import { loadWithPinnedMaps } from './objects';
 import { pinRevoker, unpinRevoker } from './revoke';
-import { EngineState } from './state';
+import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from './state';
 import { detachAllUplinks } from './uplink';
 
 export interface UpOptions {
@@ -29,6 +51,8 @@ export interface UpOptions {
   netns?: string;
   /** prefixes whose addresses belong to cells; undefined keeps the current set */
   managedPrefixes?: string[];
+  /** rebuild missing maps of a live engine from the owner map */
+  repair?: boolean;
   onProgress?: (step: string) => void;
 }
 
@@ -41,54 +65,60 @@ export interface UpResult {
   fresh: boolean;
   maps: { name: string; action: 'created' | 'reused'; maxEntries: number }[];
   programs: { name: string; action: 'attached' | 'replaced' }[];
+  /** maps --repair re-created (the cell map rebuilt from the owner map) */
+  repaired: string[];
 }
 
 export function up(opts: UpOptions): UpResult {
   requireRoot('up');
   const progress = opts.onProgress ?? (() => {});
-  const maxCells = opts.maxCells ?? DEFAULT_MAX_CELLS;
-  if (!Number.isInteger(maxCells) || maxCells < 1 || maxCells > 16_000_000) {
+  if (
+    opts.maxCells !== undefined &&
+    (!Number.isInteger(opts.maxCells) || opts.maxCells < 1 || opts.maxCells > 16_000_000)
+  ) {
     throw new L3isoError(
       'EUSAGE',
-      `--max-cells must be an integer between 1 and 16000000, not ${maxCells}`,
+      `--max-cells must be an integer between 1 and 16000000, not ${opts.maxCells}`,
     );
   }
   const mount = findCgroup2Mount();
   const root = resolveCgroupRoot(opts.cgroupRoot, mount);
   const layout = pinLayout(opts.pinDir);
   const managed = opts.managedPrefixes ? parsePrefixes(opts.managedPrefixes) : undefined;
+  const netnsPath = opts.netns ?? '/proc/self/ns/net';
+  const netnsIno = netnsInode(netnsPath);
   progress('checking kernel features');
   requireFeatures(layout.root);
 
   return withLock(layout, () => {
-    const previous = existingRoot(layout);
-    if (previous !== undefined && previous !== root) {
-      throw new L3isoError(
-        'EALREADY_UP',
-        `engine in ${layout.root} is up for cgroup root ${previous}, not ${root}`,
-        'run `l3iso down` first, or use another --pin-dir',
-      );
-    }
+    const found = inspectForUp(layout, opts.repair === true);
+    const previous = found.config;
+    if (previous) checkSameEngine(layout, previous, root, netnsPath, netnsIno, opts.maxCells);
+    claimRoot(layout, root);
     const undo: (() => void)[] = [];
     try {
       const result = bringUp(
-        layout,
-        root,
-        mount,
-        opts.netns ?? '/proc/self/ns/net',
-        maxCells,
-        previous === undefined,
+        {
+          layout,
+          root,
+          mount,
+          netnsPath,
+          netnsIno,
+          maxCells: previous?.maxCells || opts.maxCells || DEFAULT_MAX_CELLS,
+          previous,
+          rebuildCells: found.missing.includes('l3_cells'),
+        },
         undo,
         progress,
       );
-      if (managed) {
-        const state = EngineState.open(layout.root);
-        try {
-          setManagedPrefixes(state, managed);
-        } finally {
-          state.close();
-        }
+      const state = EngineState.open(layout.root, { incomplete: true });
+      try {
+        if (managed) setManagedPrefixes(state, managed);
+        markComplete(state);
+      } finally {
+        state.close();
       }
+      result.repaired = found.missing;
       return result;
     } catch (err) {
       // Nothing half-applied: remove whatever this run created.
@@ -104,38 +134,205 @@ export function up(opts: UpOptions): UpResult {
   });
 }
 
-function bringUp(
+function netnsInode(netnsPath: string): bigint {
+  try {
+    return fs.statSync(netnsPath, { bigint: true }).ino;
+  } catch (err) {
+    throw new L3isoError(
+      'EUSAGE',
+      `cannot open network namespace ${netnsPath}: ${(err as Error).message}`,
+    );
+  }
+}
+
+interface Found {
+  /** the live (or interrupted) engine's config; undefined: a fresh dir */
+  config: Config | undefined;
+  /** shared maps to create although the engine existed (--repair) */
+  missing: SharedMapName[];
+}
+
+/**
+ * What `up` finds in the pin dir, refusing what it must not adopt: pins
+ * l3iso did not create, another layout, or a live engine with maps missing
+ * (creating them empty would unconfine every cell at once) unless
+ * --repair, which rebuilds the cell map from the owner map and never
+ * recreates the owner map itself (the truth cannot be rebuilt).
+ */
+function inspectForUp(layout: PinLayout, repair: boolean): Found {
+  const foreign = foreignEntries(layout);
+  if (foreign.length > 0) {
+    throw new L3isoError(
+      'EPIN_DIR',
+      `pin dir ${layout.root} holds pins l3iso did not create: ${foreign.join(', ')}`,
+      'use another --pin-dir; l3iso does not adopt or remove pins it did not create',
+    );
+  }
+  const missing = missingMaps(layout);
+  const anyLinks = fs.existsSync(layout.linksDir) && fs.readdirSync(layout.linksDir).length > 0;
+  if (missing.length === SHARED_MAPS.length) {
+    if (anyLinks) {
+      throw new L3isoError(
+        'EPIN_PARTIAL',
+        `pin dir ${layout.root} has attached links but none of the engine's maps`,
+        'run `l3iso down --force` and `up` again (the assignments are lost)',
+      );
+    }
+    return { config: undefined, missing: [] };
+  }
+  const state = EngineState.open(layout.root, { incomplete: true });
+  try {
+    const config = missing.includes('l3_config') ? undefined : state.marker(true);
+    const complete = config !== undefined && ((config.flags ?? 0) & L3_CONFIG_COMPLETE) !== 0;
+    if (!complete && !missing.includes('l3_config')) return { config, missing: [] };
+    if (missing.length === 0) return { config, missing: [] };
+    if (!repair) {
+      throw new L3isoError(
+        'EPIN_PARTIAL',
+        `engine in ${layout.root} is missing pinned maps: ${missing.join(', ')}; up would start with them empty`,
+        'run `l3iso up --repair` to rebuild them from the owner map, or `down --force` and `up`',
+      );
+    }
+    if (missing.includes('l3_owners')) {
+      throw new L3isoError(
+        'EPIN_PARTIAL',
+        `engine in ${layout.root} lost its owner map (l3_owners): which cell owns which address cannot be rebuilt`,
+        'run `l3iso down --force` and `up` again, then assign the cells again',
+      );
+    }
+    return { config, missing };
+  } finally {
+    state.close();
+  }
+}
+
+/** `up` on a live engine with other parameters would report success and
+ * change nothing (links keep their cgroup and netns, maps their size). */
+function checkSameEngine(
   layout: PinLayout,
+  config: Config,
   root: string,
-  mount: string,
   netnsPath: string,
-  maxCells: number,
-  fresh: boolean,
-  undo: (() => void)[],
-  progress: (step: string) => void,
-): UpResult {
+  netnsIno: bigint,
+  maxCells: number | undefined,
+): void {
+  const refuse = (what: string): never => {
+    throw new L3isoError(
+      'EALREADY_UP',
+      `engine in ${layout.root} is up with ${what}`,
+      'run `l3iso down` first, or use another --pin-dir',
+    );
+  };
+  if (config.cgroupRoot !== root) refuse(`cgroup root ${config.cgroupRoot}, not ${root}`);
+  if (config.rootCgroup !== 0n && config.rootCgroup !== cgroupId(root))
+    refuse(`cgroup root id ${config.rootCgroup}; ${root} is another cgroup now`);
+  if (config.netnsIno && config.netnsIno !== netnsIno)
+    refuse(`network namespace inode ${config.netnsIno}, not ${netnsPath} (inode ${netnsIno})`);
+  if (maxCells !== undefined && config.maxCells && config.maxCells !== maxCells)
+    refuse(`--max-cells ${config.maxCells}, not ${maxCells}`);
+}
+
+/**
+ * One engine per cgroup root: two would both confine its cells, with
+ * different assignments. /run/l3iso/root-<cgroup id> names the pin dir of
+ * the engine managing that root; an entry whose engine is gone is stale.
+ */
+function claimRoot(layout: PinLayout, root: string): void {
+  const file = rootClaimFile(cgroupId(root));
+  let holder: string | undefined;
+  try {
+    holder = fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    holder = undefined;
+  }
+  if (holder && holder !== layout.root && EngineState.isUp(holder)) {
+    if (managesRoot(holder, cgroupId(root))) {
+      throw new L3isoError(
+        'EALREADY_UP',
+        `cgroup root ${root} is already managed by the engine in ${holder}`,
+        'one engine per cgroup root: use that --pin-dir, or bring it down first',
+      );
+    }
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, layout.root + '\n', { mode: 0o600 });
+}
+
+function managesRoot(pinDir: string, rootId: bigint): boolean {
+  try {
+    const other = EngineState.open(pinDir);
+    try {
+      return other.config().rootCgroup === rootId;
+    } finally {
+      other.close();
+    }
+  } catch {
+    return false; // gone, or not an engine any more: a stale claim
+  }
+}
+
+function rootClaimFile(rootId: bigint): string {
+  return path.join('/run/l3iso', `root-${rootId}`);
+}
+
+function releaseRoot(layout: PinLayout, rootId: bigint | undefined): void {
+  if (rootId === undefined) return;
+  const file = rootClaimFile(rootId);
+  try {
+    if (fs.readFileSync(file, 'utf8').trim() === layout.root) fs.rmSync(file, { force: true });
+  } catch {
+    /* none */
+  }
+}
+
+function markComplete(state: EngineState): void {
+  const config = state.marker(true);
+  if (!config) throw new L3isoError('EKERNEL', 'l3_config was not written');
+  if ((config.flags ?? 0) & L3_CONFIG_COMPLETE) return;
+  state.writeConfig({ ...config, flags: (config.flags ?? 0) | L3_CONFIG_COMPLETE });
+}
+
+interface BringUp {
+  layout: PinLayout;
+  root: string;
+  mount: string;
+  netnsPath: string;
+  netnsIno: bigint;
+  maxCells: number;
+  previous: Config | undefined;
+  rebuildCells: boolean;
+}
+
+function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => void): UpResult {
+  const { layout, root } = b;
   for (const dir of [layout.root, layout.mapsDir, layout.linksDir]) {
     if (!fs.existsSync(dir)) {
       fs.mkdirSync(dir);
       undo.push(() => fs.rmdirSync(dir));
     }
   }
+  removeStaleTemps(layout);
   const result: UpResult = {
     pinDir: layout.root,
     cgroupRoot: root,
-    netns: netnsPath,
+    netns: b.netnsPath,
     rootCgroupId: cgroupId(root).toString(),
-    fresh,
+    fresh: b.previous === undefined || !((b.previous.flags ?? 0) & L3_CONFIG_COMPLETE),
     maps: [],
     programs: [],
+    repaired: [],
   };
-  const targets = openTargets(root, netnsPath);
+  const targets = openTargets(root, b.netnsPath);
   try {
     for (const [i, spec] of ATTACHED_OBJECTS.entries()) {
       progress(`loading ${spec.file}`);
-      const obj = loadWithPinnedMaps(spec.file, layout, { maxCells, result, undo });
+      const obj = loadWithPinnedMaps(spec.file, layout, { maxCells: b.maxCells, result, undo });
       try {
-        if (i === 0) writeConfig(layout, root, mount);
+        if (i === 0) {
+          writeConfig(b);
+          // Before any program is swapped in: they would see an empty cell map.
+          if (b.rebuildCells) rebuildCells(layout);
+        }
         for (const p of spec.programs) {
           const targetFd = p.target === 'cgroup' ? targets.cgroup : targets.netns;
           result.programs.push(
@@ -153,8 +350,41 @@ function bringUp(
   retireUnknownLinks(layout);
   progress('loading the revocation iterator');
   pinRevoker(layout);
-  if (fresh) undo.push(() => unpinRevoker(layout));
+  if (b.previous === undefined) undo.push(() => unpinRevoker(layout));
   return result;
+}
+
+/** --repair: every cell the owner map proves (it owns a loopback alias)
+ * gets its record back; policy flags fall back to the defaults (raw
+ * denied), except an allow-list that still has entries stays enforced. */
+function rebuildCells(layout: PinLayout): void {
+  const state = EngineState.open(layout.root, { incomplete: true });
+  try {
+    const ids = new Set(
+      state
+        .owners()
+        .filter((o) => o.owner.flags & L3_OWNER_LOOPBACK)
+        .map((o) => o.owner.cell),
+    );
+    for (const id of ids) {
+      reconcile(state, id, { create: true });
+      const cell = state.cell(id);
+      if (cell && allowList(state, id).length > 0)
+        state.putCell(id, { ...cell, flags: cell.flags | L3_CELL_ALLOW_LIST });
+    }
+  } finally {
+    state.close();
+  }
+}
+
+/** Pins a crashed run left under a temporary name (see pinAtomically). */
+function removeStaleTemps(layout: PinLayout): void {
+  for (const dir of [layout.root, layout.mapsDir, layout.linksDir]) {
+    if (!fs.existsSync(dir)) continue;
+    for (const entry of fs.readdirSync(dir)) {
+      if (TEMP_NAME.test(entry)) fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+    }
+  }
 }
 
 function openTargets(root: string, netnsPath: string): { cgroup: number; netns: number } {
@@ -170,15 +400,22 @@ function openTargets(root: string, netnsPath: string): { cgroup: number; netns: 
   }
 }
 
-// Before any link: sock_create reads the root level from it.
-function writeConfig(layout: PinLayout, root: string, mount: string): void {
-  const state = EngineState.open(layout.root);
+// Before any link: sock_create reads the root level from it. A live
+// engine keeps its instance id and COMPLETE flag (verbs running meanwhile
+// must not see an interrupted up); a first up sets COMPLETE only at the end.
+function writeConfig(b: BringUp): void {
+  const state = EngineState.open(b.layout.root, { incomplete: true });
   try {
     state.writeConfig({
-      rootCgroup: cgroupId(root),
-      rootLevel: cgroupLevel(root, mount),
+      rootCgroup: cgroupId(b.root),
+      rootLevel: cgroupLevel(b.root, b.mount),
       version: L3_LAYOUT_VERSION,
-      cgroupRoot: root,
+      cgroupRoot: b.root,
+      magic: L3_CONFIG_MAGIC,
+      instance: b.previous?.instance || randomBytes(L3_INSTANCE_LEN).toString('hex'),
+      netnsIno: b.netnsIno,
+      maxCells: b.maxCells,
+      flags: b.previous?.flags ?? 0,
     });
     state.ensureStats(0n);
   } finally {
@@ -206,7 +443,7 @@ function attachOrReplace(
   }
   const link = BpfLink.create(prog.fd, targetFd, attach);
   try {
-    link.pin(pinned);
+    pinAtomically(pinned, (p) => link.pin(p));
     undo.push(() => fs.unlinkSync(pinned));
   } finally {
     link.close();
@@ -219,18 +456,6 @@ function retireUnknownLinks(layout: PinLayout): void {
   const known = new Set(ALL_PROGRAMS.map((p) => p.program));
   for (const entry of fs.readdirSync(layout.linksDir)) {
     if (!known.has(entry)) fs.unlinkSync(path.join(layout.linksDir, entry));
-  }
-}
-
-function existingRoot(layout: PinLayout): string | undefined {
-  if (!EngineState.isUp(layout.root)) return undefined;
-  const state = EngineState.open(layout.root);
-  try {
-    return state.config().cgroupRoot;
-  } catch {
-    return undefined;
-  } finally {
-    state.close();
   }
 }
 
@@ -258,43 +483,169 @@ export interface DownResult {
   links: number;
   maps: number;
   uplinks: number;
+  /** cells whose isolation went with the engine (down --force) */
+  cells: string[];
+  /** what was in the pin dir that l3iso did not create: left in place */
+  left: string[];
 }
 
-/** Detaches (unpinning a link whose only reference is the pin detaches it)
- * and forgets every map of the instance. */
-export function down(pinDir: string): DownResult {
+export interface DownOptions {
+  /** go down although cells exist (they become ordinary cgroups) */
+  force?: boolean;
+}
+
+/**
+ * Detaches (unpinning a link whose only reference is the pin detaches it)
+ * and removes the pins l3iso created, and only those: a dir that is not an
+ * l3iso engine's (no marker, a newer layout) is refused whole.
+ */
+export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   requireRoot('down');
   const layout = pinLayout(pinDir);
   if (!fs.existsSync(layout.root)) {
     throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
   }
+  let rootId: bigint | undefined;
   const result = withLock(layout, () => {
-    const result: DownResult = { pinDir: layout.root, links: 0, maps: 0, uplinks: 0 };
-    // Netlink attachments do not go away with the pins: remove them first.
-    if (EngineState.isUp(layout.root)) {
-      const state = EngineState.open(layout.root);
+    const result: DownResult = {
+      pinDir: layout.root,
+      links: 0,
+      maps: 0,
+      uplinks: 0,
+      cells: [],
+      left: [],
+    };
+    const engine = openForDown(layout);
+    if (engine) {
       try {
-        result.uplinks = detachAllUplinks(state);
+        rootId = engine.rootId;
+        const cells = engine.state ? liveCellNames(engine.state) : [];
+        if (cells.length > 0 && !opts.force) {
+          throw new L3isoError(
+            'ECELLS_LIVE',
+            `engine in ${layout.root} still has ${cells.length} cells (${cells.slice(0, 8).join(', ')}${cells.length > 8 ? ', ...' : ''}): down would leave them unconfined`,
+            'release them first, or pass --force',
+          );
+        }
+        result.cells = cells;
+        // Netlink attachments do not go away with the pins: remove them first.
+        if (engine.state) result.uplinks = detachAllUplinks(engine.state);
       } finally {
-        state.close();
+        engine.state?.close();
       }
     }
-    unpinRevoker(layout);
-    for (const [dir, key] of [
-      [layout.linksDir, 'links'],
-      [layout.mapsDir, 'maps'],
-    ] as const) {
-      if (!fs.existsSync(dir)) continue;
-      for (const entry of fs.readdirSync(dir)) {
-        fs.unlinkSync(path.join(dir, entry));
-        result[key]++;
-      }
-      fs.rmdirSync(dir);
-    }
-    fs.rmdirSync(layout.root);
+    removeOwnPins(layout, result);
     return result;
   });
+  releaseRoot(layout, rootId);
   // After the lock is released: a writer waiting on it finds ENOT_UP.
-  fs.rmSync(layout.lockFile, { force: true });
+  if (!fs.existsSync(layout.root)) fs.rmSync(layout.lockFile, { force: true });
   return result;
+}
+
+/**
+ * The engine in the dir, as far as down needs it: undefined when there is
+ * nothing of an engine left to talk to (maps gone: only pins to remove);
+ * refuses a dir whose marker says it is not ours, or not of a layout this
+ * l3iso understands (version 1, the previous one, is still taken down).
+ */
+function openForDown(
+  layout: PinLayout,
+): { state: EngineState | undefined; rootId: bigint | undefined } | undefined {
+  const foreign = foreignEntries(layout);
+  const ours = fs.readdirSync(layout.root).filter(isOwnTopEntry);
+  if (ours.length === 0) {
+    throw new L3isoError(
+      'EPIN_DIR',
+      `pin dir ${layout.root} holds no l3iso engine${foreign.length ? ` (only ${foreign.join(', ')})` : ''}; nothing was removed`,
+    );
+  }
+  if (!fs.existsSync(layout.map('l3_config'))) return undefined;
+  const legacy = legacyVersion(layout);
+  if (legacy !== undefined) return { state: undefined, rootId: undefined };
+  let state: EngineState;
+  try {
+    state = EngineState.open(layout.root, { incomplete: true });
+  } catch (err) {
+    if (err instanceof L3isoError && err.code === 'EPIN_PARTIAL') return undefined;
+    throw err;
+  }
+  try {
+    const config = state.marker(true);
+    const complete = missingMaps(layout).length === 0;
+    if (!complete) {
+      state.close();
+      return { state: undefined, rootId: config?.rootCgroup };
+    }
+    return { state, rootId: config?.rootCgroup };
+  } catch (err) {
+    state.close();
+    throw err;
+  }
+}
+
+/** 1 when the dir is an engine of layout version 1 (l3_config of its size). */
+function legacyVersion(layout: PinLayout): number | undefined {
+  const map = BpfMap.openPinned(layout.map('l3_config'));
+  try {
+    if (map.type !== MapType.ARRAY || map.valueSize !== L3_CONFIG_V1_SIZE) return undefined;
+    const raw = map.lookup(Buffer.alloc(4));
+    return raw && raw.readUInt32LE(12) === 1 ? 1 : undefined;
+  } finally {
+    map.close();
+  }
+}
+
+function liveCellNames(state: EngineState): string[] {
+  const cells = [...state.cells().keys()];
+  if (cells.length === 0) return [];
+  let names = new Map<bigint, string>();
+  try {
+    const root = state.config().cgroupRoot;
+    names = new Map([...cgroupPathsById(root)].map(([id, p]) => [id, relativeCellName(p, root)]));
+  } catch {
+    /* names are a courtesy */
+  }
+  return cells.map((id) => names.get(id) ?? `#${id}`).sort();
+}
+
+/** Entries of the dir l3iso would not have created. */
+function foreignEntries(layout: PinLayout): string[] {
+  if (!fs.existsSync(layout.root)) return [];
+  const out = fs.readdirSync(layout.root).filter((e) => !isOwnTopEntry(e));
+  if (fs.existsSync(layout.mapsDir) && fs.statSync(layout.mapsDir).isDirectory()) {
+    for (const e of fs.readdirSync(layout.mapsDir)) {
+      if (!(SHARED_MAPS as readonly string[]).includes(e) && !TEMP_NAME.test(e))
+        out.push(`maps/${e}`);
+    }
+  }
+  return out;
+}
+
+function removeOwnPins(layout: PinLayout, result: DownResult): void {
+  unpinRevoker(layout);
+  if (fs.existsSync(layout.linksDir)) {
+    for (const entry of fs.readdirSync(layout.linksDir)) {
+      fs.rmSync(path.join(layout.linksDir, entry), { recursive: true, force: true });
+      if (!TEMP_NAME.test(entry)) result.links++;
+    }
+    fs.rmdirSync(layout.linksDir);
+  }
+  if (fs.existsSync(layout.mapsDir)) {
+    for (const entry of fs.readdirSync(layout.mapsDir)) {
+      const own = (SHARED_MAPS as readonly string[]).includes(entry) || TEMP_NAME.test(entry);
+      if (!own) {
+        result.left.push(`maps/${entry}`);
+        continue;
+      }
+      fs.rmSync(path.join(layout.mapsDir, entry), { force: true });
+      if (!TEMP_NAME.test(entry)) result.maps++;
+    }
+    if (fs.readdirSync(layout.mapsDir).length === 0) fs.rmdirSync(layout.mapsDir);
+  }
+  for (const entry of fs.readdirSync(layout.root)) {
+    if (TEMP_NAME.test(entry)) fs.rmSync(path.join(layout.root, entry), { force: true });
+    else if (!isOwnTopEntry(entry)) result.left.push(entry);
+  }
+  if (fs.readdirSync(layout.root).length === 0) fs.rmdirSync(layout.root);
 }

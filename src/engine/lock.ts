@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { flockExclusive } from '../../loader';
+import { flockExclusive, isErrno } from '../../loader';
 import { bumpGeneration } from './generation';
 import type { PinLayout } from './paths';
 
@@ -25,4 +25,51 @@ export function withLock<T>(layout: PinLayout, fn: () => T): T {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+function drainPrefix(layout: PinLayout): string {
+  return `${path.basename(layout.lockFile, '.lock')}.drain.`;
+}
+
+/**
+ * Taken (under the instance lock) by a `release --drain` for as long as it
+ * waits out its deadline. A flock, so a killed drain lets go of it: gc and
+ * reconcile then know its DRAINING owners are stale and finish them.
+ * Returns the function that lets go.
+ */
+export function holdDrainLock(layout: PinLayout): () => void {
+  const file = path.join(path.dirname(layout.lockFile), `${drainPrefix(layout)}${process.pid}`);
+  const fd = fs.openSync(file, 'w', 0o600);
+  flockExclusive(fd);
+  return () => {
+    fs.rmSync(file, { force: true });
+    fs.closeSync(fd);
+  };
+}
+
+/** Some `release --drain` of this instance is waiting (call under the lock). */
+export function drainsRunning(layout: PinLayout): boolean {
+  const dir = path.dirname(layout.lockFile);
+  if (!fs.existsSync(dir)) return false;
+  let running = false;
+  for (const entry of fs.readdirSync(dir)) {
+    if (!entry.startsWith(drainPrefix(layout))) continue;
+    const file = path.join(dir, entry);
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch {
+      continue;
+    }
+    try {
+      flockExclusive(fd, { nonBlocking: true });
+      fs.rmSync(file, { force: true }); // its drain died
+    } catch (err) {
+      if (!isErrno(err, 'EAGAIN') && !isErrno(err, 'EWOULDBLOCK')) throw err;
+      running = true;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return running;
 }

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { BpfLoadError, BpfMap, BpfObject } from '../../loader';
 import { L3isoError } from '../errors';
-import { bpfObjectPath, type PinLayout } from './paths';
+import { bpfObjectPath, pinAtomically, type PinLayout } from './paths';
 import { SHARED_MAPS, mapCapacity } from './programs';
 
 export interface MapOutcome {
@@ -56,7 +56,7 @@ export function loadWithPinnedMaps(
           map.type !== spec.type
         ) {
           throw new L3isoError(
-            'EKERNEL',
+            'EPIN_DIR',
             `pinned map ${spec.name} has another layout than this version expects`,
             'run `l3iso down` and `up` again (this drops the assignments)',
           );
@@ -100,7 +100,7 @@ export function loadWithPinnedMaps(
     for (const name of created) {
       const map = obj.map(name);
       try {
-        map.pin(layout.map(name));
+        pinAtomically(layout.map(name), (p) => map.pin(p));
       } finally {
         map.close();
       }

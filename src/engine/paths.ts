@@ -3,6 +3,7 @@
  * directory on bpffs, so the directory is the instance's identity.
  */
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/l3iso';
@@ -43,4 +44,31 @@ export function packageRoot(): string {
 
 export function bpfObjectPath(file: string): string {
   return path.join(packageRoot(), 'bpf', file);
+}
+
+/** Name of a pin made under a temporary name (NAME-tmp-PID: bpffs refuses names with a dot), renamed into
+ * place when complete; one left behind is a crashed run's. */
+export const TEMP_NAME = /-tmp-\d+$/;
+
+/**
+ * Pins under a temporary name, then renames into place: no verb ever sees
+ * a half-made pin at `final`, and a crash leaves only a temp name that the
+ * next up or down removes. rename(2) on bpffs is atomic.
+ */
+export function pinAtomically(final: string, pin: (p: string) => void): void {
+  const tmp = `${final}-tmp-${process.pid}`;
+  fs.rmSync(tmp, { force: true });
+  pin(tmp);
+  fs.renameSync(tmp, final);
+}
+
+/** Entries of the pin dir's top level that l3iso creates. */
+export function isOwnTopEntry(name: string): boolean {
+  return (
+    name === 'maps' ||
+    name === 'links' ||
+    name === 'revoke' ||
+    /^revoke-/.test(name) ||
+    TEMP_NAME.test(name)
+  );
 }

@@ -2,7 +2,8 @@
  * Which BPF program goes where. One table, so `up` (attach or replace in
  * place), `down` (detach) and `doctor` (probe) never disagree.
  */
-import { AttachType } from '../../loader';
+import { AttachType, MapType } from '../../loader';
+import { LAYOUT } from '../maps/layout';
 
 export interface ProgramAttachment {
   /** Function name in the object; also the name of its pinned link. */
@@ -107,6 +108,38 @@ export const SHARED_MAPS = [
   'l3_generation',
 ] as const;
 export type SharedMapName = (typeof SHARED_MAPS)[number];
+
+export interface MapShape {
+  readonly type: MapType;
+  readonly keySize: number;
+  readonly valueSize: number;
+}
+
+/** What each pinned map must look like (bpf/maps.bpf.h; checked against
+ * the built objects in test/integration/pin-dir.test.ts): a pin with the
+ * right name but another shape is not the engine's, and is refused. */
+export const SHARED_MAP_SHAPES: Readonly<Record<SharedMapName, MapShape>> = {
+  l3_config: { type: MapType.ARRAY, keySize: 4, valueSize: LAYOUT.l3_config.size },
+  l3_cells: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell.size },
+  l3_owners: { type: MapType.HASH, keySize: LAYOUT.l3_addr.size, valueSize: LAYOUT.l3_owner.size },
+  l3_cell_stats: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: LAYOUT.l3_cell_stats.size },
+  l3_sock_origin: {
+    type: MapType.SK_STORAGE,
+    keySize: 4,
+    valueSize: LAYOUT.l3_sock_origin.size,
+  },
+  l3_listeners: { type: MapType.SOCKHASH, keySize: LAYOUT.l3_listen_key.size, valueSize: 8 },
+  l3_managed: { type: MapType.LPM_TRIE, keySize: LAYOUT.l3_prefix_key.size, valueSize: 1 },
+  l3_allow: { type: MapType.LPM_TRIE, keySize: LAYOUT.l3_allow_key.size, valueSize: 1 },
+  l3_uplinks: { type: MapType.HASH, keySize: 4, valueSize: LAYOUT.l3_uplink.size },
+  l3_events: { type: MapType.RINGBUF, keySize: 0, valueSize: 0 },
+  l3_event_budget: {
+    type: MapType.PERCPU_ARRAY,
+    keySize: 4,
+    valueSize: LAYOUT.l3_event_budget.size,
+  },
+  l3_generation: { type: MapType.ARRAY, keySize: 4, valueSize: 8 },
+};
 
 /** max_entries of each map for a given --max-cells. Hash maps do not
  * preallocate, so generous limits cost nothing until used. */

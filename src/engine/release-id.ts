@@ -23,8 +23,7 @@ export function releaseCellById(pinDir: string, id: bigint): ReleaseByIdResult {
     return withLock(state.layout, () => {
       if (!state.cell(id))
         return { id: id.toString(), found: false, released: [], socketsDestroyed: 0 };
-      const owned = state.owners().filter((o) => o.owner.cell === id);
-      return { id: id.toString(), found: true, ...forgetCell(state, id, owned) };
+      return { id: id.toString(), found: true, ...forgetCell(state, id) };
     });
   } finally {
     state.close();

@@ -1,6 +1,7 @@
 /**
- * Revocation: after an address leaves a cell, destroy every TCP and UDP
- * socket still bound to it (bpf_sock_destroy from a socket iterator, Linux
+ * Revocation: after an address leaves a cell, destroy every TCP connection
+ * and UDP socket still bound to it (listeners stay, unreachable: see
+ * bpf/revoke.bpf.c) (bpf_sock_destroy from a socket iterator, Linux
  * 6.5+). The iterator walks the sockets of the calling process's network
  * namespace, so this runs where `up` ran (the engine's netns).
  *
@@ -19,56 +20,90 @@ import {
   pinObject,
   runIterator,
 } from '../../loader';
-import { encodeAddr } from '../maps/layout';
+import { LAYOUT, L3_FAMILY_V4, L3_FAMILY_V6, encodeAddr } from '../maps/layout';
 import { L3isoError } from '../errors';
 import type { CellAddress } from '../model/address';
 import { bpfObjectPath, type PinLayout } from './paths';
 import { REVOKE_OBJECT } from './programs';
+import type { EngineState } from './state';
 
 const PROGRAMS = ['l3_revoke_tcp', 'l3_revoke_udp'] as const;
 const MAPS = ['l3_revoke_target', 'l3_revoke_count'] as const;
 type Pinned = (typeof PROGRAMS)[number] | (typeof MAPS)[number];
 
+/** The live set is revoke-<id>/, named by the symlink `revoke`. */
 function pinPath(layout: PinLayout, name: Pinned): string {
   return path.join(layout.revokeDir, name);
 }
 
-/** Loads the iterator and pins it, replacing an older pin (under the
- * instance lock, so no release runs meanwhile). */
+/**
+ * Loads the iterator and pins it into a fresh revoke-<id>/ dir, then points
+ * the `revoke` symlink at it with one rename(2), then removes older sets:
+ * a reader (under the instance lock) or a crash at any instant sees either
+ * the old complete set or the new one, never a half-pinned one.
+ */
 export function pinRevoker(layout: PinLayout): void {
   const obj = BpfObject.open(bpfObjectPath(REVOKE_OBJECT));
   try {
     obj.load();
-    fs.rmSync(layout.revokeDir, { recursive: true, force: true });
-    fs.mkdirSync(layout.revokeDir);
-    for (const name of PROGRAMS) pinObject(obj.program(name).fd, pinPath(layout, name));
+    const setName = `revoke-${process.pid}-${Date.now().toString(36)}`;
+    const dir = path.join(layout.root, setName);
+    fs.mkdirSync(dir);
+    for (const name of PROGRAMS) pinObject(obj.program(name).fd, path.join(dir, name));
     for (const name of MAPS) {
       const map = obj.map(name);
       try {
-        map.pin(pinPath(layout, name));
+        map.pin(path.join(dir, name));
       } finally {
         map.close();
       }
     }
+    const tmp = `${layout.revokeDir}-tmp-${process.pid}`;
+    fs.rmSync(tmp, { force: true });
+    fs.symlinkSync(setName, tmp);
+    // A `revoke` dir left by an older l3iso cannot be renamed over.
+    if (fs.existsSync(layout.revokeDir) && !fs.lstatSync(layout.revokeDir).isSymbolicLink())
+      fs.rmSync(layout.revokeDir, { recursive: true, force: true });
+    fs.renameSync(tmp, layout.revokeDir);
+    removeStaleRevokers(layout, setName);
   } finally {
     obj.close();
   }
 }
 
+/** revoke-* sets other than `keep` (older ones, or a crashed up's). */
+function removeStaleRevokers(layout: PinLayout, keep?: string): void {
+  for (const entry of fs.readdirSync(layout.root)) {
+    if (/^revoke-/.test(entry) && entry !== keep)
+      fs.rmSync(path.join(layout.root, entry), { recursive: true, force: true });
+  }
+}
+
 export function unpinRevoker(layout: PinLayout): void {
   fs.rmSync(layout.revokeDir, { recursive: true, force: true });
+  if (fs.existsSync(layout.root)) removeStaleRevokers(layout);
+}
+
+/** The revocation iterator is pinned and complete (checked before a
+ * release changes anything, so it never fails halfway). */
+export function revokerReady(layout: PinLayout): boolean {
+  return [...PROGRAMS, ...MAPS].every((name) => fs.existsSync(pinPath(layout, name)));
+}
+
+export function requireRevoker(layout: PinLayout): void {
+  if (!revokerReady(layout)) {
+    throw new L3isoError(
+      'EPIN_PARTIAL',
+      `the revocation iterator is not pinned in ${layout.root}`,
+      'run `l3iso up --repair --cgroup-root PATH`',
+    );
+  }
 }
 
 /** Returns how many sockets were destroyed. */
 export function destroySockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
   if (addresses.length === 0) return 0;
-  if (!fs.existsSync(pinPath(layout, 'l3_revoke_udp'))) {
-    throw new L3isoError(
-      'ENOT_UP',
-      `the revocation iterator is not pinned in ${layout.root}`,
-      'run `l3iso up` again',
-    );
-  }
+  requireRevoker(layout);
   const target = BpfMap.openPinned(pinPath(layout, 'l3_revoke_target'));
   const count = BpfMap.openPinned(pinPath(layout, 'l3_revoke_count'));
   const progs = PROGRAMS.map((name) => getPinned(pinPath(layout, name)));
@@ -84,4 +119,30 @@ export function destroySockets(layout: PinLayout, addresses: readonly CellAddres
     target.close();
     count.close();
   }
+}
+
+/**
+ * Drops the sk_lookup entries of listeners bound exactly to these
+ * addresses and ports: a listener kept after its address was released must
+ * not keep catching the address's connections once it is another cell's
+ * (that cell's wildcard listener would never be reached). Point deletes:
+ * the callers know the ports from the kernel's socket tables.
+ */
+export function forgetListeners(
+  state: EngineState,
+  listeners: readonly { address: CellAddress; port: number }[],
+): number {
+  if (listeners.length === 0) return 0;
+  const F = LAYOUT.l3_listen_key.fields;
+  const map = state.map('l3_listeners');
+  let n = 0;
+  for (const { address, port } of listeners) {
+    const key = Buffer.alloc(LAYOUT.l3_listen_key.size);
+    address.bytes.copy(key, F.addr.offset);
+    key.writeUInt16LE(port, F.port.offset);
+    key.writeUInt8(address.family === 4 ? L3_FAMILY_V4 : L3_FAMILY_V6, F.family.offset);
+    key.writeUInt8(6, F.protocol.offset); // IPPROTO_TCP
+    if (map.delete(key)) n++;
+  }
+  return n;
 }

@@ -23,6 +23,9 @@ import {
   encodeConfig,
   encodeOwner,
   sumCellStats,
+  L3_CONFIG_COMPLETE,
+  L3_CONFIG_MAGIC,
+  L3_LAYOUT_VERSION,
   type Cell,
   type CellStats,
   type Config,
@@ -30,9 +33,16 @@ import {
 } from '../maps/layout';
 import type { CellAddress } from '../model/address';
 import { pinLayout, type PinLayout } from './paths';
-import { SHARED_MAPS, type SharedMapName } from './programs';
+import { revokerReady } from './revoke';
+import { SHARED_MAPS, SHARED_MAP_SHAPES, type SharedMapName } from './programs';
 
 export type ClaimResult = { claimed: true } | { claimed: false; owner: Owner };
+
+export interface OpenOptions {
+  /** `up` only: accept an interrupted first up (no COMPLETE flag) and
+   * missing maps, which it is about to create */
+  incomplete?: boolean;
+}
 
 export class EngineState {
   /** Maps are opened on first use: a verb that touches two maps should
@@ -41,24 +51,93 @@ export class EngineState {
 
   private constructor(readonly layout: PinLayout) {}
 
-  /** An engine whose maps are pinned in pinDir, or ENOT_UP. */
-  static open(pinDir: string): EngineState {
+  /**
+   * An engine whose maps are pinned in pinDir. Every verb goes through
+   * here, so every verb refuses a dir that is not the engine's: ENOT_UP
+   * (nothing there), EPIN_DIR (no l3iso marker, another layout version, a
+   * map of another shape), EPIN_PARTIAL (an interrupted up, a missing pin).
+   */
+  static open(pinDir: string, opts: OpenOptions = {}): EngineState {
     const layout = pinLayout(pinDir);
-    for (const name of SHARED_MAPS) {
-      if (!fs.existsSync(layout.map(name))) {
+    const missing = missingMaps(layout);
+    if (missing.length === SHARED_MAPS.length) {
+      throw new L3isoError(
+        'ENOT_UP',
+        `engine is not up in ${layout.root} (no pinned maps)`,
+        'run `l3iso up --cgroup-root PATH` first',
+      );
+    }
+    const state = new EngineState(layout);
+    try {
+      if (missing.includes('l3_config')) {
+        if (!opts.incomplete)
+          throw new L3isoError(
+            'EPIN_PARTIAL',
+            `pin dir ${layout.root} lacks maps/l3_config, the engine's marker`,
+            'if it is an l3iso engine, run `l3iso up --repair --cgroup-root PATH`',
+          );
+      } else {
+        state.marker(opts.incomplete === true);
+      }
+      if (missing.length === 0 && !opts.incomplete && !revokerReady(layout)) {
         throw new L3isoError(
-          'ENOT_UP',
-          `engine is not up in ${layout.root} (no pinned map ${name})`,
-          'run `l3iso up --cgroup-root PATH` first',
+          'EPIN_PARTIAL',
+          `engine in ${layout.root} is missing its revocation iterator (revoke/)`,
+          'run `l3iso up --repair --cgroup-root PATH`',
         );
       }
+      if (missing.length > 0 && !opts.incomplete) {
+        throw new L3isoError(
+          'EPIN_PARTIAL',
+          `engine in ${layout.root} is missing pinned maps: ${missing.join(', ')}`,
+          'run `l3iso up --repair --cgroup-root PATH` (it rebuilds what the owner map proves)',
+        );
+      }
+      return state;
+    } catch (err) {
+      state.close();
+      throw err;
     }
-    return new EngineState(layout);
   }
 
+  /** Every shared map is pinned (the engine may still be refused by open). */
   static isUp(pinDir: string): boolean {
-    const layout = pinLayout(pinDir);
-    return SHARED_MAPS.every((name) => fs.existsSync(layout.map(name)));
+    return missingMaps(pinLayout(pinDir)).length === 0;
+  }
+
+  /**
+   * The checked l3_config: l3iso's marker and this layout version, and the
+   * COMPLETE flag of a finished first up. An all-zero entry is what a map
+   * the first up created but never wrote holds: returned only to `up`.
+   */
+  marker(incompleteOk = false): Config | undefined {
+    const raw = this.map('l3_config').lookup(configKey());
+    if (!raw) throw new L3isoError('EPIN_DIR', `${this.layout.root}: l3_config has no entry`);
+    if (raw.every((b) => b === 0)) {
+      if (incompleteOk) return undefined;
+      throw interrupted(this.layout.root);
+    }
+    const config = decodeConfig(raw);
+    if (config.magic !== L3_CONFIG_MAGIC) {
+      throw new L3isoError(
+        'EPIN_DIR',
+        `pin dir ${this.layout.root} is not an l3iso engine's (its l3_config has no l3iso marker)`,
+        'use another --pin-dir; l3iso leaves pins it did not create alone',
+      );
+    }
+    if (config.version !== L3_LAYOUT_VERSION) {
+      const which = config.version > L3_LAYOUT_VERSION ? 'a newer' : 'an older';
+      throw new L3isoError(
+        'EPIN_DIR',
+        `engine in ${this.layout.root} has layout version ${config.version}, made by ${which} l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
+        config.version > L3_LAYOUT_VERSION
+          ? 'use the l3iso that brought it up'
+          : 'run `l3iso down` and `up` again (this drops the assignments)',
+      );
+    }
+    if (!((config.flags ?? 0) & L3_CONFIG_COMPLETE) && !incompleteOk)
+      throw interrupted(this.layout.root);
+    return config;
   }
 
   map(name: SharedMapName): BpfMap {
@@ -66,7 +145,9 @@ export class EngineState {
     if (!m) {
       try {
         m = BpfMap.openPinned(this.layout.map(name));
+        checkShape(this.layout, name, m);
       } catch (err) {
+        m?.close();
         if (isErrno(err, 'ENOENT')) {
           throw new L3isoError('ENOT_UP', `engine in ${this.layout.root} went down`, undefined, {
             cause: err,
@@ -86,13 +167,10 @@ export class EngineState {
 
   // ---- config ----------------------------------------------------------
 
+  /** The engine's configuration (checked as open() checks it). */
   config(): Config {
-    const raw = this.map('l3_config').lookup(configKey());
-    if (!raw) throw new L3isoError('EKERNEL', 'l3_config has no entry');
-    const config = decodeConfig(raw);
-    if (config.rootCgroup === 0n) {
-      throw new L3isoError('ENOT_UP', `engine in ${this.layout.root} was never configured`);
-    }
+    const config = this.marker();
+    if (!config) throw interrupted(this.layout.root);
     return config;
   }
 
@@ -167,8 +245,9 @@ export class EngineState {
 
   // ---- counters --------------------------------------------------------
 
-  /** Creates the zeroed counter entry the BPF programs increment. */
-  ensureStats(id: bigint): void {
+  /** Creates the zeroed counter entry the BPF programs increment; true if
+   * it was missing. */
+  ensureStats(id: bigint): boolean {
     const zero = encodeCellStats(emptyCellStats());
     const perCpu = Buffer.alloc(this.map('l3_cell_stats').valueBufferSize);
     for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride())
@@ -178,9 +257,20 @@ export class EngineState {
         () => this.map('l3_cell_stats').update(encodeCellKey(id), perCpu, MapUpdate.NOEXIST),
         'l3_cell_stats',
       );
+      return true;
     } catch (err) {
       if (!isErrno(err, 'EEXIST')) throw err;
+      return false;
     }
+  }
+
+  hasStats(id: bigint): boolean {
+    return this.map('l3_cell_stats').lookupPerCpu(encodeCellKey(id)) !== undefined;
+  }
+
+  /** Keys of l3_cell_stats (no values: they are per-CPU and large). */
+  statsIds(): bigint[] {
+    return [...this.map('l3_cell_stats').keys()].map((k) => decodeCellKey(k));
   }
 
   deleteStats(id: bigint): void {
@@ -200,6 +290,37 @@ export class EngineState {
     return Math.ceil(this.map('l3_cell_stats').valueSize / 8) * 8;
   }
 }
+
+function interrupted(root: string): L3isoError {
+  return new L3isoError(
+    'EPIN_PARTIAL',
+    `the first \`up\` in ${root} did not finish`,
+    'run `l3iso up --cgroup-root PATH` again to finish it, or `l3iso down`',
+  );
+}
+
+/** Shared maps with no pin in the layout's maps dir. */
+export function missingMaps(layout: PinLayout): SharedMapName[] {
+  return SHARED_MAPS.filter((name) => !fs.existsSync(layout.map(name)));
+}
+
+function checkShape(layout: PinLayout, name: SharedMapName, m: BpfMap): void {
+  const want = SHARED_MAP_SHAPES[name];
+  if (m.type === want.type && m.keySize === want.keySize && m.valueSize === want.valueSize) return;
+  const v1 = name === 'l3_config' && m.type === want.type && m.valueSize === L3_CONFIG_V1_SIZE;
+  throw new L3isoError(
+    'EPIN_DIR',
+    v1
+      ? `engine in ${layout.root} has layout version 1, made by an older l3iso; this one uses version ${L3_LAYOUT_VERSION}`
+      : `pinned map ${layout.map(name)} is not the engine's: type ${m.type}, key ${m.keySize} B, value ${m.valueSize} B; expected type ${want.type}, key ${want.keySize} B, value ${want.valueSize} B`,
+    v1
+      ? 'run `l3iso down` and `up` again (this drops the assignments)'
+      : 'use another --pin-dir; l3iso does not adopt pins it did not create',
+  );
+}
+
+/** sizeof(struct l3_config) in layout version 1, which `down` still removes. */
+export const L3_CONFIG_V1_SIZE = 272;
 
 function configKey(): Buffer {
   return Buffer.alloc(4);

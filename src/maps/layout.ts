@@ -18,8 +18,16 @@ export const L3_FAMILY_V6 = 6;
 export const L3_OWNER_LOOPBACK = 0x1;
 /** Being released: no new bind or explicit source may use the address. */
 export const L3_OWNER_RELEASING = 0x2;
+/** `release --drain` is running: as RELEASING, and new connections are refused. */
+export const L3_OWNER_DRAINING = 0x4;
 export const L3_CELL_ALLOW_RAW = 0x1;
 export const L3_LAYOUT_VERSION = 2;
+/** l3_config.magic: "l3isocfg" little-endian; marks the pin dir as ours. */
+export const L3_CONFIG_MAGIC = 0x6766636f7369336cn;
+/** l3_config.flags: every pin of the instance exists (set last by the first up). */
+export const L3_CONFIG_COMPLETE = 0x1;
+/** Bytes of l3_config.instance. */
+export const L3_INSTANCE_LEN = 16;
 export const L3_REFUSED_SLOTS = 16;
 export const L3_DROP_SLOTS = 8;
 /** Bytes of char cgroup_root[] in l3_config, terminating NUL included. */
@@ -131,12 +139,17 @@ export const LAYOUT = {
     },
   },
   l3_config: {
-    size: 272,
+    size: 312,
     fields: {
       root_cgroup: { offset: 0, size: 8 },
       root_level: { offset: 8, size: 4 },
       version: { offset: 12, size: 4 },
       cgroup_root: { offset: 16, size: L3_CGROUP_ROOT_LEN },
+      magic: { offset: 272, size: 8 },
+      instance: { offset: 280, size: L3_INSTANCE_LEN },
+      netns_ino: { offset: 296, size: 8 },
+      max_cells: { offset: 304, size: 4 },
+      flags: { offset: 308, size: 4 },
     },
   },
   l3_cell_stats: {
@@ -416,6 +429,16 @@ export interface Config {
   version: number;
   /** path the engine was brought up with */
   cgroupRoot: string;
+  /** L3_CONFIG_MAGIC in a dir l3iso created (0n: not ours) */
+  magic?: bigint;
+  /** random id of the engine instance, hex (L3_INSTANCE_LEN bytes) */
+  instance?: string;
+  /** inode of the network namespace sk_lookup is attached to */
+  netnsIno?: bigint;
+  /** --max-cells the maps were created with */
+  maxCells?: number;
+  /** L3_CONFIG_* */
+  flags?: number;
 }
 
 export function encodeConfig(c: Config): Buffer {
@@ -434,6 +457,14 @@ export function encodeConfig(c: Config): Buffer {
     );
   }
   path.copy(buf, F.cgroup_root.offset);
+  buf.writeBigUInt64LE(u64('l3_config.magic', c.magic ?? L3_CONFIG_MAGIC), F.magic.offset);
+  const instance = Buffer.from(c.instance ?? '', 'hex');
+  if (c.instance !== undefined && instance.length !== L3_INSTANCE_LEN)
+    throw badValue('l3_config.instance', `${c.instance} is not ${L3_INSTANCE_LEN} hex bytes`);
+  instance.copy(buf, F.instance.offset);
+  buf.writeBigUInt64LE(u64('l3_config.netns_ino', c.netnsIno ?? 0n), F.netns_ino.offset);
+  buf.writeUInt32LE(u32('l3_config.max_cells', c.maxCells ?? 0), F.max_cells.offset);
+  buf.writeUInt32LE(u32('l3_config.flags', c.flags ?? 0), F.flags.offset);
   return buf;
 }
 
@@ -447,6 +478,11 @@ export function decodeConfig(raw: Uint8Array): Config {
     rootLevel: buf.readUInt32LE(F.root_level.offset),
     version: buf.readUInt32LE(F.version.offset),
     cgroupRoot: field.subarray(0, nul < 0 ? field.length : nul).toString('utf8'),
+    magic: buf.readBigUInt64LE(F.magic.offset),
+    instance: buf.subarray(F.instance.offset, F.instance.offset + L3_INSTANCE_LEN).toString('hex'),
+    netnsIno: buf.readBigUInt64LE(F.netns_ino.offset),
+    maxCells: buf.readUInt32LE(F.max_cells.offset),
+    flags: buf.readUInt32LE(F.flags.offset),
   };
 }
 

@@ -520,7 +520,7 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
       if (destroyed) return;
       destroyed = true;
       if (wentUp && cliBuilt()) {
-        await run([process.execPath, CLI, '--pin-dir', pinDir, 'down'], {
+        await run([process.execPath, CLI, '--pin-dir', pinDir, 'down', '--force'], {
           timeoutMs: 20_000,
         }).catch(() => undefined);
       }

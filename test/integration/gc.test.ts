@@ -40,6 +40,12 @@ describe('gc', () => {
 
   it('a second gc has nothing to do', async () => {
     const r = await sb.cliOk(['gc', '--json']);
-    expect(r.json).toEqual({ cells: [], orphanedAddresses: [], ociRecords: [] });
+    expect(r.json).toEqual({
+      cells: [],
+      orphanedAddresses: [],
+      repaired: [],
+      staleCounters: [],
+      ociRecords: [],
+    });
   });
 });

@@ -25,7 +25,13 @@ describe('doctor lists cell sockets that predate up', () => {
     procs.push(sb.spawnProbe('early/sub', listen(6, V6(4), OLD_PORT)));
     for (const p of procs) await p.ready();
     await sb.up();
-    await sb.assign('early', V4(4), V6(4));
+    // assign says the cgroup already has sockets, and who holds them
+    const refused = await sb.cli(['assign', 'early', V4(4), V6(4)], { json: true });
+    expect(refused.json?.error?.code, refused.stdout).toBe('ESOCKETS_LIVE');
+    for (const p of procs.slice(0, 2))
+      expect(refused.json.error.message).toContain(`held by pid ${p.pid}`);
+    expect(await sb.list()).toEqual([]);
+    await sb.cliOk(['assign', 'early', V4(4), V6(4), '--force']);
     const fresh = sb.spawnProbe('early', listen(4, '0.0.0.0', NEW_PORT));
     procs.push(fresh);
     await fresh.ready();
@@ -65,5 +71,6 @@ describe('doctor lists cell sockets that predate up', () => {
     expect(r.stderr).toMatch(
       new RegExp(`tcp socket ${V4(4).replace(/\./g, '\\.')}:${OLD_PORT} in cell early predates`),
     );
+    expect(r.stderr).toMatch(/can still bind and connect to any address/);
   });
 });

@@ -53,7 +53,7 @@ describe('release', () => {
     await sb.assign('a', V4(5));
   });
 
-  it('the cell’s existing listening socket on a released address is destroyed', async () => {
+  it('a listener on a released address: refused without --force, unreachable after it', async () => {
     sb.cg('b');
     await sb.assign('b', V4(3), V4(4));
     const srv = sb.spawnProbe('b', [
@@ -65,7 +65,18 @@ describe('release', () => {
     const ready = await srv.ready();
     const before = await sb.probe(null, [{ op: 'fetch', addr: V4(4), port: ready.port }]);
     expect(before.last).toMatchObject({ ok: true, data: 'b4' });
-    await sb.cliOk(['release', 'b', V4(4)]);
+    const refused = await sb.cli(['release', 'b', V4(4)]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `tcp-listen ${V4(4).replace(/\./g, '\\.')}:${ready.port} held by pid \\d+ \\(python3\\)`,
+      ),
+    );
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await sb.list()).find((c: { cell: string }) => c.cell === 'b').addresses).toContain(
+      V4(4),
+    );
+    await sb.cliOk(['release', 'b', V4(4), '--force']);
     const after = await sb.probe(null, [{ op: 'fetch', addr: V4(4), port: ready.port }], {
       keepGoing: true,
     });

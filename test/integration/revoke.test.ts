@@ -1,7 +1,9 @@
 // DESIGN.md: "an address is released from C — new binds to it fail, and C's
 // existing sockets on it are destroyed (bpf_sock_destroy), so no access
-// lingers". bpf/revoke.bpf.c: listeners and established connections go, a
-// TCP peer gets a RST.
+// lingers". bpf/revoke.bpf.c: established connections and UDP sockets are
+// aborted (a TCP peer gets a RST); listeners stay open but unreachable (a
+// destroyed listener makes servers spin on accept), and connections to
+// them are refused. Live sockets make release refuse without --force.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
 
@@ -81,15 +83,20 @@ describe('socket revocation on release', () => {
         await held.waitFor((l) => l.op === 'accept');
         spoofBefore = (await sb.show('a')).dropped['spoofed-source'];
         t0 = Date.now();
-        rel = (await sb.cliOk(['release', 'a', A(2)], { json: true })).json;
+        const refused = await sb.cli(['release', 'a', A(2)], { json: true });
+        expect(refused.json?.error?.code, refused.stdout).toBe('ESOCKETS_LIVE');
+        rel = (await sb.cliOk(['release', 'a', A(2), '--force'], { json: true })).json;
       });
       afterAll(async () => {
         for (const p of [held, keep, udp, c]) await p?.kill();
       });
 
-      it('socketsDestroyed counts the listener, the connection and the UDP socket', () => {
+      it('socketsDestroyed counts the connection and the UDP socket; the listener is named', () => {
         expect(rel.released).toEqual([A(2)]);
-        expect(rel.socketsDestroyed, JSON.stringify(rel)).toBeGreaterThanOrEqual(3);
+        expect(rel.socketsDestroyed, JSON.stringify(rel)).toBeGreaterThanOrEqual(2);
+        const kinds = (rel.sockets as { kind: string; port: number }[]).map((s) => s.kind);
+        expect(kinds).toContain('tcp-listen');
+        expect(kinds).toContain('udp');
       });
 
       it('the cell’s sockets on A2 are aborted (TCP connection and UDP socket)', async () => {
@@ -150,12 +157,12 @@ describe('socket revocation on release', () => {
     ]);
     expect(before.ops.map((o) => o.data)).toEqual(['w4', 'w6']);
 
-    const rel = await sb.cliOk(['release', 'w'], { json: true });
-    // v4 and v6 listeners, the accepted connection, the UDP socket
-    expect(rel.json.socketsDestroyed, rel.stdout).toBeGreaterThanOrEqual(5);
+    const rel = await sb.cliOk(['release', 'w', '--force'], { json: true });
+    // the accepted connection and the UDP socket (the listeners stay, unreachable)
+    expect(rel.json.socketsDestroyed, rel.stdout).toBeGreaterThanOrEqual(2);
     expect(rel.json.removed).toBe(true);
-    // the addresses are nobody's now: without revocation the old listeners
-    // would still answer through the kernel's own lookup
+    // the addresses are nobody's now: the old listeners, still bound, must
+    // not answer through the kernel's own lookup
     const after = await sb.probe(
       null,
       [

@@ -714,7 +714,7 @@ describe('uplink: generic XDP, and down on an attached engine', () => {
   });
 
   it('down on an attached engine removes XDP and the tc filter', async () => {
-    await sb.cliOk(['down']);
+    await sb.cliOk(['down', '--force']);
     const link = await linkJson(sb, out.engineIf);
     expect(link.xdp, JSON.stringify(link)).toBeUndefined();
     expect(await tcEgress(sb, out.engineIf)).toBe('');

@@ -22,6 +22,9 @@ import {
   L3_MAX_DEPTH,
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
+  L3_OWNER_DRAINING,
+  L3_CONFIG_COMPLETE,
+  L3_CONFIG_MAGIC,
   L3_REFUSED_SLOTS,
   LAYOUT,
   REASON_MAX,
@@ -88,6 +91,8 @@ const CONSTANTS: Record<string, number> = {
   L3_FAMILY_V6,
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
+  L3_OWNER_DRAINING,
+  L3_CONFIG_COMPLETE,
   L3_CELL_ALLOW_RAW,
   L3_LAYOUT_VERSION,
   L3_REFUSED_SLOTS,
@@ -154,6 +159,8 @@ function probeSource(): string {
   c.flags = L3_CELL_ALLOW_RAW; c.addrs4 = 3; c.addrs6 = 70000;
   cfg.root_cgroup = 0x1122334455667788ULL; cfg.root_level = 2; cfg.version = L3_LAYOUT_VERSION;
   strcpy(cfg.cgroup_root, ${JSON.stringify(SAMPLE_ROOT)});
+  cfg.magic = L3_CONFIG_MAGIC; for (int i = 0; i < 16; i++) cfg.instance[i] = 0xa0 + i;
+  cfg.netns_ino = 4026531840ULL; cfg.max_cells = 131072; cfg.flags = L3_CONFIG_COMPLETE;
   for (int i = 0; i < L3_REFUSED_SLOTS; i++) st.refused[i] = 1000 + i;
   st.rx_packets = 1; st.rx_bytes = 0xffffffffffffffffULL; st.tx_packets = 3; st.tx_bytes = 1ULL << 40;
   for (int i = 0; i < L3_DROP_SLOTS; i++) st.dropped[i] = 2000 + i;
@@ -299,6 +306,11 @@ describe('codecs read and write the bytes C does', () => {
       rootLevel: 2,
       version: L3_LAYOUT_VERSION,
       cgroupRoot: SAMPLE_ROOT,
+      magic: L3_CONFIG_MAGIC,
+      instance: 'a0a1a2a3a4a5a6a7a8a9aaabacadaeaf',
+      netnsIno: 4026531840n,
+      maxCells: 131072,
+      flags: L3_CONFIG_COMPLETE,
     };
     expect(hexOf(encodeConfig(cfg))).toBe(probe.samples.config);
     expect(decodeConfig(Buffer.from(probe.samples.config, 'hex'))).toEqual(cfg);
@@ -395,7 +407,17 @@ describe('codec round trips and edge cases', () => {
   });
 
   it('l3_config: path must fit with its NUL and be NUL-free; non-ASCII survives', () => {
-    const cfg = { rootCgroup: 42n, rootLevel: 0, version: 1, cgroupRoot: '' };
+    const cfg = {
+      rootCgroup: 42n,
+      rootLevel: 0,
+      version: 1,
+      cgroupRoot: '',
+      magic: L3_CONFIG_MAGIC,
+      instance: '00'.repeat(16),
+      netnsIno: 0n,
+      maxCells: 0,
+      flags: 0,
+    };
     const fits = '/' + 'x'.repeat(254);
     expect(decodeConfig(encodeConfig({ ...cfg, cgroupRoot: fits })).cgroupRoot).toBe(fits);
     expect(codeOf(() => encodeConfig({ ...cfg, cgroupRoot: fits + 'y' }))).toBe('EUSAGE');

@@ -1,0 +1,56 @@
+/**
+ * Names of cells, remembered outside the cgroup tree: an audit event can
+ * outlive its cell's cgroup (the ring buffer is read later), and `events`
+ * must still say which cell it was. assign records "<id> <JSON name>" lines
+ * under the instance lock; gc keeps only the lines of cells that still
+ * exist or whose counters were just removed.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PinLayout } from './paths';
+
+function namesFile(layout: PinLayout): string {
+  return path.join(
+    path.dirname(layout.lockFile),
+    `${path.basename(layout.lockFile, '.lock')}.cells`,
+  );
+}
+
+export function recordCellName(layout: PinLayout, id: bigint, name: string): void {
+  if (recordedCellNames(layout).get(id) === name) return;
+  fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });
+  fs.appendFileSync(namesFile(layout), `${id} ${JSON.stringify(name)}\n`, { mode: 0o600 });
+}
+
+export function recordedCellNames(layout: PinLayout): Map<bigint, string> {
+  const out = new Map<bigint, string>();
+  let text: string;
+  try {
+    text = fs.readFileSync(namesFile(layout), 'utf8');
+  } catch {
+    return out;
+  }
+  for (const line of text.split('\n')) {
+    const sp = line.indexOf(' ');
+    if (sp <= 0) continue;
+    try {
+      const name: unknown = JSON.parse(line.slice(sp + 1));
+      if (typeof name === 'string') out.set(BigInt(line.slice(0, sp)), name);
+    } catch {
+      /* a line a crash cut short */
+    }
+  }
+  return out;
+}
+
+/** Keeps the names of `keep` only (call under the instance lock). */
+export function pruneCellNames(layout: PinLayout, keep: ReadonlySet<bigint>): void {
+  const names = recordedCellNames(layout);
+  if ([...names.keys()].every((id) => keep.has(id))) return;
+  const lines = [...names]
+    .filter(([id]) => keep.has(id))
+    .map(([id, n]) => `${id} ${JSON.stringify(n)}\n`);
+  const tmp = `${namesFile(layout)}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, lines.join(''), { mode: 0o600 });
+  fs.renameSync(tmp, namesFile(layout));
+}

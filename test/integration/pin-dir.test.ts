@@ -1,0 +1,283 @@
+// Issue 9: pin dirs are owned and checked. l3iso writes a marker (l3_config:
+// magic, layout version, instance id) and every verb checks it and the shape
+// of every map; down removes only what l3iso created; up refuses foreign,
+// partial, damaged and newer dirs (--repair rebuilds the cell map from the
+// owner map); gc never releases a cell because the root cannot be resolved.
+// Issue 7 item 4: up with other parameters, or a second engine on the same
+// root, is refused.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
+import { decodeConfig, encodeConfig, L3_LAYOUT_VERSION } from '../../src/maps/layout';
+import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/engine/programs';
+import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
+
+const VERBS: string[][] = [
+  ['list'],
+  ['show', 'a'],
+  ['assign', 'b', V4(3)],
+  ['release', 'a', V4(1)],
+  ['gc'],
+  ['stats'],
+  ['metrics'],
+  ['events'],
+  ['policy', 'a', '--allow-raw'],
+];
+
+function pinMap(file: string, type: MapType, keySize: number, valueSize: number): void {
+  const m = BpfMap.create({ type, name: 'foreign', keySize, valueSize, maxEntries: 4 });
+  try {
+    m.pin(file);
+  } finally {
+    m.close();
+  }
+}
+
+function rewriteConfig(pinDir: string, change: (c: ReturnType<typeof decodeConfig>) => void): void {
+  const m = BpfMap.openPinned(path.join(pinDir, 'maps', 'l3_config'));
+  try {
+    const c = decodeConfig(m.lookup(Buffer.alloc(4))!);
+    change(c);
+    m.update(Buffer.alloc(4), encodeConfig(c), MapUpdate.ANY);
+  } finally {
+    m.close();
+  }
+}
+
+describe('pin dirs', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+    sb.cg('a');
+    sb.cg('b');
+    await sb.assign('a', V4(1), V6(1), V4(2));
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  it('the map shapes l3iso checks are the ones the BPF objects declare', () => {
+    const obj = BpfObject.open(path.join(REPO, 'bpf', SOCK_OBJECT));
+    try {
+      const specs = new Map(obj.mapSpecs().map((s) => [s.name, s]));
+      for (const name of SHARED_MAPS) {
+        const spec = specs.get(name)!;
+        expect(spec, name).toBeDefined();
+        const want = SHARED_MAP_SHAPES[name];
+        expect({ type: spec.type, key: spec.keySize, value: spec.valueSize }, name).toEqual({
+          type: want.type,
+          key: want.keySize,
+          value: want.valueSize,
+        });
+      }
+    } finally {
+      obj.close();
+    }
+  });
+
+  it('a dir of unrelated pins: up refuses to adopt it, down removes nothing', async () => {
+    const dir = sb.extraPinDir();
+    pinMap(path.join(dir, 'theirs'), MapType.HASH, 4, 4);
+    const up = await sb.cli(['up', '--cgroup-root', sb.cg('other')], { pinDir: dir, json: true });
+    expect(up.json?.error?.code, up.stdout).toBe('EPIN_DIR');
+    expect(up.json.error.message).toContain('theirs');
+    const down = await sb.cli(['down', '--force'], { pinDir: dir, json: true });
+    expect(down.json?.error?.code, down.stdout).toBe('EPIN_DIR');
+    expect(fs.readdirSync(dir)).toEqual(['theirs']);
+  });
+
+  it('a dir whose l3_config is not ours (no marker) is refused by every verb', async () => {
+    const dir = sb.extraPinDir();
+    fs.mkdirSync(path.join(dir, 'maps'));
+    for (const name of SHARED_MAPS) {
+      const s = SHARED_MAP_SHAPES[name];
+      if (
+        s.type === MapType.RINGBUF ||
+        s.type === MapType.SK_STORAGE ||
+        s.type === MapType.SOCKHASH
+      )
+        continue;
+      pinMap(path.join(dir, 'maps', name), MapType.HASH, 8, 8);
+    }
+    for (const v of VERBS) {
+      const r = await sb.cli(v, { pinDir: dir, json: true });
+      expect(r.json?.error?.code, `${v.join(' ')}: ${r.stdout}`).toMatch(/EPIN_DIR|EPIN_PARTIAL/);
+    }
+  });
+
+  it('a newer layout version is refused by every verb, down included', async () => {
+    rewriteConfig(sb.pinDir, (c) => (c.version = 999));
+    try {
+      for (const v of [...VERBS, ['up', '--cgroup-root', sb.root], ['down', '--force']]) {
+        const r = await sb.cli(v, { json: true });
+        expect(r.json?.error?.code, `${v.join(' ')}: ${r.stdout}`).toBe('EPIN_DIR');
+        expect(r.json.error.message).toContain('layout version 999');
+      }
+    } finally {
+      rewriteConfig(sb.pinDir, (c) => (c.version = L3_LAYOUT_VERSION));
+    }
+    expect((await sb.list()).map((c: { cell: string }) => c.cell)).toEqual(['a']);
+  });
+
+  it('a damaged map (right name, other shape) is refused, never used', async () => {
+    const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
+    const saved = path.join(sb.extraPinDir(), 'l3_cells');
+    fs.renameSync(cells, saved);
+    pinMap(cells, MapType.HASH, 8, 4);
+    try {
+      const r = await sb.cli(['list'], { json: true });
+      expect(r.json?.error?.code, r.stdout).toBe('EPIN_DIR');
+      expect(r.json.error.message).toMatch(/l3_cells is not the engine's/);
+      const up = await sb.cli(['up', '--cgroup-root', sb.root], { json: true });
+      expect(up.json?.error?.code, up.stdout).toBe('EPIN_DIR');
+    } finally {
+      fs.unlinkSync(cells);
+      fs.renameSync(saved, cells);
+    }
+    expect(await sb.list()).toHaveLength(1);
+  });
+
+  it('a live engine that lost its cell map: verbs and up refuse; up --repair rebuilds it', async () => {
+    const before = await sb.list();
+    const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
+    // Keep the map alive through a pin elsewhere: the programs still use it.
+    const aside = path.join(sb.extraPinDir(), 'l3_cells');
+    fs.renameSync(cells, aside);
+    try {
+      const r = await sb.cli(['list'], { json: true });
+      expect(r.json?.error?.code, r.stdout).toBe('EPIN_PARTIAL');
+      expect(r.json.error.message).toContain('l3_cells');
+      const up = await sb.cli(['up', '--cgroup-root', sb.root], { json: true });
+      expect(up.json?.error?.code, up.stdout).toBe('EPIN_PARTIAL');
+      expect(up.json.error.message).toContain('l3_cells');
+      expect(fs.existsSync(cells)).toBe(false); // nothing was created
+      const fixed = await sb.cliOk(['up', '--cgroup-root', sb.root, '--repair', '--json']);
+      expect(fixed.json.repaired).toEqual(['l3_cells']);
+    } finally {
+      fs.rmSync(aside, { force: true });
+    }
+    expect(await sb.list()).toEqual(before);
+    expect((await sb.cli(['gc', '--check'])).status).toBe(0);
+    // still confined by the rebuilt map
+    const p = await sb.probe(
+      'a',
+      [
+        { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
+        { op: 'bind_new', fam: 4, addr: V4(5) },
+      ],
+      { keepGoing: true },
+    );
+    expect(p.ops[0]).toMatchObject({ ok: true, addr: V4(1) });
+    expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+  });
+
+  it('a lost owner map cannot be repaired: up --repair refuses', async () => {
+    const owners = path.join(sb.pinDir, 'maps', 'l3_owners');
+    const aside = path.join(sb.extraPinDir(), 'l3_owners');
+    fs.renameSync(owners, aside);
+    try {
+      const up = await sb.cli(['up', '--cgroup-root', sb.root, '--repair'], { json: true });
+      expect(up.json?.error?.code, up.stdout).toBe('EPIN_PARTIAL');
+      expect(up.json.error.message).toContain('l3_owners');
+    } finally {
+      fs.renameSync(aside, owners);
+    }
+    expect(await sb.list()).toHaveLength(1);
+  });
+
+  it('a missing revocation iterator is named before anything changes', async () => {
+    const link = path.join(sb.pinDir, 'revoke');
+    const target = fs.readlinkSync(link);
+    fs.unlinkSync(link);
+    try {
+      const r = await sb.cli(['release', 'a', V4(2)], { json: true });
+      expect(r.json?.error?.code, r.stdout).toBe('EPIN_PARTIAL');
+      expect(r.json.error.message).toContain('revocation iterator');
+    } finally {
+      fs.symlinkSync(target, link);
+    }
+    expect((await sb.list())[0].addresses).toContain(V4(2));
+  });
+
+  it('gc releases nothing when the recorded cgroup root cannot be resolved', async () => {
+    const root = sb.root;
+    rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = '/sys/fs/cgroup/garbage\nroot'));
+    try {
+      const r = await sb.cli(['gc']);
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/cannot resolve the engine's cgroup root/);
+    } finally {
+      rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = root));
+    }
+    expect(await sb.list()).toHaveLength(1);
+  });
+
+  it('up with another --max-cells, --netns or cgroup root is refused', async () => {
+    const mc = await sb.cli(['up', '--cgroup-root', sb.root, '--max-cells', '7'], { json: true });
+    expect(mc.json?.error?.code, mc.stdout).toBe('EALREADY_UP');
+    expect(mc.json.error.message).toMatch(/--max-cells \d+, not 7/);
+    const other = `${sb.netns}-x`;
+    spawnSync('ip', ['netns', 'add', other]);
+    try {
+      const ns = await sb.cli(['up', '--cgroup-root', sb.root, '--netns', `/run/netns/${other}`], {
+        json: true,
+      });
+      expect(ns.json?.error?.code, ns.stdout).toBe('EALREADY_UP');
+      expect(ns.json.error.message).toContain('network namespace');
+    } finally {
+      spawnSync('ip', ['netns', 'del', other]);
+    }
+    const rt = await sb.cli(['up', '--cgroup-root', sb.cg('b')], { json: true });
+    expect(rt.json?.error?.code, rt.stdout).toBe('EALREADY_UP');
+  });
+
+  it('a second engine on the same cgroup root is refused', async () => {
+    const dir = sb.extraPinDir();
+    const r = await sb.cli(['up', '--cgroup-root', sb.root], { pinDir: dir, json: true });
+    expect(r.json?.error?.code, r.stdout).toBe('EALREADY_UP');
+    expect(r.json.error.message).toContain(sb.pinDir);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('down refuses while cells exist; with --force it removes only its own pins', async () => {
+    const refused = await sb.cli(['down'], { json: true });
+    expect(refused.json?.error?.code, refused.stdout).toBe('ECELLS_LIVE');
+    expect(refused.json.error.message).toContain('(a)');
+    pinMap(path.join(sb.pinDir, 'visitor'), MapType.HASH, 4, 4);
+    const r = await sb.cliOk(['down', '--force', '--json']);
+    expect(r.json.left).toEqual(['visitor']);
+    expect(r.json.cells).toEqual(['a']);
+    expect(fs.readdirSync(sb.pinDir)).toEqual(['visitor']);
+    fs.unlinkSync(path.join(sb.pinDir, 'visitor'));
+    await sb.up();
+  });
+
+  it('an engine of layout version 1 is refused by verbs and taken down by down', async () => {
+    const dir = sb.extraPinDir();
+    fs.mkdirSync(path.join(dir, 'maps'));
+    const cfg = BpfMap.create({
+      type: MapType.ARRAY,
+      name: 'l3_config',
+      keySize: 4,
+      valueSize: 272,
+      maxEntries: 1,
+    });
+    try {
+      const v = Buffer.alloc(272);
+      v.writeUInt32LE(1, 12);
+      cfg.update(Buffer.alloc(4), v, MapUpdate.ANY);
+      cfg.pin(path.join(dir, 'maps', 'l3_config'));
+    } finally {
+      cfg.close();
+    }
+    const r = await sb.cli(['list'], { pinDir: dir, json: true });
+    expect(r.json?.error?.code, r.stdout).toBe('EPIN_DIR');
+    expect(r.json.error.message).toContain('layout version 1');
+    await sb.cliOk(['down'], { pinDir: dir });
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+});
