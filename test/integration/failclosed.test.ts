@@ -411,7 +411,7 @@ describe('fail closed: every socket a cell can make is confined', () => {
       expect(opLine(icmp, 5)).toMatchObject({ ok: true });
       const before = await dropped('r', 'spoofed-source');
 
-      const rel = await sb.cliOk(['release', 'r', V4(8), V6(8)], { json: true });
+      const rel = await sb.cliOk(['release', 'r', V4(8), V6(8), '--force'], { json: true });
       expect(rel.json.released).toEqual([V4(8), V6(8)]);
       // Ping and raw sockets have no iterator and bpf_sock_destroy does not
       // take them: they live on, but the source is nobody's now, so egress
