@@ -18,32 +18,6 @@ import {
   type Sandbox,
 } from '../harness/sandbox';
 
-/** linux/capability.h */
-const CAP = {
-  chown: 0,
-  dac_override: 1,
-  dac_read_search: 2,
-  fowner: 3,
-  fsetid: 4,
-  kill: 5,
-  setgid: 6,
-  setuid: 7,
-  setpcap: 8,
-  net_bind_service: 10,
-  net_admin: 12,
-  net_raw: 13,
-  sys_module: 16,
-  sys_rawio: 17,
-  sys_chroot: 18,
-  sys_ptrace: 19,
-  sys_admin: 21,
-  mknod: 27,
-  audit_write: 29,
-  setfcap: 31,
-  perfmon: 38,
-  bpf: 39,
-} as const;
-
 /** runc's default set without NET_RAW. */
 const DEFAULT_SET = [
   CAP.chown,
@@ -679,6 +653,7 @@ describe('exec: the runtime requirements, tried from inside', () => {
     // reaps it, it stays in /proc as a zombie.
     const code = String.raw`
 import os, time
+import { CAP } from '../harness/linux-caps';
 r, w = os.pipe()
 if os.fork() == 0:
     if os.fork() == 0:
