@@ -17,6 +17,7 @@ import {
   type BgProc,
   type Sandbox,
 } from '../harness/sandbox';
+import { CAP } from '../harness/linux-caps';
 
 /** runc's default set without NET_RAW. */
 const DEFAULT_SET = [
@@ -653,7 +654,6 @@ describe('exec: the runtime requirements, tried from inside', () => {
     // reaps it, it stays in /proc as a zombie.
     const code = String.raw`
 import os, time
-import { CAP } from '../harness/linux-caps';
 r, w = os.pipe()
 if os.fork() == 0:
     if os.fork() == 0:
