@@ -5,11 +5,25 @@
  */
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
-import { assign, checkState, gc, release } from '../engine/cells';
+import type { AssignRequest, CellsResponse, ReleaseRequest } from '../agent/api';
+import {
+  assign,
+  checkState,
+  gc,
+  release,
+  type AssignResult,
+  type ReleaseResult,
+} from '../engine/cells';
 import { describeSockets } from '../engine/holders';
 import { execInCell } from '../engine/exec';
 import { doctor } from '../engine/features';
-import { allCapabilityWarnings, listCells, showCell, type CellView } from '../engine/inventory';
+import {
+  allCapabilityWarnings,
+  listCells,
+  showCell,
+  type CellDetail,
+  type CellView,
+} from '../engine/inventory';
 import { EngineState } from '../engine/state';
 import { down, up } from '../engine/lifecycle';
 import { pinLayout } from '../engine/paths';
@@ -24,16 +38,39 @@ import {
 } from '../engine/uplink';
 import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
+import { agentClient } from '../lazy';
+import { registerAgentCommand } from './agent';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
-import { printJson, table, warnCapabilities } from './output';
+import { ReportedError, printJson, table, warnCapabilities } from './output';
 
 export interface GlobalOptions {
   pinDir: string;
   json: boolean;
   /** argv as given: exec needs to see where `--` was */
   argv: readonly string[];
+  /** the agent's socket to try first; undefined with --no-agent */
+  agentSocket: string | undefined;
+}
+
+/**
+ * The agent's answer to this request, or undefined when no agent for this
+ * pin dir answers (then the verb runs in this process, printing the same).
+ * An error the agent reports is thrown as it came.
+ */
+async function viaAgent<T>(
+  g: GlobalOptions,
+  method: 'GET' | 'POST',
+  url: string,
+  body?: unknown,
+): Promise<T | undefined> {
+  if (!g.agentSocket) return undefined;
+  const { callAgent } = agentClient();
+  const a = await callAgent(g.agentSocket, g.pinDir, method, url, body);
+  if (!a) return undefined;
+  if (!a.ok) throw new ReportedError(a.error);
+  return a.body as T;
 }
 
 export type Runner = (
@@ -51,6 +88,7 @@ export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
   registerOciHookCommands(program, run);
+  registerAgentCommand(program, run);
 }
 
 function registerEngineCommands(program: Command, run: Runner): void {
@@ -172,8 +210,14 @@ function registerEngineCommands(program: Command, run: Runner): void {
       ]),
     )
     .action((cgroup: string, addrs: string[], opts: { force?: boolean }) =>
-      run((g) => {
-        const r = assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
+      run(async (g) => {
+        const r =
+          (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+            cgroup,
+            addresses: addrs,
+            ...(opts.force ? { force: true } : {}),
+          } satisfies AssignRequest)) ??
+          assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
         if (r.sockets.length)
           log.warn(`${r.cell} already had sockets: ${describeSockets(r.sockets)}`);
         if (g.json) return printJson(r);
@@ -213,13 +257,20 @@ function registerEngineCommands(program: Command, run: Runner): void {
       ]),
     )
     .action((cgroup: string, addrs: string[], opts: { force?: boolean; drain?: number }) =>
-      run((g) => {
+      run(async (g) => {
         if (opts.force && opts.drain !== undefined)
           throw new L3isoError('EUSAGE', '--force and --drain exclude each other');
-        const r = release(g.pinDir, cgroup, addrs, {
+        const o = {
           force: opts.force === true,
           ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
-        });
+        };
+        const r =
+          (await viaAgent<ReleaseResult>(g, 'POST', '/v1/release', {
+            cgroup,
+            ...(addrs.length ? { addresses: addrs } : {}),
+            ...(o.force ? { force: true } : {}),
+            ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
+          } satisfies ReleaseRequest)) ?? release(g.pinDir, cgroup, addrs, o);
         if (r.sockets.length)
           log.warn(
             `${r.cell}: took the addresses from live sockets (${describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
@@ -239,8 +290,8 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso list', 'l3iso list --json | jq ".cells[].addresses"']))
     .action(() =>
-      run((g) => {
-        const r = listCells(g.pinDir);
+      run(async (g) => {
+        const r = (await viaAgent<CellsResponse>(g, 'GET', '/v1/cells')) ?? listCells(g.pinDir);
         if (g.json) return printJson(r);
         if (r.cells.length === 0) {
           process.stdout.write(`no cells below ${r.root}\n`);
@@ -259,8 +310,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso show web', 'l3iso show web --json']))
     .action((cgroup: string) =>
-      run((g) => {
-        const c = showCell(g.pinDir, cgroup);
+      run(async (g) => {
+        const c =
+          (await viaAgent<CellDetail>(g, 'GET', `/v1/cells/${encodeURIComponent(cgroup)}`)) ??
+          showCell(g.pinDir, cgroup);
         if (g.json) return printJson(c);
         const nonzero = (r: Record<string, number>) =>
           Object.entries(r)

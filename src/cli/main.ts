@@ -11,6 +11,7 @@ import { setLibbpfLogger } from '../../loader';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
 import { log } from '../log';
 import { L3isoError } from '../errors';
+import { agentSocket } from '../agent/client';
 import { registerCommands, type GlobalOptions, type Runner } from './commands';
 import { EXIT_OK, EXIT_USAGE, reportError } from './output';
 
@@ -67,6 +68,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR,
     )
     .option('-j, --json', 'print JSON instead of tables')
+    .option(
+      '--no-agent',
+      'never ask the agent: do the work in this process (default: assign, release, list and show go through an agent when its socket answers; env L3ISO_AGENT_SOCKET)',
+    )
     .version(packageVersion(), '-V, --version', 'print the version of l3iso')
     .exitOverride()
     .configureOutput({ outputError: () => {} })
@@ -87,11 +92,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
 
   const run: Runner = async (fn) => {
-    const cmdOpts = program.opts<{ pinDir: string; json?: boolean }>();
+    const cmdOpts = program.opts<{ pinDir: string; json?: boolean; agent: boolean }>();
     const g: GlobalOptions = {
       pinDir: cmdOpts.pinDir,
       json: Boolean(cmdOpts.json) || wantsJson(argv),
       argv,
+      agentSocket: cmdOpts.agent ? agentSocket() : undefined,
     };
     try {
       const r = await fn(g);
