@@ -12,6 +12,11 @@ import type { ErrorCode } from '../errors';
 
 export const DEFAULT_AGENT_SOCKET = '/run/l3iso/agent.sock';
 
+/** The socket the CLI tries first (and `agent` listens on): env L3ISO_AGENT_SOCKET. */
+export function agentSocket(env: NodeJS.ProcessEnv = process.env): string {
+  return env.L3ISO_AGENT_SOCKET || DEFAULT_AGENT_SOCKET;
+}
+
 /**
  * Every request carries the pin dir the caller means (header
  * `x-l3iso-pin-dir`); an agent serving another engine instance answers

@@ -7,14 +7,11 @@
 import * as http from 'node:http';
 import * as path from 'node:path';
 import type { ErrorReport } from '../cli/output';
-import { DEFAULT_AGENT_SOCKET, PIN_DIR_HEADER } from './api';
+import { PIN_DIR_HEADER } from './api';
+export { agentSocket } from './api';
 
 /** A connect that takes longer than this means: no agent. */
 export const CONNECT_TIMEOUT_MS = 200;
-
-export function agentSocket(env: NodeJS.ProcessEnv = process.env): string {
-  return env.L3ISO_AGENT_SOCKET || DEFAULT_AGENT_SOCKET;
-}
 
 export type AgentAnswer = { ok: true; body: unknown } | { ok: false; error: ErrorReport };
 

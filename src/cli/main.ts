@@ -7,11 +7,10 @@
 import { Command, CommanderError } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { setLibbpfLogger } from '../../loader';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
-import { log } from '../log';
+import { prepareEngine } from '../lazy';
 import { L3isoError } from '../errors';
-import { agentSocket } from '../agent/client';
+import { agentSocket } from '../agent/api';
 import { registerCommands, type GlobalOptions, type Runner } from './commands';
 import { EXIT_OK, EXIT_USAGE, reportError } from './output';
 
@@ -51,9 +50,6 @@ export function exitQuietlyOnEpipe(): void {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  // libbpf narrates (e.g. netlink's EEXIST for a qdisc that is already
-  // there); failures reach the user as typed errors, so its prose is debug.
-  setLibbpfLogger((level, msg) => log.debug({ libbpf: level }, msg.trimEnd()));
   let status = EXIT_OK;
   const program = new Command();
   program
@@ -91,7 +87,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       ].join('\n'),
     );
 
-  const run: Runner = async (fn) => {
+  const run: Runner = async (fn, o = {}) => {
     const cmdOpts = program.opts<{ pinDir: string; json?: boolean; agent: boolean }>();
     const g: GlobalOptions = {
       pinDir: cmdOpts.pinDir,
@@ -100,6 +96,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       agentSocket: cmdOpts.agent ? agentSocket() : undefined,
     };
     try {
+      if (!o.lazyEngine) prepareEngine();
       const r = await fn(g);
       if (typeof r === 'number') status = r;
     } catch (err) {

@@ -60,7 +60,7 @@ describe('agent', () => {
   let sock: string;
   let agent: BgProc | undefined;
 
-  const startAgent = async (): Promise<BgProc> => {
+  const startAgent = async (resyncSeconds = 1): Promise<BgProc> => {
     const p = sb.spawnOnHost([
       process.execPath,
       CLI,
@@ -70,7 +70,7 @@ describe('agent', () => {
       '--socket',
       sock,
       '--resync',
-      '1',
+      String(resyncSeconds),
     ]);
     agent = p;
     await until('the agent to answer /healthz', async () => {
@@ -227,27 +227,44 @@ describe('agent', () => {
     expect(await cellNames()).toEqual([]);
   });
 
-  it('a removed cgroup is released: assigned through the agent (inotify) or without it (resync)', async () => {
-    await startAgent();
-    const w1 = sb.cg('w1');
+  it('a removed cgroup is released: found at start, watched after assign, by inotify', async () => {
+    const w0 = sb.cg('w0');
     const w2 = sb.cg('deep/w2');
+    await sb.cliOk(['--no-agent', 'assign', 'w0', V4(40)]);
+    await sb.cliOk(['--no-agent', 'assign', 'deep/w2', V4(42), V6(42)]);
+    fs.rmdirSync(w0); // while no agent runs
+    // no periodic resync within the test: only the start and inotify act
+    await startAgent(3600);
+    await until('w0 released at start', async () =>
+      (await cellNames()).join() === 'deep/w2' ? true : undefined,
+    );
+    const w1 = sb.cg('w1');
     expect((await post(sock, '/v1/assign', { cgroup: 'w1', addresses: [V4(41)] })).status).toBe(
       200,
     );
-    await sb.cliOk(['--no-agent', 'assign', 'deep/w2', V4(42), V6(42)]);
-    await until('the resync to watch deep/w2', async () =>
-      (await health()).watched === 2 ? true : undefined,
-    );
+    expect((await health()).watched).toBe(2);
     fs.rmdirSync(w1);
     fs.rmdirSync(w2);
     await until('both cells released', async () =>
       (await cellNames()).length === 0 ? true : undefined,
     );
-    expect((await health()).releasedByWatch).toBe(2);
+    expect((await health()).releasedByWatch).toBe(3);
     // the addresses are free: another cell takes them
     sb.cg('w3');
-    await sb.cliOk(['--no-agent', 'assign', 'w3', V4(41), V4(42), V6(42)]);
+    await sb.cliOk(['--no-agent', 'assign', 'w3', V4(40), V4(41), V4(42), V6(42)]);
     await sb.cliOk(['--no-agent', 'release', 'w3']);
+  });
+
+  it('the periodic resync watches cells assigned without the agent', async () => {
+    await startAgent(1);
+    const w4 = sb.cg('w4');
+    await sb.cliOk(['--no-agent', 'assign', 'w4', V4(44)]);
+    await until('the resync to watch w4', async () =>
+      (await health()).watched === 1 ? true : undefined,
+    );
+    fs.rmdirSync(w4);
+    await until('w4 released', async () => ((await cellNames()).length === 0 ? true : undefined));
+    expect((await health()).releasedByWatch).toBe(1);
   });
 
   it('kill -9 and restart: cells intact, the new agent watches them', async () => {
@@ -260,7 +277,7 @@ describe('agent', () => {
     await stopAgent(); // SIGKILL
     expect((await sb.cliOk(['--no-agent', 'list', '--json'])).json).toEqual(cells);
     expect((await sb.cliOk(['--no-agent', 'gc', '--check'])).status).toBe(0);
-    await startAgent(); // over the stale socket file
+    await startAgent(3600); // over the stale socket file
     expect((await request(sock, 'GET', '/v1/cells')).json).toEqual(cells);
     expect((await health()).watched).toBe(2);
     fs.rmdirSync(k1);
