@@ -7,7 +7,6 @@
 import type { Logger } from 'pino';
 
 function makeLogger(): Logger {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pino = require('pino') as typeof import('pino');
   const level = process.env.L3ISO_LOG_LEVEL ?? 'info';
   if (process.stderr.isTTY) {

@@ -21,6 +21,18 @@ export interface AgentOptions {
   log: WatchLog;
   /** periodic gc + re-list of the cells, ms */
   resyncMs?: number;
+  /** a listening socket handed over by systemd (socket activation) */
+  listenFd?: number;
+}
+
+/**
+ * The fd of a socket systemd passed (LISTEN_FDS, for this very process), or
+ * undefined. sd_listen_fds(3): the first passed fd is 3.
+ */
+export function activationFd(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (env.LISTEN_PID !== String(process.pid)) return undefined;
+  const n = Number(env.LISTEN_FDS);
+  return Number.isInteger(n) && n >= 1 ? 3 : undefined;
 }
 
 export interface Agent {
@@ -118,7 +130,7 @@ function metricsOf(pinDir: string): RouteContext['metrics'] {
 }
 
 export async function startAgent(o: AgentOptions): Promise<Agent> {
-  await claimSocket(o.socket);
+  if (o.listenFd === undefined) await claimSocket(o.socket);
   const requests: Record<string, number> = {};
   const watcher = new CellWatcher({ pinDir: o.pinDir, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
   const ctx: RouteContext = {
@@ -138,19 +150,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     void handle(ctx, req).then((r) => send(res, r));
   });
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    // umask keeps the socket 0600 from its first instant (no chmod race).
-    const old = process.umask(0o177);
-    try {
-      server.listen(o.socket, () => {
-        fs.chmodSync(o.socket, 0o600);
-        resolve();
-      });
-    } finally {
-      process.umask(old);
-    }
-  });
+  await listen(server, o);
   watcher.start();
   o.log.info({ socket: o.socket, pinDir: o.pinDir, watched: watcher.watched }, 'agent listening');
   return {
@@ -162,6 +162,26 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
         server.closeAllConnections();
       }),
   };
+}
+
+function listen(server: http.Server, o: AgentOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    if (o.listenFd !== undefined) {
+      server.listen({ fd: o.listenFd }, () => resolve());
+      return;
+    }
+    // umask keeps the socket 0600 from its first instant (no chmod race).
+    const old = process.umask(0o177);
+    try {
+      server.listen(o.socket, () => {
+        fs.chmodSync(o.socket, 0o600);
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
+  });
 }
 
 async function handle(ctx: RouteContext, req: http.IncomingMessage): Promise<Reply> {

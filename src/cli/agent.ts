@@ -13,7 +13,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
     .summary('run the agent: the engine over HTTP + JSON on a unix socket')
     .description(
       'Serve assign, release, list, show, policy, /metrics and /healthz over HTTP + JSON on ' +
-        'a unix socket (mode 0600), and release cells whose cgroup is removed (inotify on ' +
+        'a unix socket (mode 0600; or the socket systemd passes, LISTEN_FDS), and release cells whose cgroup is removed (inotify on ' +
         'their parent directories, plus a gc every --resync seconds). Refuses to start when ' +
         'another agent answers on the socket. Holds no state of its own: stopping or killing ' +
         'it changes no cell, and the next one resumes watching. The CLI uses it when its ' +
@@ -38,7 +38,8 @@ export function registerAgentCommand(program: Command, run: Runner): void {
     )
     .action((opts: { socket?: string; resync: number }) =>
       run(async (g) => {
-        const { startAgent } = agentServer();
+        const { activationFd, startAgent } = agentServer();
+        const listenFd = activationFd();
         const { log } = logModule();
         privilege().requireRoot('agent');
         const agent = await startAgent({
@@ -46,6 +47,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
           socket: opts.socket ?? agentClient().agentSocket(),
           log,
           resyncMs: opts.resync * 1000,
+          ...(listenFd !== undefined ? { listenFd } : {}),
         });
         await new Promise<void>((resolve) => {
           const stop = (sig: NodeJS.Signals) => {

@@ -267,6 +267,35 @@ describe('agent', () => {
     expect((await health()).releasedByWatch).toBe(1);
   });
 
+  it('socket activation: the first request starts the agent on the socket systemd passes', async () => {
+    const act = path.join(dir, 'act.sock');
+    const p = sb.spawnOnHost([
+      'systemd-socket-activate',
+      '-l',
+      act,
+      process.execPath,
+      CLI,
+      '--pin-dir',
+      sb.pinDir,
+      'agent',
+      '--socket',
+      act,
+    ]);
+    agent = p;
+    await until('the activation socket', async () => (fs.existsSync(act) ? true : undefined));
+    const ino = fs.statSync(act).ino;
+    // this request is queued on the passed socket until the agent answers it
+    const h = await request(act, 'GET', '/healthz');
+    expect(h.status, h.text).toBe(200);
+    expect(h.json.pid).toBe(p.pid); // systemd-socket-activate execs the agent in place
+    sb.cg('s1');
+    const a = await sb.cliOk(['assign', 's1', V4(61)], { env: { L3ISO_AGENT_SOCKET: act } });
+    expect(a.stdout).toMatch(/^s1: assigned 192\.0\.2\.61;/);
+    expect((await request(act, 'GET', '/healthz')).json.requests['POST /v1/assign']).toBe(1);
+    expect(fs.statSync(act).ino).toBe(ino); // the agent listens on the passed socket itself
+    await post(act, '/v1/release', { cgroup: 's1' });
+  });
+
   it('kill -9 and restart: cells intact, the new agent watches them', async () => {
     await startAgent();
     const k1 = sb.cg('k1');
