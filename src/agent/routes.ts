@@ -7,6 +7,7 @@ import { assign, release } from '../engine/cells';
 import { listCells, showCell } from '../engine/inventory';
 import { setPolicy, type PolicyChange } from '../engine/policy';
 import { releaseCellById } from '../engine/release-id';
+import { drainInChild } from './drain';
 import { EngineState } from '../engine/state';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
@@ -79,7 +80,7 @@ function doAssign(ctx: RouteContext, b: Body): Reply {
   return { status: 200, body: r };
 }
 
-function doRelease(ctx: RouteContext, b: Body): Reply {
+async function doRelease(ctx: RouteContext, b: Body): Promise<Reply> {
   onlyKeys(b, [
     'cgroup',
     'id',
@@ -102,11 +103,12 @@ function doRelease(ctx: RouteContext, b: Body): Reply {
       throw usage('release by id is of the whole cell: no addresses, no drain');
     return { status: 200, body: releaseCellById(ctx.pinDir, BigInt(id)) };
   }
-  const r = release(ctx.pinDir, cgroup!, addresses, {
-    force,
-    ...(drain !== undefined ? { drainSeconds: drain as number } : {}),
-  });
-  return { status: 200, body: r };
+  if (drain !== undefined)
+    return {
+      status: 200,
+      body: await drainInChild(ctx.pinDir, cgroup!, addresses, drain as number),
+    };
+  return { status: 200, body: release(ctx.pinDir, cgroup!, addresses, { force }) };
 }
 
 function doPolicy(ctx: RouteContext, b: Body): Reply {

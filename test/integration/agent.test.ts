@@ -227,6 +227,36 @@ describe('agent', () => {
     expect(await cellNames()).toEqual([]);
   });
 
+  it('a release with a drain runs aside: the agent answers other requests meanwhile', async () => {
+    await startAgent();
+    sb.cg('d1');
+    await post(sock, '/v1/assign', { cgroup: 'd1', addresses: [V4(8)] });
+    // a UDP socket on the address keeps the drain waiting until its deadline
+    const holder = sb.spawnProbe('d1', [
+      { op: 'socket', fam: 4, type: 'udp' },
+      { op: 'bind', addr: V4(8), port: 0 },
+      { op: 'wait_stdin' },
+    ]);
+    try {
+      await holder.waitFor((l) => l.op === 'bind' && l.ok === true);
+      let settled = false;
+      const drained = post(sock, '/v1/release', { cgroup: 'd1', drainSeconds: 4 }).finally(
+        () => (settled = true),
+      );
+      const h = await request(sock, 'GET', '/v1/cells/d1');
+      expect(h.status).toBe(200);
+      expect(settled).toBe(false); // answered while the drain still waits
+      const r = await drained;
+      expect(r.status, r.text).toBe(200);
+      expect(r.json).toMatchObject({ cell: 'd1', released: [V4(8)], removed: true });
+      expect(r.json.socketsDestroyed).toBeGreaterThanOrEqual(1);
+      const bad = await post(sock, '/v1/release', { cgroup: 'd1', drainSeconds: 1 });
+      expect([bad.status, bad.json.error.code]).toEqual([404, 'ENOT_ASSIGNED']);
+    } finally {
+      await holder.kill();
+    }
+  });
+
   it('a removed cgroup is released: found at start, watched after assign, by inotify', async () => {
     const w0 = sb.cg('w0');
     const w2 = sb.cg('deep/w2');
