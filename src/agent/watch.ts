@@ -26,8 +26,9 @@ export interface CellWatcherOptions {
 }
 
 export class CellWatcher {
-  /** cell id -> its cgroup path */
-  private readonly cells = new Map<bigint, string>();
+  /** parent directory -> (cgroup's name in it -> cell id) */
+  private readonly byParent = new Map<string, Map<string, bigint>>();
+  private count = 0;
   private readonly watchers = new Map<string, fs.FSWatcher>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -36,7 +37,7 @@ export class CellWatcher {
   constructor(private readonly o: CellWatcherOptions) {}
 
   get watched(): number {
-    return this.cells.size;
+    return this.count;
   }
 
   start(): void {
@@ -55,8 +56,17 @@ export class CellWatcher {
   /** A cell the agent just assigned (or re-listed): watch its parent. */
   add(id: bigint, cgroupPath: string): void {
     if (this.stopped) return;
-    this.cells.set(id, cgroupPath);
     const parent = path.dirname(cgroupPath);
+    const names = this.byParent.get(parent) ?? new Map<string, bigint>();
+    this.byParent.set(parent, names);
+    if (names.get(path.basename(cgroupPath)) !== id) {
+      if (!names.has(path.basename(cgroupPath))) this.count++;
+      names.set(path.basename(cgroupPath), id);
+    }
+    this.watchParent(parent);
+  }
+
+  private watchParent(parent: string): void {
     if (this.watchers.has(parent)) return;
     try {
       const w = fs.watch(parent, { persistent: false }, (_ev, name) => this.onEvent(parent, name));
@@ -71,18 +81,24 @@ export class CellWatcher {
   private dropWatch(parent: string): void {
     this.watchers.get(parent)?.close();
     this.watchers.delete(parent);
+    this.count -= this.byParent.get(parent)?.size ?? 0;
+    this.byParent.delete(parent);
   }
 
   private onEvent(parent: string, name: string | Buffer | null): void {
     if (this.stopped) return;
-    const gone = [...this.cells].filter(
-      ([, p]) =>
-        path.dirname(p) === parent &&
-        (name === null || path.basename(p) === String(name)) &&
-        !fs.existsSync(p),
-    );
-    for (const [id, p] of gone) this.releaseGone(id, p);
-    if (!fs.existsSync(parent)) this.dropWatch(parent);
+    const names = this.byParent.get(parent);
+    if (!names) return;
+    // No name: inotify overflowed or the kernel did not say; look at them all.
+    const candidates = name === null ? [...names.keys()] : [String(name)];
+    const gone = candidates.filter((n) => names.has(n) && !fs.existsSync(path.join(parent, n)));
+    // cgroup v2 refuses rename (EPERM): a name that vanished is a removed cgroup.
+    for (const n of gone) {
+      const id = names.get(n)!;
+      names.delete(n);
+      this.count--;
+      this.releaseGone(id, path.join(parent, n));
+    }
   }
 
   /**
@@ -90,7 +106,6 @@ export class CellWatcher {
    * the same name is another cgroup (another id) and keeps its cell, if any.
    */
   private releaseGone(id: bigint, p: string): void {
-    this.cells.delete(id);
     try {
       const r = releaseCellById(this.o.pinDir, id);
       if (r.found) {
@@ -124,14 +139,26 @@ export class CellWatcher {
         state.close();
       }
       const paths = cgroupPathsById(root);
-      this.cells.clear();
+      const live = new Map<string, Map<string, bigint>>();
       for (const id of ids) {
         const p = paths.get(id);
-        if (p) this.add(id, p);
+        if (!p) continue;
+        const names = live.get(path.dirname(p)) ?? new Map<string, bigint>();
+        names.set(path.basename(p), id);
+        live.set(path.dirname(p), names);
       }
-      for (const parent of [...this.watchers.keys()])
-        if (![...this.cells.values()].some((p) => path.dirname(p) === parent))
-          this.dropWatch(parent);
+      for (const [parent, w] of this.watchers)
+        if (!live.has(parent)) {
+          w.close();
+          this.watchers.delete(parent);
+        }
+      this.byParent.clear();
+      this.count = 0;
+      for (const [parent, names] of live) {
+        this.byParent.set(parent, names);
+        this.count += names.size;
+        this.watchParent(parent);
+      }
     } catch (err) {
       this.o.log.warn({ err: String(err) }, 'resync failed');
     }
