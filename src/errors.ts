@@ -22,6 +22,9 @@ export const ErrorCodes = {
   EPIN_PARTIAL: "the pin dir lacks some of the engine's pins (an interrupted up, or pins removed)",
   ECELLS_LIVE: 'the engine still has cells; going down would leave them unconfined (use --force)',
   ESOCKETS_LIVE: 'live sockets would lose their address or confinement (use --force or --drain)',
+  EAGENT_RUNNING: 'another l3iso agent already answers on this socket',
+  EAGENT_MISMATCH: 'the agent on this socket serves another engine instance (pin dir)',
+  ENOT_FOUND: 'the agent has no such endpoint',
 } as const satisfies Record<ErrorCode, string>;
 
 export type ErrorCode =
@@ -42,7 +45,38 @@ export type ErrorCode =
   | 'EPIN_DIR'
   | 'EPIN_PARTIAL'
   | 'ECELLS_LIVE'
-  | 'ESOCKETS_LIVE';
+  | 'ESOCKETS_LIVE'
+  | 'EAGENT_RUNNING'
+  | 'EAGENT_MISMATCH'
+  | 'ENOT_FOUND';
+
+/**
+ * The agent's HTTP status for each code: 4xx for what the caller can fix
+ * (bad input, state that refuses the request), 5xx for the engine or kernel.
+ */
+export const HttpStatus = {
+  EADDR_INVALID: 400,
+  ECGROUP_MISSING: 404,
+  ECGROUP_OUTSIDE_ROOT: 400,
+  ECGROUP_NOT_V2: 400,
+  ECGROUP_TOO_DEEP: 400,
+  EADDR_OWNED: 409,
+  EMAP_FULL: 507,
+  ENOT_ROOT: 403,
+  ENOT_UP: 503,
+  EFEATURE_MISSING: 503,
+  EUSAGE: 400,
+  EKERNEL: 500,
+  EALREADY_UP: 409,
+  ENOT_ASSIGNED: 404,
+  EPIN_DIR: 503,
+  EPIN_PARTIAL: 503,
+  ECELLS_LIVE: 409,
+  ESOCKETS_LIVE: 409,
+  EAGENT_RUNNING: 409,
+  EAGENT_MISMATCH: 421,
+  ENOT_FOUND: 404,
+} as const satisfies Record<ErrorCode, number>;
 
 export class L3isoError extends Error {
   constructor(

@@ -1,13 +1,16 @@
 /**
  * Operational logs go to stderr (stdout belongs to command output and
- * --json): JSON lines by default, human lines on a TTY.
+ * --json): JSON lines by default, human lines on a TTY. The logger (pino,
+ * and pino-pretty's worker on a TTY) is built on first use: most verbs
+ * never log, and they need not pay for loading it.
  */
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 
 function makeLogger(): Logger {
+  const pino = require('pino') as typeof import('pino');
   const level = process.env.L3ISO_LOG_LEVEL ?? 'info';
   if (process.stderr.isTTY) {
-    return pino({
+    return pino.pino({
       level,
       transport: {
         target: 'pino-pretty',
@@ -15,7 +18,15 @@ function makeLogger(): Logger {
       },
     });
   }
-  return pino({ level }, pino.destination(2));
+  return pino.pino({ level }, pino.destination(2));
 }
 
-export const log: Logger = makeLogger();
+let real: Logger | undefined;
+
+export const log: Logger = new Proxy({} as Logger, {
+  get(_target, key) {
+    real ??= makeLogger();
+    const v: unknown = Reflect.get(real, key, real);
+    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(real) : v;
+  },
+});

@@ -5,39 +5,73 @@
  */
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
-import { assign, checkState, gc, release } from '../engine/cells';
-import { describeSockets } from '../engine/holders';
-import { execInCell } from '../engine/exec';
-import { doctor } from '../engine/features';
-import { allCapabilityWarnings, listCells, showCell, type CellView } from '../engine/inventory';
-import { EngineState } from '../engine/state';
-import { down, up } from '../engine/lifecycle';
-import { pinLayout } from '../engine/paths';
-import { setPolicy, type PolicyChange } from '../engine/policy';
-import { preexistingSockets } from '../engine/preexisting';
-import {
-  UPLINK_MODES,
-  attachUplink,
-  detachUplink,
-  uplinkWarnings,
-  type UplinkMode,
-} from '../engine/uplink';
-import { gcOciRecords } from '../runtime/oci-hook';
+import type { AssignRequest, CellsResponse, ReleaseRequest } from '../agent/api';
+import type { AssignResult, ReleaseResult } from '../engine/cells';
+import type { CellDetail, CellView } from '../engine/inventory';
+import type { PolicyChange } from '../engine/policy';
+import { UPLINK_MODES, type UplinkMode } from '../engine/defaults';
 import { log } from '../log';
+import {
+  agentClient,
+  cellsModule,
+  execModule,
+  featuresModule,
+  holdersModule,
+  inventoryModule,
+  lifecycleModule,
+  ociHookModule,
+  pathsModule,
+  policyModule,
+  preexistingModule,
+  prepareEngine,
+  stateModule,
+  uplinkModule,
+} from '../lazy';
+import { registerAgentCommand } from './agent';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
-import { printJson, table, warnCapabilities } from './output';
+import { ReportedError, printJson, table, warnCapabilities } from './output';
 
 export interface GlobalOptions {
   pinDir: string;
   json: boolean;
   /** argv as given: exec needs to see where `--` was */
   argv: readonly string[];
+  /** the agent's socket to try first; undefined with --no-agent */
+  agentSocket: string | undefined;
 }
 
+/**
+ * The agent's answer to this request, or undefined when no agent for this
+ * pin dir answers (then the verb runs in this process, printing the same).
+ * An error the agent reports is thrown as it came.
+ */
+async function viaAgent<T>(
+  g: GlobalOptions,
+  method: 'GET' | 'POST',
+  url: string,
+  body?: unknown,
+): Promise<T | undefined> {
+  const a = g.agentSocket
+    ? await agentClient().callAgent(g.agentSocket, g.pinDir, method, url, body)
+    : undefined;
+  if (!a) {
+    prepareEngine();
+    return undefined;
+  }
+  if (!a.ok) throw new ReportedError(a.error);
+  return a.body as T;
+}
+
+/**
+ * Runs a verb's action with the global options, reporting its errors.
+ * `lazyEngine`: the action loads the engine itself only when it needs it
+ * (a verb the agent may answer); otherwise it is prepared before the action.
+ */
 export type Runner = (
   fn: (g: GlobalOptions) => Promise<number | void> | number | void,
+  o?: { lazyEngine?: boolean },
 ) => Promise<void>;
 
 function cellRow(c: CellView): string[] {
@@ -51,9 +85,11 @@ export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
   registerOciHookCommands(program, run);
+  registerAgentCommand(program, run);
 }
 
 function registerEngineCommands(program: Command, run: Runner): void {
+  const lazy: Runner = (fn) => run(fn, { lazyEngine: true });
   program
     .command('up')
     .summary('load the programs and attach them at the cgroup root')
@@ -99,7 +135,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
         repair?: boolean;
       }) =>
         run((g) => {
-          const r = up({
+          const r = lifecycleModule().up({
             pinDir: g.pinDir,
             cgroupRoot: opts.cgroupRoot,
             netns: opts.netns,
@@ -136,7 +172,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     )
     .action((opts: { force?: boolean }) =>
       run((g) => {
-        const r = down(g.pinDir, { force: opts.force === true });
+        const r = lifecycleModule().down(g.pinDir, { force: opts.force === true });
         if (g.json) return printJson(r);
         if (r.cells.length)
           log.warn({ cells: r.cells }, `${r.cells.length} cells are no longer confined`);
@@ -172,10 +208,16 @@ function registerEngineCommands(program: Command, run: Runner): void {
       ]),
     )
     .action((cgroup: string, addrs: string[], opts: { force?: boolean }) =>
-      run((g) => {
-        const r = assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
+      lazy(async (g) => {
+        const r =
+          (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+            cgroup,
+            addresses: addrs,
+            ...(opts.force ? { force: true } : {}),
+          } satisfies AssignRequest)) ??
+          cellsModule().assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
         if (r.sockets.length)
-          log.warn(`${r.cell} already had sockets: ${describeSockets(r.sockets)}`);
+          log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
         if (g.json) return printJson(r);
         const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
         const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
@@ -213,16 +255,23 @@ function registerEngineCommands(program: Command, run: Runner): void {
       ]),
     )
     .action((cgroup: string, addrs: string[], opts: { force?: boolean; drain?: number }) =>
-      run((g) => {
+      lazy(async (g) => {
         if (opts.force && opts.drain !== undefined)
           throw new L3isoError('EUSAGE', '--force and --drain exclude each other');
-        const r = release(g.pinDir, cgroup, addrs, {
+        const o = {
           force: opts.force === true,
           ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
-        });
+        };
+        const r =
+          (await viaAgent<ReleaseResult>(g, 'POST', '/v1/release', {
+            cgroup,
+            ...(addrs.length ? { addresses: addrs } : {}),
+            ...(o.force ? { force: true } : {}),
+            ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
+          } satisfies ReleaseRequest)) ?? cellsModule().release(g.pinDir, cgroup, addrs, o);
         if (r.sockets.length)
           log.warn(
-            `${r.cell}: took the addresses from live sockets (${describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
+            `${r.cell}: took the addresses from live sockets (${holdersModule().describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
           );
         if (g.json) return printJson(r);
         const what = r.released.length ? r.released.join(', ') : 'no addresses';
@@ -239,8 +288,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso list', 'l3iso list --json | jq ".cells[].addresses"']))
     .action(() =>
-      run((g) => {
-        const r = listCells(g.pinDir);
+      lazy(async (g) => {
+        const r =
+          (await viaAgent<CellsResponse>(g, 'GET', '/v1/cells')) ??
+          inventoryModule().listCells(g.pinDir);
         if (g.json) return printJson(r);
         if (r.cells.length === 0) {
           process.stdout.write(`no cells below ${r.root}\n`);
@@ -259,8 +310,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addOption(jsonOption())
     .addHelpText('after', examples(['l3iso show web', 'l3iso show web --json']))
     .action((cgroup: string) =>
-      run((g) => {
-        const c = showCell(g.pinDir, cgroup);
+      lazy(async (g) => {
+        const c =
+          (await viaAgent<CellDetail>(g, 'GET', `/v1/cells/${encodeURIComponent(cgroup)}`)) ??
+          inventoryModule().showCell(g.pinDir, cgroup);
         if (g.json) return printJson(c);
         const nonzero = (r: Record<string, number>) =>
           Object.entries(r)
@@ -324,7 +377,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
         }
         const argv = raw.slice(dash + 1);
         const addresses = cmd.args.slice(0, cmd.args.length - argv.length);
-        return execInCell({
+        return execModule().execInCell({
           pinDir: g.pinDir,
           keep: o.keep,
           addresses,
@@ -377,7 +430,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
               'EUSAGE',
               'policy needs --allow-raw, --deny-raw, --allow-from or --clear',
             );
-          const r = setPolicy(g.pinDir, cgroup, change);
+          const r = policyModule().setPolicy(g.pinDir, cgroup, change);
           if (g.json) return printJson(r);
           process.stdout.write(
             `${r.cell}: raw sockets ${r.allowRaw ? 'allowed' : 'denied'}; ` +
@@ -407,7 +460,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso attach eth0', 'l3iso attach eth1 --mode tc']))
     .action((iface: string, opts: { mode?: UplinkMode }) =>
       run((g) => {
-        const r = attachUplink(g.pinDir, iface, opts.mode);
+        const r = uplinkModule().attachUplink(g.pinDir, iface, opts.mode);
         if (r.warning) log.warn(r.warning);
         if (r.offloadCost) log.warn(`${r.iface}: ${r.offloadCost}`);
         if (g.json) return printJson(r);
@@ -429,7 +482,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso detach eth0']))
     .action((iface: string) =>
       run((g) => {
-        const r = detachUplink(g.pinDir, iface);
+        const r = uplinkModule().detachUplink(g.pinDir, iface);
         if (g.json) return printJson(r);
         process.stdout.write(`detached from ${r.iface}\n`);
       }),
@@ -453,7 +506,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .action((opts: { check?: boolean }) =>
       run((g) => {
         if (opts.check) {
-          const problems = checkState(g.pinDir);
+          const problems = cellsModule().checkState(g.pinDir);
           if (g.json) printJson({ inconsistencies: problems });
           else
             process.stdout.write(
@@ -461,7 +514,10 @@ function registerEngineCommands(program: Command, run: Runner): void {
             );
           return problems.length ? 1 : 0;
         }
-        const r = { ...gc(g.pinDir), ociRecords: gcOciRecords(g.pinDir) };
+        const r = {
+          ...cellsModule().gc(g.pinDir),
+          ociRecords: ociHookModule().gcOciRecords(g.pinDir),
+        };
         if (g.json) return printJson(r);
         process.stdout.write(
           `gc: ${r.cells.length} stale cells released` +
@@ -485,12 +541,12 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .addHelpText('after', examples(['l3iso doctor', 'l3iso doctor --json']))
     .action(() =>
       run((g) => {
-        const up = EngineState.isUp(g.pinDir);
+        const up = stateModule().EngineState.isUp(g.pinDir);
         const r = {
-          ...doctor(pinLayout(g.pinDir).root),
-          warnings: up ? allCapabilityWarnings(g.pinDir) : [],
-          preexistingSockets: up ? preexistingSockets(g.pinDir) : [],
-          uplinks: up ? uplinkWarnings(g.pinDir) : [],
+          ...featuresModule().doctor(pathsModule().pinLayout(g.pinDir).root),
+          warnings: up ? inventoryModule().allCapabilityWarnings(g.pinDir) : [],
+          preexistingSockets: up ? preexistingModule().preexistingSockets(g.pinDir) : [],
+          uplinks: up ? uplinkModule().uplinkWarnings(g.pinDir) : [],
         };
         for (const u of r.uplinks)
           process.stderr.write(

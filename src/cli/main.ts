@@ -7,10 +7,10 @@
 import { Command, CommanderError } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { setLibbpfLogger } from '../../loader';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
-import { log } from '../log';
+import { prepareEngine } from '../lazy';
 import { L3isoError } from '../errors';
+import { agentSocket } from '../agent/api';
 import { registerCommands, type GlobalOptions, type Runner } from './commands';
 import { EXIT_OK, EXIT_USAGE, reportError } from './output';
 
@@ -50,9 +50,6 @@ export function exitQuietlyOnEpipe(): void {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  // libbpf narrates (e.g. netlink's EEXIST for a qdisc that is already
-  // there); failures reach the user as typed errors, so its prose is debug.
-  setLibbpfLogger((level, msg) => log.debug({ libbpf: level }, msg.trimEnd()));
   let status = EXIT_OK;
   const program = new Command();
   program
@@ -67,6 +64,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.env.L3ISO_PIN_DIR ?? DEFAULT_PIN_DIR,
     )
     .option('-j, --json', 'print JSON instead of tables')
+    .option(
+      '--no-agent',
+      'never ask the agent: do the work in this process (default: assign, release, list and show go through an agent when its socket answers; env L3ISO_AGENT_SOCKET)',
+    )
     .version(packageVersion(), '-V, --version', 'print the version of l3iso')
     .exitOverride()
     .configureOutput({ outputError: () => {} })
@@ -86,14 +87,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       ].join('\n'),
     );
 
-  const run: Runner = async (fn) => {
-    const cmdOpts = program.opts<{ pinDir: string; json?: boolean }>();
+  const run: Runner = async (fn, o = {}) => {
+    const cmdOpts = program.opts<{ pinDir: string; json?: boolean; agent: boolean }>();
     const g: GlobalOptions = {
       pinDir: cmdOpts.pinDir,
       json: Boolean(cmdOpts.json) || wantsJson(argv),
       argv,
+      agentSocket: cmdOpts.agent ? agentSocket() : undefined,
     };
     try {
+      if (!o.lazyEngine) prepareEngine();
       const r = await fn(g);
       if (typeof r === 'number') status = r;
     } catch (err) {

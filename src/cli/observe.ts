@@ -3,19 +3,17 @@
  */
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NamerCache } from '../engine/counters';
-import { formatEventLine, streamEvents, type EventView } from '../engine/events';
-import { MetricsExporter, engineSnapshots } from '../engine/metrics';
-import { DEFAULT_LISTEN, parseListen, startMetricsServer } from '../engine/serve';
+import type { EventView } from '../engine/events';
+import { DEFAULT_LISTEN } from '../engine/defaults';
+import type { Rates, StatsReport } from '../engine/stats';
 import {
-  ratesBetween,
-  readStats,
-  statsHeaders,
-  statsRows,
-  type Rates,
-  type StatsReport,
-} from '../engine/stats';
-import { EngineState } from '../engine/state';
+  countersModule,
+  eventsModule,
+  metricsModule,
+  serveModule,
+  stateModule,
+  statsModule,
+} from '../lazy';
 import { log } from '../log';
 import type { Runner } from './commands';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
@@ -60,7 +58,10 @@ function watchStdout(): { closed: () => boolean } {
 }
 
 function statsText(report: StatsReport, rates?: Map<string, Rates>): string {
-  return table(statsHeaders(rates !== undefined), statsRows(report, rates));
+  return table(
+    statsModule().statsHeaders(rates !== undefined),
+    statsModule().statsRows(report, rates),
+  );
 }
 
 export function registerObserveCommands(program: Command, run: Runner): void {
@@ -85,7 +86,7 @@ export function registerObserveCommands(program: Command, run: Runner): void {
     .action((opts: { watch?: number }) =>
       run(async (g) => {
         if (opts.watch === undefined) {
-          const report = readStats(g.pinDir);
+          const report = statsModule().readStats(g.pinDir);
           if (g.json) return printJson(report);
           process.stdout.write(statsText(report));
           return;
@@ -93,14 +94,16 @@ export function registerObserveCommands(program: Command, run: Runner): void {
         const out = watchStdout();
         const { signal, dispose } = interruptSignal();
         const tty = process.stdout.isTTY === true;
-        const namers = new NamerCache();
+        const namers = new (countersModule().NamerCache)();
         let prev: { report: StatsReport; at: bigint } | undefined;
         try {
           do {
             const at = process.hrtime.bigint();
-            const report = readStats(g.pinDir, namers);
+            const report = statsModule().readStats(g.pinDir, namers);
             const seconds = prev ? Number(at - prev.at) / 1e9 : 0;
-            const rates = prev ? ratesBetween(prev.report, report, seconds) : new Map();
+            const rates = prev
+              ? statsModule().ratesBetween(prev.report, report, seconds)
+              : new Map();
             prev = { report, at };
             if (g.json) {
               const now = new Date().toISOString();
@@ -146,7 +149,9 @@ export function registerObserveCommands(program: Command, run: Runner): void {
     )
     .action(() =>
       run(async (g) => {
-        const exporter = new MetricsExporter(engineSnapshots(g.pinDir));
+        const exporter = new (metricsModule().MetricsExporter)(
+          metricsModule().engineSnapshots(g.pinDir),
+        );
         process.stdout.write(await exporter.scrape());
       }),
     );
@@ -171,12 +176,12 @@ export function registerObserveCommands(program: Command, run: Runner): void {
     )
     .action((opts: { listen: string }) =>
       run(async (g) => {
-        const listen = parseListen(opts.listen);
-        if (!EngineState.isUp(g.pinDir))
+        const listen = serveModule().parseListen(opts.listen);
+        if (!stateModule().EngineState.isUp(g.pinDir))
           log.warn({ pinDir: g.pinDir }, 'engine is not up yet: /healthz answers 503 until it is');
         const { signal, dispose } = interruptSignal();
         try {
-          const server = await startMetricsServer({ pinDir: g.pinDir, listen, log });
+          const server = await serveModule().startMetricsServer({ pinDir: g.pinDir, listen, log });
           log.info(
             { address: server.address.host, port: server.address.port, pinDir: g.pinDir },
             'serving /metrics and /healthz',
@@ -223,11 +228,13 @@ export function registerObserveCommands(program: Command, run: Runner): void {
         const { signal, dispose } = interruptSignal();
         const print = (e: EventView): boolean => {
           if (out.closed()) return false;
-          process.stdout.write(g.json ? JSON.stringify(e) + '\n' : formatEventLine(e) + '\n');
+          process.stdout.write(
+            g.json ? JSON.stringify(e) + '\n' : eventsModule().formatEventLine(e) + '\n',
+          );
           return true;
         };
         try {
-          const r = await streamEvents({
+          const r = await eventsModule().streamEvents({
             pinDir: g.pinDir,
             follow,
             signal,

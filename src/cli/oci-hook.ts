@@ -5,16 +5,11 @@
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import { L3isoError } from '../errors';
+import { DEFAULT_HOOKS_DIR } from '../engine/defaults';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
 import { log } from '../log';
-import { parseOciState } from '../runtime/oci-state';
-import {
-  DEFAULT_HOOKS_DIR,
-  installHooks,
-  ociCreateRuntime,
-  ociPoststop,
-  type HookResult,
-} from '../runtime/oci-hook';
+import type { HookResult } from '../runtime/oci-hook';
+import { ociHookModule, ociStateModule } from '../lazy';
 import type { Runner } from './commands';
 import { examples, jsonOption } from './options';
 import { printJson } from './output';
@@ -62,9 +57,9 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
       run((g) => {
         let id: string | undefined;
         try {
-          const state = parseOciState(readStdin());
+          const state = ociStateModule().parseOciState(readStdin());
           id = state.id;
-          report(ociCreateRuntime(g.pinDir, state), g.json);
+          report(ociHookModule().ociCreateRuntime(g.pinDir, state), g.json);
         } catch (err) {
           throw inContainer(id, err);
         }
@@ -79,9 +74,9 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
       run((g) => {
         let id: string | undefined;
         try {
-          const state = parseOciState(readStdin());
+          const state = ociStateModule().parseOciState(readStdin());
           id = state.id;
-          report(ociPoststop(g.pinDir, state), g.json);
+          report(ociHookModule().ociPoststop(g.pinDir, state), g.json);
         } catch (err) {
           // The container is gone either way; gc finishes what failed here.
           const message = err instanceof Error ? err.message : String(err);
@@ -109,7 +104,7 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
         // and the pin dir spelled out unless it is the default.
         const argv = [process.execPath, fs.realpathSync(process.argv[1] ?? '')];
         if (g.pinDir !== DEFAULT_PIN_DIR) argv.push('--pin-dir', g.pinDir);
-        const files = installHooks(opts.dir, argv);
+        const files = ociHookModule().installHooks(opts.dir, argv);
         if (g.json) return printJson({ files });
         process.stdout.write(files.map((f) => `wrote ${f}\n`).join(''));
       }),

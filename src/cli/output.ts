@@ -3,7 +3,6 @@
  * document with --json), errors as one line on stderr (or a JSON error
  * object on stdout with --json), and an exit status scripts can branch on.
  */
-import { BpfError } from '../../loader';
 import { L3isoError } from '../errors';
 import type { CapabilityWarning } from '../model/capabilities';
 
@@ -26,19 +25,30 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
-interface ErrorReport {
+export interface ErrorReport {
   code: string;
   message: string;
   hint?: string;
   errno?: string;
 }
 
-function describe(err: unknown): ErrorReport {
+/** An error another process (the agent) already described: reported as it came. */
+export class ReportedError extends Error {
+  constructor(readonly report: ErrorReport) {
+    super(report.message);
+    this.name = 'ReportedError';
+  }
+}
+
+/**
+ * The code, message and hint of any error. A BpfError (loader/) carries its
+ * symbolic errno in `code` and lands in the errno branch: no import of the
+ * loader here, so printing an error never loads libbpf.
+ */
+export function describeError(err: unknown): ErrorReport {
+  if (err instanceof ReportedError) return err.report;
   if (err instanceof L3isoError) {
     return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
-  }
-  if (err instanceof BpfError) {
-    return { code: 'EKERNEL', message: err.message, errno: err.code };
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
@@ -49,7 +59,7 @@ function describe(err: unknown): ErrorReport {
 
 /** Reports an error and returns the exit status to use. */
 export function reportError(err: unknown, json: boolean): number {
-  const report = describe(err);
+  const report = describeError(err);
   if (json) {
     printJson({ error: report });
   } else {

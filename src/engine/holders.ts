@@ -113,6 +113,9 @@ function comm(pid: number): string {
 /** inode -> pids holding it, scanning `pids` (all of /proc when undefined). */
 function holdersOf(inodes: Set<number>, pids?: readonly number[]): Map<number, number[]> {
   const out = new Map<number, number[]>();
+  // No socket to look for: skip the walk of every process's fds (an assign of
+  // fresh addresses asks this on each call, and it is most of its time).
+  if (inodes.size === 0) return out;
   const list =
     pids ??
     fs

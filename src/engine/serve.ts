@@ -11,7 +11,7 @@ import { L3isoError } from '../errors';
 import { MetricsExporter, engineSnapshots } from './metrics';
 import { EngineState } from './state';
 
-export const DEFAULT_LISTEN = '127.0.0.1:9469';
+export { DEFAULT_LISTEN } from './defaults';
 
 export interface ListenAddress {
   host: string;

@@ -26,11 +26,11 @@ import { requireRoot } from './privilege';
 import { UPLINK_OBJECT } from './programs';
 import { EngineState } from './state';
 
-/** How the ingress filter runs: XDP in the driver, generic XDP, or tc ingress. */
-export type UplinkMode = 'native' | 'generic' | 'tc';
+// How the ingress filter runs: XDP in the driver, generic XDP, or tc ingress.
+export { UPLINK_MODES, type UplinkMode } from './defaults';
+import type { UplinkMode } from './defaults';
 /** @deprecated the name before tc ingress existed */
 export type XdpMode = UplinkMode;
-export const UPLINK_MODES: readonly UplinkMode[] = ['native', 'generic', 'tc'];
 
 /** Our tc filters' handle and priority on clsact ingress and egress ("l3"). */
 export const TC_HANDLE = 0x6c33;

@@ -145,7 +145,7 @@ export function ociPoststop(pinDir: string, state: OciState): HookResult {
 
 // ---- hooks.d ------------------------------------------------------------
 
-export const DEFAULT_HOOKS_DIR = '/usr/share/containers/oci/hooks.d';
+export { DEFAULT_HOOKS_DIR } from '../engine/defaults';
 /** Matches every io.l3iso.* annotation, not only addresses: one the hook
  * refuses (a pool, a typo) must fail the start, not be skipped. */
 export const HOOK_ANNOTATION_MATCH = '^io\\.l3iso\\.';

@@ -93,9 +93,14 @@ describe('systemd units', () => {
     const r = tool([
       'systemd-analyze',
       'verify',
-      ...['l3iso.slice', 'l3iso.service', 'l3iso-cell@web.service', 'web.service'].map((u) =>
-        path.join(units, u),
-      ),
+      ...[
+        'l3iso.slice',
+        'l3iso.service',
+        'l3iso-cell@web.service',
+        'l3iso-agent.socket',
+        'l3iso-agent.service',
+        'web.service',
+      ].map((u) => path.join(units, u)),
     ]);
     expect(r.status, r.out).toBe(0);
     expect(r.stderr).toBe('');
