@@ -2,7 +2,11 @@
 // answers only on the primary (a DNS server on 0.0.0.0:53 must answer on
 // every cell address, as in a jail)". bpf/udp_steer.bpf.h, attached at tc
 // ingress of the engine netns's lo (bpf/demux.bpf.c l3_udp_steer).
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AttachType, BpfLink, LinkType } from '../../loader';
+import { objInfo } from '../../loader/sys';
 import { createSandbox, V4, V6, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 
 const P_PLAIN = 8201; // cell a: plain recvfrom/sendto wildcard servers
@@ -116,6 +120,13 @@ describe('UDP wildcard sockets serve every address of their cell', () => {
       expect(got(s6, 'b6-second')[0]).toMatchObject({ peer: { addr: V6(3) } });
     });
 
+    it('v4: answers the cell’s own 127.0.0.1, as a host’s wildcard socket does', async () => {
+      // The reply leaves from the primary, as for any secondary address.
+      const r = await ask('a', 4, '127.0.0.1', P_PLAIN, 'lo4');
+      expect(r).toMatchObject({ ok: true, data: 'lo4', addr: V4(1) });
+      expect(got(s4, 'lo4')[0]).toMatchObject({ peer: { addr: '127.0.0.1' } });
+    });
+
     it('counts each datagram once in the cell’s rx counters', async () => {
       const before = (await sb.show('a')).traffic.rxPackets;
       await ask(null, 4, V4(2), P_PLAIN, 'count1');
@@ -187,5 +198,42 @@ describe('UDP wildcard sockets serve every address of their cell', () => {
     expect(await ask(null, 4, V4(5), P_RELEASE, 'primary')).toMatchObject({ ok: true });
     await sleep(200);
     expect(got(s, 'after')).toEqual([]);
+  });
+});
+
+describe('the tcx link on lo', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await createSandbox();
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  /** The pinned link: its id, and the interface and attach type the kernel
+   * reports for it (struct bpf_link_info's tcx member). */
+  const pinned = (): { id: number; ifindex: number; attachType: number } => {
+    const link = BpfLink.openPinned(path.join(sb.pinDir, 'links', 'l3_udp_steer'));
+    try {
+      const info = link.info();
+      expect(info.type).toBe(LinkType.TCX);
+      const raw = objInfo(link.fd, 48);
+      return { id: info.id, ifindex: raw.readUInt32LE(16), attachType: raw.readUInt32LE(20) };
+    } finally {
+      link.close();
+    }
+  };
+  const linkExists = (id: number): boolean =>
+    spawnSync('bpftool', ['link', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0;
+
+  it('up attaches it on lo, a second up replaces it in place, down removes it', async () => {
+    await sb.up();
+    const first = pinned();
+    expect(first).toMatchObject({ ifindex: 1, attachType: AttachType.TCX_INGRESS });
+    const again = await sb.cliOk(['up', '--cgroup-root', sb.root], { json: true });
+    expect(again.json.programs).toContainEqual({ name: 'l3_udp_steer', action: 'replaced' });
+    expect(pinned().id).toBe(first.id);
+    await sb.cliOk(['down']);
+    expect(linkExists(first.id)).toBe(false);
   });
 });
