@@ -15,6 +15,7 @@ const P_EXACT = 8203; // cell a: wildcard and an exact bind on its secondary
 const P_OTHER = 8204; // cell b's wildcard only; cell a has nothing here
 const P_SHARED = 8205; // wildcard servers of both a and b
 const P_RELEASE = 8206; // cell r: wildcard, then its secondary is released
+const P_DUAL = 8207; // cell a: one dual-stack `::` socket, not V6ONLY
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -150,6 +151,27 @@ describe('UDP wildcard sockets serve every address of their cell', () => {
     });
     expect(got(s4, 'pi4')[0]).toMatchObject({ dst: V4(2) });
     expect(got(s6, 'pi6')[0]).toMatchObject({ dst: V6(2) });
+  });
+
+  // bind6 puts a UDP `::` socket of a dual-stack cell on the v6 primary
+  // (only TCP's goes to ::ffff:<primary4>): it serves every v6 address of
+  // the cell, and no IPv4 (README, demux rules).
+  it('a dual-stack `::` UDP socket (not V6ONLY) answers IPv6 on every address, not IPv4', async () => {
+    const p = sb.spawnProbe('a', [
+      { op: 'socket', fam: 6, type: 'udp', v6only: false },
+      { op: 'bind', addr: '::', port: P_DUAL },
+      { op: 'serve_echo' },
+    ]);
+    procs.push(p);
+    expect(await p.ready()).toMatchObject({ addr: V6(1) });
+    expect(await ask(null, 6, V6(1), P_DUAL, 'd6-primary')).toMatchObject({ ok: true });
+    expect(await ask(null, 6, V6(2), P_DUAL, 'd6-second')).toMatchObject({
+      ok: true,
+      data: 'd6-second',
+      addr: V6(1),
+    });
+    expect((await ask(null, 4, V4(2), P_DUAL, 'd4-second')).ok).toBe(false);
+    expect(got(p, 'd6-second')).toHaveLength(1);
   });
 
   it('v4/v6: a socket bound exactly to the secondary wins over the wildcard one', async () => {
