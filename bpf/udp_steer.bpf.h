@@ -69,8 +69,8 @@ static __always_inline int has_exact_sock(struct __sk_buff *skb, struct bpf_sock
 	return exact;
 }
 
-/* Owner of `dst` if it is a usable cell address that is not the primary
- * `primary` of the family; also returns the cell's record. */
+/* The cell record of a destination's owner, unless the address is being
+ * released or drained (then the kernel's demux, which finds no socket). */
 static __always_inline struct l3_cell *steer_cell(struct l3_owner *owner, __u64 *cell_id)
 {
 	if (!owner || (owner->flags & (L3_OWNER_RELEASING | L3_OWNER_DRAINING)))
