@@ -15,6 +15,7 @@
  */
 #include "cell.bpf.h"
 #include "v6only.bpf.h"
+#include "udp_steer.bpf.h"
 
 #define L3_IPPROTO_TCP 6
 
@@ -142,6 +143,15 @@ int l3_sk_lookup(struct bpf_sk_lookup *ctx)
 		return SK_DROP;
 	}
 	return SK_PASS;
+}
+
+/* tc ingress of the engine netns's `lo`: cell-to-cell and host-to-cell
+ * datagrams for local addresses all pass here (see udp_steer.bpf.h). */
+SEC("tc")
+int l3_udp_steer(struct __sk_buff *skb)
+{
+	steer_udp(skb, skb->protocol, sizeof(struct ethhdr));
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

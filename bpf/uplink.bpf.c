@@ -11,6 +11,10 @@
  * managed addresses no cell owns. Everything else (ARP, ND, host traffic,
  * non-IP, truncated frames) passes untouched and uncounted.
  *
+ * tc ingress also hands UDP datagrams for a cell's secondary addresses to
+ * the cell's wildcard socket (udp_steer.bpf.h); XDP cannot (no
+ * bpf_sk_assign there), see README "Known limits".
+ *
  * tc egress: attribute each frame to the cell of the socket that sent it
  * (the socket's cgroup ancestry, which covers AF_PACKET senders too), count
  * it, and drop it when its source is not the cell's: anti-spoof at the wire.
@@ -20,6 +24,7 @@
 #include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include "cell.bpf.h"
+#include "udp_steer.bpf.h"
 
 #define L3_ETH_P_8021Q 0x8100
 #define L3_ETH_P_8021AD 0x88A8
@@ -209,8 +214,11 @@ int l3_tc_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!ingress_admits(&f, &cell_id))
 		return TC_ACT_SHOT;
-	if (cell_id)
-		count_uplink_rx(cell_id, skb_wire_packets(skb), skb->len);
+	if (!cell_id)
+		return TC_ACT_OK;
+	count_uplink_rx(cell_id, skb_wire_packets(skb), skb->len);
+	/* Untagged (or offloaded-tag) frames: the IP header follows Ethernet. */
+	steer_udp(skb, skb->protocol, sizeof(struct ethhdr));
 	return TC_ACT_OK;
 }
 

@@ -49,6 +49,11 @@ export enum AttachType {
   PERF_EVENT = 41,
   TRACE_KPROBE_MULTI = 42,
   LSM_CGROUP = 43,
+  STRUCT_OPS = 44,
+  NETFILTER = 45,
+  /** Requires Linux 6.6: a tcx link on an interface's ingress. */
+  TCX_INGRESS = 46,
+  TCX_EGRESS = 47,
 }
 
 /** enum bpf_map_type. */

@@ -22,7 +22,7 @@ import {
 import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
 import { bpfObjectPath } from './paths';
-import { ATTACHED_OBJECTS, REVOKE_OBJECT, UPLINK_OBJECT } from './programs';
+import { ATTACHED_OBJECTS, LOOPBACK_IFINDEX, REVOKE_OBJECT, UPLINK_OBJECT } from './programs';
 import { ifindexOf } from './uplink';
 
 export interface FeatureCheck {
@@ -163,9 +163,15 @@ export function programChecks(): FeatureCheck[] {
         if (!load.ok) continue;
         for (const p of spec.programs) {
           const fd = p.target === 'cgroup' ? cgroupFd : netnsFd;
+          const attach = (): void =>
+            BpfLink.create(loaded.program(p.program).fd, fd, p.attach).close();
           checks.push(
             check(`attach ${p.program}`, true, p.purpose, () => {
-              BpfLink.create(loaded.program(p.program).fd, fd, p.attach).close();
+              if (p.target === 'lo')
+                inNetns(`/run/netns/${scratchName}`, () =>
+                  BpfLink.create(loaded.program(p.program).fd, LOOPBACK_IFINDEX, p.attach).close(),
+                );
+              else attach();
               return `${AttachType[p.attach]} on a ${p.target}`;
             }),
           );

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AttachType, BpfLink, BpfMap, MapType, type BpfProgram } from '../../loader';
+import { AttachType, BpfLink, BpfMap, MapType, inNetns, type BpfProgram } from '../../loader';
 import { L3isoError } from '../errors';
 import {
   L3_CELL_ALLOW_LIST,
@@ -34,7 +34,9 @@ import {
   ALL_PROGRAMS,
   ATTACHED_OBJECTS,
   DEFAULT_MAX_CELLS,
+  LOOPBACK_IFINDEX,
   SHARED_MAPS,
+  type ProgramAttachment,
   type SharedMapName,
 } from './programs';
 import { allowList, parsePrefixes, setManagedPrefixes } from './prefixes';
@@ -334,9 +336,11 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
           if (b.rebuildCells) rebuildCells(layout);
         }
         for (const p of spec.programs) {
-          const targetFd = p.target === 'cgroup' ? targets.cgroup : targets.netns;
+          const prog = obj.program(p.program);
           result.programs.push(
-            attachOrReplace(layout, obj.program(p.program), p.program, p.attach, targetFd, undo),
+            p.target === 'lo'
+              ? attachOnLoopback(layout, prog, p, b.netnsPath, undo)
+              : attachOrReplace(layout, prog, p.program, p.attach, targetFd(p, targets), undo),
           );
         }
       } finally {
@@ -421,6 +425,26 @@ function writeConfig(b: BringUp): void {
   } finally {
     state.close();
   }
+}
+
+function targetFd(p: ProgramAttachment, targets: { cgroup: number; netns: number }): number {
+  return p.target === 'cgroup' ? targets.cgroup : targets.netns;
+}
+
+/** A tcx link on the engine netns's `lo`: a bpf_link like the others, so
+ * its pin is all `down` has to remove, and a crash leaves no tc filter
+ * behind that no pin accounts for (an unpinned link dies with its fd). The
+ * ifindex is resolved in the calling thread's netns, hence the switch. */
+function attachOnLoopback(
+  layout: PinLayout,
+  prog: BpfProgram,
+  p: ProgramAttachment,
+  netnsPath: string,
+  undo: (() => void)[],
+): { name: string; action: 'attached' | 'replaced' } {
+  return inNetns(netnsPath, () =>
+    attachOrReplace(layout, prog, p.program, p.attach, LOOPBACK_IFINDEX, undo),
+  );
 }
 
 function attachOrReplace(

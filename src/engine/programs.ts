@@ -9,8 +9,9 @@ export interface ProgramAttachment {
   /** Function name in the object; also the name of its pinned link. */
   readonly program: string;
   readonly attach: AttachType;
-  /** cgroup: the managed cgroup root; netns: the engine's network namespace */
-  readonly target: 'cgroup' | 'netns';
+  /** cgroup: the managed cgroup root; netns: the engine's network namespace;
+   * lo: that namespace's loopback device (a tcx link) */
+  readonly target: 'cgroup' | 'netns' | 'lo';
   /** What a user loses without it, for doctor. */
   readonly purpose: string;
 }
@@ -28,6 +29,9 @@ const cg = (program: string, attach: AttachType, purpose: string): ProgramAttach
 });
 
 export const SOCK_OBJECT = 'sock.bpf.o';
+
+/** Loopback is ifindex 1 in every network namespace. */
+export const LOOPBACK_IFINDEX = 1;
 
 /** Everything `up` attaches, in attach order: sockets get their origin and
  * confinement before the demux and packet checks that rely on them. */
@@ -63,6 +67,12 @@ export const ATTACHED_OBJECTS: readonly ObjectSpec[] = [
         attach: AttachType.SK_LOOKUP,
         target: 'netns',
         purpose: "steers cell traffic to the cell's sockets, never to host wildcard listeners",
+      },
+      {
+        program: 'l3_udp_steer',
+        attach: AttachType.TCX_INGRESS,
+        target: 'lo',
+        purpose: "gives a cell's wildcard UDP socket the datagrams for all its addresses",
       },
     ],
   },

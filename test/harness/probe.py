@@ -342,18 +342,55 @@ def op_serve_banner(op, i):
     return {"served": n}
 
 
+# Linux <linux/in.h>; the socket module lacks it on some builds.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
+def recv_pktinfo(s):
+    """recvmsg with IP_PKTINFO / IPV6_PKTINFO: data, peer, the local address
+    the datagram was sent to and the cmsg that replies from it."""
+    data, anc, _flags, peer = s.recvmsg(65536, socket.CMSG_SPACE(20))
+    for level, kind, raw in anc:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+            _ifindex, _spec, dst = struct.unpack("i4s4s", raw[:12])
+            reply = (level, kind, struct.pack("i4s4s", 0, dst, b"\0" * 4))
+            return data, peer, socket.inet_ntop(socket.AF_INET, dst), reply
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+            dst = raw[:16]
+            reply = (level, kind, dst + struct.pack("I", 0))
+            return data, peer, socket.inet_ntop(socket.AF_INET6, dst), reply
+    return data, peer, None, None
+
+
 def op_serve_echo(op, i):
-    """UDP echo server: prints ready, then one event line per datagram."""
+    """UDP echo server: prints ready, then one event line per datagram.
+    With pktinfo, each reply leaves from the address its datagram was sent
+    to (IP_PKTINFO / IPV6_RECVPKTINFO), as DNS servers do."""
     s = get(op)
     count = int(op.get("count", 0))
+    pktinfo = bool(op.get("pktinfo"))
+    if pktinfo:
+        if s.family == socket.AF_INET:
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        else:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
     out({"i": i, "op": "serve_echo", "ok": True, "ready": True, **fmt(s.getsockname())})
     s.settimeout(None)
     n = 0
     while count == 0 or n < count:
-        data, peer = s.recvfrom(65536)
+        if pktinfo:
+            data, peer, dst, reply = recv_pktinfo(s)
+        else:
+            data, peer = s.recvfrom(65536)
+            dst, reply = None, None
         ev = {"event": "dgram", "peer": fmt(peer), "data": data.decode(errors="replace")}
+        if dst:
+            ev["dst"] = dst
         try:
-            s.sendto(data, peer)
+            if reply:
+                s.sendmsg([data], [reply], 0, peer)
+            else:
+                s.sendto(data, peer)
         except OSError as exc:
             ev["send_errno"] = errname(exc)
         out(ev)
