@@ -24,6 +24,7 @@ import {
 } from '../engine/uplink';
 import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
+import { registerDeclarativeCommands } from './declarative';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
@@ -50,6 +51,7 @@ function cellRow(c: CellView): string[] {
 export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
+  registerDeclarativeCommands(program, run);
   registerOciHookCommands(program, run);
 }
 

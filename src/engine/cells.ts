@@ -261,10 +261,10 @@ function ownedError(a: CellAddress, owner: Owner, root: string, id: bigint): L3i
 
 // ---- derivation from the owner map ---------------------------------------
 
-type OwnerEntry = { address: CellAddress; owner: Owner };
+export type OwnerEntry = { address: CellAddress; owner: Owner };
 
 /** Flags of an address on its way out: no new socket may use it. */
-const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
+export const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
 
 function ownersOf(state: EngineState, id: bigint): OwnerEntry[] {
   return state.owners().filter((o) => o.owner.cell === id);
@@ -285,7 +285,7 @@ export interface Preferred {
  * is usable; else the preferred one (assign's first of the family), else
  * the lowest (maps keep no order).
  */
-function derive(
+export function derive(
   existing: Cell | undefined,
   owned: OwnerEntry[],
   loopback: CellAddress,
@@ -530,7 +530,7 @@ function liveError(t: CellTarget, plan: ReleasePlan): L3isoError {
   );
 }
 
-function releaseLocked(t: CellTarget, addrs: CellAddress[], opts: ReleaseOptions): ReleaseResult {
+export function releaseLocked(t: CellTarget, addrs: CellAddress[], opts: ReleaseOptions): ReleaseResult {
   const { state, id } = t;
   const plan = planRelease(t, addrs);
   if (plan.sockets.length > 0 && !opts.force) throw liveError(t, plan);

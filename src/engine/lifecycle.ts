@@ -134,7 +134,7 @@ export function up(opts: UpOptions): UpResult {
   });
 }
 
-function netnsInode(netnsPath: string): bigint {
+export function netnsInode(netnsPath: string): bigint {
   try {
     return fs.statSync(netnsPath, { bigint: true }).ino;
   } catch (err) {
