@@ -26,7 +26,8 @@ function reportFileErrors(err: StateFileError, file: string, g: GlobalOptions): 
   if (g.json) {
     printJson({ error: { code: 'EUSAGE', message: `${file}: invalid state`, errors: err.errors } });
   } else {
-    for (const e of err.errors) process.stderr.write(`l3iso: ${file}: ${e.replace(/[\r\n]+/g, ' ')}\n`);
+    for (const e of err.errors)
+      process.stderr.write(`l3iso: ${file}: ${e.replace(/[\r\n]+/g, ' ')}\n`);
     process.stderr.write(`l3iso: ${file}: ${err.errors.length} problem(s); nothing was changed\n`);
   }
   return EXIT_USAGE;
@@ -36,7 +37,10 @@ function readFile(file: string): string {
   try {
     return file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new L3isoError('EUSAGE', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new L3isoError(
+      'EUSAGE',
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
   }
 }
 
@@ -62,10 +66,19 @@ function registerApply(program: Command, run: Runner): void {
     .requiredOption('-f, --file <file>', 'state file (JSON or YAML; - reads stdin)')
     .option('--prune', 'release addresses and whole cells the file does not list')
     .option('--dry-run', 'report what would change; change nothing')
-    .option('--force', 'take pruned addresses from live sockets, and make cells of cgroups whose processes hold sockets')
+    .option(
+      '--force',
+      'take pruned addresses from live sockets, and make cells of cgroups whose processes hold sockets',
+    )
     .option('--create-cgroups', "create the cells' cgroup directories that do not exist")
     .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso apply -f state.yaml --dry-run', 'l3iso export > state.json && l3iso apply -f state.json --prune']))
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso apply -f state.yaml --dry-run',
+        'l3iso export > state.json && l3iso apply -f state.json --prune',
+      ]),
+    )
     .action((opts: ApplyCliOptions) =>
       run((g) => {
         let desired: DesiredState;
@@ -88,7 +101,8 @@ function registerApply(program: Command, run: Runner): void {
           if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
           throw err;
         }
-        if (r.sockets.length && !r.dryRun) log.warn(`apply took addresses from live sockets: ${describeSockets(r.sockets)}`);
+        if (r.sockets.length && !r.dryRun)
+          log.warn(`apply took addresses from live sockets: ${describeSockets(r.sockets)}`);
         if (g.json) return printJson(r);
         process.stdout.write(applyText(r));
       }),
@@ -100,7 +114,10 @@ function applyText(r: ApplyResult): string {
   for (const c of r.cells) {
     if (c.action === 'unchanged' || c.action === 'kept') continue;
     const parts = [...c.added.map((a) => `+${a}`), ...c.removed.map((a) => `-${a}`)];
-    if (c.policy) parts.push(`policy allowRaw=${c.policy.allowRaw} allowFrom=${c.policy.allowFrom?.join(',') ?? 'any'}`);
+    if (c.policy)
+      parts.push(
+        `policy allowRaw=${c.policy.allowRaw} allowFrom=${c.policy.allowFrom?.join(',') ?? 'any'}`,
+      );
     lines.push(`${c.cgroup}: ${c.action} ${parts.join(' ')}`.trimEnd());
   }
   const s = r.summary;
@@ -123,12 +140,16 @@ function registerExport(program: Command, run: Runner): void {
         'reboot: `export > state.json` before, `up` and `apply -f state.json` after, restore the cells.',
     )
     .option('--yaml', 'print YAML instead of JSON')
-    .addHelpText('after', examples(['l3iso export > /var/lib/l3iso/state.json', 'l3iso export --yaml']))
+    .addHelpText(
+      'after',
+      examples(['l3iso export > /var/lib/l3iso/state.json', 'l3iso export --yaml']),
+    )
     .action((opts: { yaml?: boolean }) =>
       run((g) => {
         requireRoot('export');
         const r = exportState(g.pinDir);
-        for (const s of r.skipped) log.warn(`cell ${s} is not exported: its cgroup is gone (run \`l3iso gc\`)`);
+        for (const s of r.skipped)
+          log.warn(`cell ${s} is not exported: its cgroup is gone (run \`l3iso gc\`)`);
         if (opts.yaml) process.stdout.write(toYaml(r.document));
         else printJson(r.document);
       }),
@@ -156,14 +177,17 @@ function statusText(r: EngineStatus): string {
   const lines = [
     `engine in ${r.pinDir}`,
     `  cgroup root     ${r.cgroupRoot} (cgroup id ${r.rootCgroupId})`,
-    `  netns           inode ${r.netnsInode}${r.inEngineNetns ? ' (this one)' : ' (not this process\'s)'}`,
+    `  netns           inode ${r.netnsInode}${r.inEngineNetns ? ' (this one)' : " (not this process's)"}`,
     `  max cells       ${r.maxCells ?? '-'}`,
     `  managed         ${r.managedPrefixes.join(', ') || '-'}`,
     `  uplinks         ${uplinks}`,
     `  cells           ${r.counts.cells}`,
     `  addresses       ${r.counts.addresses} (IPv4 ${r.counts.addresses4}, IPv6 ${r.counts.addresses6})`,
     '  map pressure',
-    ...r.maps.map((m) => `    ${m.map.padEnd(15)} ${String(m.entries).padStart(8)} / ${String(m.maxEntries).padEnd(8)} ${(m.pressure * 100).toFixed(1)} %`),
+    ...r.maps.map(
+      (m) =>
+        `    ${m.map.padEnd(15)} ${String(m.entries).padStart(8)} / ${String(m.maxEntries).padEnd(8)} ${(m.pressure * 100).toFixed(1)} %`,
+    ),
   ];
   return lines.join('\n') + '\n';
 }

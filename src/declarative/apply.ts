@@ -78,7 +78,11 @@ export interface ApplyResult {
   repaired: string[];
 }
 
-export function applyState(pinDir: string, desired: DesiredState, opts: ApplyOptions = {}): ApplyResult {
+export function applyState(
+  pinDir: string,
+  desired: DesiredState,
+  opts: ApplyOptions = {},
+): ApplyResult {
   const state = EngineState.open(pinDir);
   try {
     return withLock(state.layout, () => applyLocked(state, desired, opts));
@@ -108,7 +112,10 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
     const dir = path.join(root, d.cgroup);
     if (!fs.existsSync(dir)) {
       if (opts.createCgroups) missing.push(dir);
-      else errs.push(`cells[${i}].cgroup: cgroup ${d.cgroup} does not exist (${dir}; create it, or apply with --create-cgroups)`);
+      else
+        errs.push(
+          `cells[${i}].cgroup: cgroup ${d.cgroup} does not exist (${dir}; create it, or apply with --create-cgroups)`,
+        );
       return;
     }
     try {
@@ -131,7 +138,9 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
 function liveSockets(plan: Plan, live: LiveState, root: string): LiveSocket[] {
   const releasing = plan.changes.flatMap((c) => c.removed).map(parseAddress);
-  const newbies = plan.changes.filter((c) => c.action === 'create').map((c) => path.join(root, c.cgroup));
+  const newbies = plan.changes
+    .filter((c) => c.action === 'create')
+    .map((c) => path.join(root, c.cgroup));
   const pids = newbies.filter((d) => fs.existsSync(d)).flatMap((d) => subtreeProcs(d));
   void live;
   return [...socketsOn(releasing), ...socketsOfProcesses(pids)];
@@ -162,7 +171,9 @@ function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptio
 /** Prune: whole cells in one batched release, then addresses of kept cells. */
 function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void {
   const byName = new Map(p.live.cells.map((c) => [c.cgroup, c]));
-  const doomed = p.plan.changes.filter((c) => c.action === 'remove').map((c) => byName.get(c.cgroup)!.id);
+  const doomed = p.plan.changes
+    .filter((c) => c.action === 'remove')
+    .map((c) => byName.get(c.cgroup)!.id);
   if (doomed.length > 0) {
     requireRevoker(state.layout);
     releaseCells(state, doomed, p.live.ownersByCell);
@@ -170,7 +181,13 @@ function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void
   for (const c of p.plan.changes) {
     if (c.action !== 'update' || c.removed.length === 0) continue;
     const l = byName.get(c.cgroup)!;
-    const target = { state, root: p.root, path: path.join(p.root, c.cgroup), id: l.id, name: c.cgroup };
+    const target = {
+      state,
+      root: p.root,
+      path: path.join(p.root, c.cgroup),
+      id: l.id,
+      name: c.cgroup,
+    };
     // Sockets were checked (and --force given) for the whole apply above.
     const r = releaseLocked(target, c.removed.map(parseAddress), { force: true });
     result.repaired.push(...r.repaired.map((w) => `${c.cgroup}: ${w}`));
@@ -183,7 +200,12 @@ interface NewCell {
   alias: CellAddress;
 }
 
-function converge(state: EngineState, p: Prepared, wanted: Map<string, DesiredCell>, result: ApplyResult): void {
+function converge(
+  state: EngineState,
+  p: Prepared,
+  wanted: Map<string, DesiredCell>,
+  result: ApplyResult,
+): void {
   const owners = state.owners();
   const taken = new Set(owners.map((e) => e.address.text));
   const liveIds = new Map(p.live.cells.map((c) => [c.cgroup, c.id]));
@@ -193,8 +215,10 @@ function converge(state: EngineState, p: Prepared, wanted: Map<string, DesiredCe
   for (const c of p.plan.changes) {
     if (c.action !== 'create' && c.action !== 'update') continue;
     const d = wanted.get(c.cgroup)!;
-    const id = c.action === 'create' ? cgroupId(path.join(p.root, c.cgroup)) : liveIds.get(c.cgroup)!;
-    for (const a of c.added) claims.push({ address: parseAddress(a), owner: { cell: id, flags: 0 } });
+    const id =
+      c.action === 'create' ? cgroupId(path.join(p.root, c.cgroup)) : liveIds.get(c.cgroup)!;
+    for (const a of c.added)
+      claims.push({ address: parseAddress(a), owner: { cell: id, flags: 0 } });
     if (c.action === 'create') {
       const alias = pickAlias(id, taken);
       claims.push({ address: alias, owner: { cell: id, flags: L3_OWNER_LOOPBACK } });
@@ -203,7 +227,12 @@ function converge(state: EngineState, p: Prepared, wanted: Map<string, DesiredCe
   }
   const claimedKeys = claims.map((e) => encodeAddr(e.address));
   try {
-    writeBatch(state.map('l3_owners'), claimedKeys, claims.map((e) => encodeOwner(e.owner)), 'l3_owners');
+    writeBatch(
+      state.map('l3_owners'),
+      claimedKeys,
+      claims.map((e) => encodeOwner(e.owner)),
+      'l3_owners',
+    );
     writeNewCells(state, fresh, groupOwners(claims));
     for (const u of updated) setCellPolicy(state, u.id, u.change);
   } catch (err) {
@@ -239,24 +268,44 @@ function policyFlags(d: { allowRaw: boolean; allowFrom: string[] | null }, flags
 
 /** New cells after their owners: allow-list entries, then cell entries
  * (whose flag makes XDP consult them), then counters, then names. */
-function writeNewCells(state: EngineState, fresh: NewCell[], owned: Map<bigint, OwnerEntry[]>): void {
+function writeNewCells(
+  state: EngineState,
+  fresh: NewCell[],
+  owned: Map<bigint, OwnerEntry[]>,
+): void {
   if (fresh.length === 0) return;
   const allowKeys: Buffer[] = [];
   for (const f of fresh)
     for (const t of f.desired.allowFrom ?? []) allowKeys.push(encodeAllowKey(f.id, parsePrefix(t)));
-  writeBatch(state.map('l3_allow'), allowKeys, allowKeys.map(() => Buffer.from([1])), 'l3_allow');
+  writeBatch(
+    state.map('l3_allow'),
+    allowKeys,
+    allowKeys.map(() => Buffer.from([1])),
+    'l3_allow',
+  );
   const keys: Buffer[] = [];
   const values: Buffer[] = [];
   for (const f of fresh) {
     const first = (family: 4 | 6) =>
       f.desired.addresses.map(parseAddress).find((a) => a.family === family);
-    const base: Cell = derive(undefined, owned.get(f.id) ?? [], f.alias, { 4: first(4), 6: first(6) });
+    const base: Cell = derive(undefined, owned.get(f.id) ?? [], f.alias, {
+      4: first(4),
+      6: first(6),
+    });
     keys.push(encodeCellKey(f.id));
     values.push(encodeCell({ ...base, flags: policyFlags(f.desired) }));
   }
   writeBatch(state.map('l3_cells'), keys, values, 'l3_cells');
-  writeBatch(state.map('l3_cell_stats'), keys, keys.map(() => zeroStats(state)), 'l3_cell_stats');
-  recordCellNames(state.layout, fresh.map((f) => [f.id, f.desired.cgroup] as const));
+  writeBatch(
+    state.map('l3_cell_stats'),
+    keys,
+    keys.map(() => zeroStats(state)),
+    'l3_cell_stats',
+  );
+  recordCellNames(
+    state.layout,
+    fresh.map((f) => [f.id, f.desired.cgroup] as const),
+  );
 }
 
 function zeroStats(state: EngineState): Buffer {
@@ -291,4 +340,3 @@ function rollback(state: EngineState, claimedKeys: Buffer[], ids: bigint[]): voi
     /* the original error matters more; gc finishes the rest */
   }
 }
-

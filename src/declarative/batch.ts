@@ -22,7 +22,12 @@ export function writeBatch(map: BpfMap, keys: Buffer[], values: Buffer[], name: 
         break;
       } catch (err) {
         if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC'))
-          throw new L3isoError('EMAP_FULL', `map ${name} is full`, 'bring the engine up with a larger --max-cells (run `down` first)', { cause: err });
+          throw new L3isoError(
+            'EMAP_FULL',
+            `map ${name} is full`,
+            'bring the engine up with a larger --max-cells (run `down` first)',
+            { cause: err },
+          );
         if (!(isErrno(err, 'ENOMEM') && attempt < 20)) throw err;
         sleepSync(attempt);
       }

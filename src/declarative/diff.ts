@@ -55,13 +55,18 @@ export function engineConflicts(want: DesiredEngine, live: LiveEngine): string[]
   if (want.uplinks) {
     for (const u of want.uplinks) {
       const l = live.uplinks.find((x) => x.iface === u.iface);
-      if (!l) out.push(`engine.uplinks: ${u.iface} is not attached (\`l3iso uplink attach ${u.iface}\`)`);
+      if (!l)
+        out.push(`engine.uplinks: ${u.iface} is not attached (\`l3iso uplink attach ${u.iface}\`)`);
       else if (u.mode && l.mode !== u.mode)
-        out.push(`engine.uplinks: ${u.iface} is attached in ${l.mode} mode, the file says ${u.mode}`);
+        out.push(
+          `engine.uplinks: ${u.iface} is attached in ${l.mode} mode, the file says ${u.mode}`,
+        );
     }
     for (const l of live.uplinks)
       if (!want.uplinks.some((u) => u.iface === l.iface))
-        out.push(`engine.uplinks: ${l.iface} is attached but not in the file (\`l3iso uplink detach ${l.iface}\`)`);
+        out.push(
+          `engine.uplinks: ${l.iface} is attached but not in the file (\`l3iso uplink detach ${l.iface}\`)`,
+        );
   }
   return out;
 }
@@ -139,7 +144,15 @@ export function summarize(changes: readonly CellChange[]): Record<CellAction, nu
   addressesAdded: number;
   addressesRemoved: number;
 } {
-  const out = { create: 0, update: 0, unchanged: 0, remove: 0, kept: 0, addressesAdded: 0, addressesRemoved: 0 };
+  const out = {
+    create: 0,
+    update: 0,
+    unchanged: 0,
+    remove: 0,
+    kept: 0,
+    addressesAdded: 0,
+    addressesRemoved: 0,
+  };
   for (const c of changes) {
     out[c.action]++;
     out.addressesAdded += c.added.length;

@@ -3,7 +3,13 @@
  * whole-map reads (batch lookups), never one lookup per cell.
  */
 import { execFileSync } from 'node:child_process';
-import { L3_CELL_ALLOW_LIST, L3_CELL_ALLOW_RAW, L3_OWNER_LOOPBACK, decodeAllowKey, type Cell } from '../maps/layout';
+import {
+  L3_CELL_ALLOW_LIST,
+  L3_CELL_ALLOW_RAW,
+  L3_OWNER_LOOPBACK,
+  decodeAllowKey,
+  type Cell,
+} from '../maps/layout';
 import type { CellAddress } from '../model/address';
 import { cgroupPathsById, relativeCellName } from '../model/cgroup';
 import type { OwnerEntry } from '../engine/cells';
@@ -62,7 +68,10 @@ function allowLists(state: EngineState): Map<bigint, string[]> {
 /** Interface names by ifindex in this network namespace (netlink via `ip`). */
 function interfaceNames(): Map<number, string> {
   try {
-    const out = execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync('ip', ['-j', 'link', 'show'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const links = JSON.parse(out) as { ifindex: number; ifname: string }[];
     return new Map(links.map((l) => [l.ifindex, l.ifname]));
   } catch {

@@ -76,13 +76,16 @@ export function parseStateText(text: string, fileName = ''): Json {
     return parseYaml(text, { uniqueKeys: true, prettyErrors: false }) as Json;
   } catch (err) {
     const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new StateFileError([`${fileName || 'file'}: not valid ${json ? 'JSON' : 'YAML'}: ${why}`]);
+    throw new StateFileError([
+      `${fileName || 'file'}: not valid ${json ? 'JSON' : 'YAML'}: ${why}`,
+    ]);
   }
 }
 
 function unknownKeys(o: Record<string, Json>, allowed: string[], at: string, errs: string[]): void {
   for (const k of Object.keys(o))
-    if (!allowed.includes(k)) errs.push(`${at}${at ? '.' : ''}${k}: unknown key (allowed: ${allowed.join(', ')})`);
+    if (!allowed.includes(k))
+      errs.push(`${at}${at ? '.' : ''}${k}: unknown key (allowed: ${allowed.join(', ')})`);
 }
 
 function stringList(v: Json, at: string, errs: string[], nonEmpty: boolean): string[] | undefined {
@@ -180,7 +183,13 @@ function cgroupName(v: Json, at: string, errs: string[]): string | undefined {
     return undefined;
   }
   const norm = path.posix.normalize(v).replace(/\/+$/, '');
-  if (path.posix.isAbsolute(v) || norm === '.' || norm === '' || norm.split('/').includes('..') || v.includes('\0')) {
+  if (
+    path.posix.isAbsolute(v) ||
+    norm === '.' ||
+    norm === '' ||
+    norm.split('/').includes('..') ||
+    v.includes('\0')
+  ) {
     errs.push(`${at}: ${show(v)} must name a cgroup below the root (relative, no "..")`);
     return undefined;
   }
@@ -225,7 +234,9 @@ function addressesOf(v: Json, at: string, seen: Seen, errs: string[]): string[] 
       a = parseAddress(t);
     } catch (err) {
       const why = reason(err).replace(/^invalid address "[^"]*": /, '');
-      errs.push(`${at}[${j}]: ${show(t)} ${why.startsWith('not ') ? 'is ' : 'cannot be owned: '}${why}`);
+      errs.push(
+        `${at}[${j}]: ${show(t)} ${why.startsWith('not ') ? 'is ' : 'cannot be owned: '}${why}`,
+      );
       return;
     }
     const where = `${at}[${j}]`;
@@ -242,13 +253,17 @@ function addressesOf(v: Json, at: string, seen: Seen, errs: string[]): string[] 
 /** Validates a parsed document; throws StateFileError with every problem. */
 export function validateState(doc: Json): DesiredState {
   const errs: string[] = [];
-  if (!isObject(doc)) throw new StateFileError([`(top): must be a mapping with version, engine and cells, not ${show(doc)}`]);
+  if (!isObject(doc))
+    throw new StateFileError([
+      `(top): must be a mapping with version, engine and cells, not ${show(doc)}`,
+    ]);
   unknownKeys(doc, ['version', 'engine', 'cells'], '', errs);
   if (doc.version !== undefined && doc.version !== STATE_VERSION)
     errs.push(`version: must be ${STATE_VERSION}, not ${show(doc.version)}`);
   const engine = engineOf(doc.engine, errs);
   const cells: DesiredCell[] = [];
-  if (!Array.isArray(doc.cells)) errs.push(`cells: must be a list (may be empty), not ${show(doc.cells)}`);
+  if (!Array.isArray(doc.cells))
+    errs.push(`cells: must be a list (may be empty), not ${show(doc.cells)}`);
   else {
     const seen: Seen = { cgroups: new Map(), addresses: new Map() };
     doc.cells.forEach((c: Json, i) => {
