@@ -88,18 +88,24 @@ function unknownKeys(o: Record<string, Json>, allowed: string[], at: string, err
       errs.push(`${at}${at ? '.' : ''}${k}: unknown key (allowed: ${allowed.join(', ')})`);
 }
 
-function stringList(v: Json, at: string, errs: string[], nonEmpty: boolean): string[] | undefined {
+function stringList(
+  v: Json,
+  at: string,
+  errs: string[],
+  nonEmpty: boolean,
+): [number, string][] | undefined {
   if (!Array.isArray(v)) {
     errs.push(`${at}: must be a list, not ${show(v)}`);
     return undefined;
   }
   if (nonEmpty && v.length === 0) errs.push(`${at}: must not be empty`);
-  const out: string[] = [];
+  const out: [number, string][] = [];
   v.forEach((item: Json, i) => {
     if (typeof item !== 'string') errs.push(`${at}[${i}]: must be a string, not ${show(item)}`);
-    else out.push(item);
+    else out.push([i, item]);
   });
-  return out.length === v.length ? out : undefined;
+  // The strings are still checked, so one pass reports every problem.
+  return out;
 }
 
 /** Canonical prefixes; each bad one is an error at its index. */
@@ -108,7 +114,7 @@ function prefixes(v: Json, at: string, errs: string[], nonEmpty: boolean): strin
   if (!list) return undefined;
   const out: string[] = [];
   const seen = new Map<string, number>();
-  list.forEach((t, i) => {
+  list.forEach(([i, t]) => {
     try {
       const p = prefixText(parsePrefix(t));
       const first = seen.get(p);
@@ -228,7 +234,7 @@ function addressesOf(v: Json, at: string, seen: Seen, errs: string[]): string[] 
   const list = stringList(v, at, errs, true);
   if (!list) return undefined;
   const out: string[] = [];
-  list.forEach((t, j) => {
+  list.forEach(([j, t]) => {
     let a: CellAddress;
     try {
       a = parseAddress(t);
