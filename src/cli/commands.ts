@@ -24,6 +24,8 @@ import {
 } from '../engine/uplink';
 import { gcOciRecords } from '../runtime/oci-hook';
 import { log } from '../log';
+import { nonLocalAddresses } from '../engine/local-routes';
+import { parseAddress } from '../model/address';
 import { registerDeclarativeCommands } from './declarative';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
@@ -40,6 +42,16 @@ export interface GlobalOptions {
 export type Runner = (
   fn: (g: GlobalOptions) => Promise<number | void> | number | void,
 ) => Promise<void>;
+
+/** Assigned addresses no bind could use (empty when that cannot be told from here). */
+function notLocalAddresses(pinDir: string, texts: string[]): string[] {
+  const state = EngineState.open(pinDir);
+  try {
+    return (nonLocalAddresses(state, texts.map(parseAddress)) ?? []).map((a) => a.text);
+  } finally {
+    state.close();
+  }
+}
 
 function cellRow(c: CellView): string[] {
   const policy = [c.allowRaw ? 'raw' : '', c.allowList ? 'allow-list' : '']
@@ -110,6 +122,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
             ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
             onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
           });
+          for (const w of r.routes?.warnings ?? []) log.warn(w);
           if (g.json) return printJson(r);
           const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
           if (r.repaired.length) log.warn({ maps: r.repaired }, 'repaired missing maps');
@@ -139,6 +152,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .action((opts: { force?: boolean }) =>
       run((g) => {
         const r = down(g.pinDir, { force: opts.force === true });
+        for (const w of r.routes?.warnings ?? []) log.warn(w);
         if (g.json) return printJson(r);
         if (r.cells.length)
           log.warn({ cells: r.cells }, `${r.cells.length} cells are no longer confined`);
@@ -178,7 +192,12 @@ function registerEngineCommands(program: Command, run: Runner): void {
         const r = assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
         if (r.sockets.length)
           log.warn(`${r.cell} already had sockets: ${describeSockets(r.sockets)}`);
-        if (g.json) return printJson(r);
+        const notLocal = notLocalAddresses(g.pinDir, [...r.added, ...r.unchanged]);
+        if (notLocal.length)
+          log.warn(
+            `${r.cell}: ${notLocal.join(', ')} ${notLocal.length > 1 ? 'are' : 'is'} neither local in the engine's network namespace nor in a managed prefix: binds to ${notLocal.length > 1 ? 'them' : 'it'} fail with EADDRNOTAVAIL until ${notLocal.length > 1 ? 'they are' : 'it is'} added to an interface, or the engine is brought up with --managed-prefix covering ${notLocal.length > 1 ? 'them' : 'it'}`,
+          );
+        if (g.json) return printJson(notLocal.length ? { ...r, notLocal } : r);
         const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
         const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
         process.stdout.write(`${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`);

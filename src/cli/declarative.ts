@@ -103,6 +103,10 @@ function registerApply(program: Command, run: Runner): void {
         }
         if (r.sockets.length && !r.dryRun)
           log.warn(`apply took addresses from live sockets: ${describeSockets(r.sockets)}`);
+        if (r.notLocal.length)
+          log.warn(
+            `${r.notLocal.length} addresses are neither local in the engine's network namespace nor in a managed prefix (binds to them fail with EADDRNOTAVAIL): ${r.notLocal.slice(0, 8).join(', ')}${r.notLocal.length > 8 ? ', ...' : ''}`,
+          );
         if (g.json) return printJson(r);
         process.stdout.write(applyText(r));
       }),

@@ -41,6 +41,7 @@ import {
 import { derive, reconcile, releaseLocked, type OwnerEntry } from '../engine/cells';
 import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from '../engine/holders';
 import { subtreeProcs } from '../engine/inventory';
+import { nonLocalAddresses } from '../engine/local-routes';
 import { withLock } from '../engine/lock';
 import { recordCellNames } from '../engine/names';
 import { setAllowList } from '../engine/prefixes';
@@ -76,6 +77,8 @@ export interface ApplyResult {
   sockets: LiveSocket[];
   /** what reconcile repaired on the way */
   repaired: string[];
+  /** added addresses neither local in the engine's netns nor managed (binds fail) */
+  notLocal: string[];
 }
 
 export function applyState(
@@ -159,7 +162,11 @@ function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptio
     createdCgroups: opts.dryRun ? [] : p.missing,
     sockets: p.sockets,
     repaired: [],
+    notLocal: [],
   };
+  const added = p.plan.changes.flatMap((c) => c.added).map(parseAddress);
+  if (added.length > 0)
+    result.notLocal = (nonLocalAddresses(state, added) ?? []).map((a) => a.text);
   if (opts.dryRun || !changed) return result;
   for (const dir of p.missing) fs.mkdirSync(dir, { recursive: true });
   const wanted = new Map(desired.cells.map((d) => [d.cgroup, d]));
