@@ -55,8 +55,7 @@ export function engineConflicts(want: DesiredEngine, live: LiveEngine): string[]
   if (want.uplinks) {
     for (const u of want.uplinks) {
       const l = live.uplinks.find((x) => x.iface === u.iface);
-      if (!l)
-        out.push(`engine.uplinks: ${u.iface} is not attached (\`l3iso uplink attach ${u.iface}\`)`);
+      if (!l) out.push(`engine.uplinks: ${u.iface} is not attached (\`l3iso attach ${u.iface}\`)`);
       else if (u.mode && l.mode !== u.mode)
         out.push(
           `engine.uplinks: ${u.iface} is attached in ${l.mode} mode, the file says ${u.mode}`,
@@ -65,7 +64,7 @@ export function engineConflicts(want: DesiredEngine, live: LiveEngine): string[]
     for (const l of live.uplinks)
       if (!want.uplinks.some((u) => u.iface === l.iface))
         out.push(
-          `engine.uplinks: ${l.iface} is attached but not in the file (\`l3iso uplink detach ${l.iface}\`)`,
+          `engine.uplinks: ${l.iface} is attached but not in the file (\`l3iso detach ${l.iface}\`)`,
         );
   }
   return out;

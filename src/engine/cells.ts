@@ -530,7 +530,11 @@ function liveError(t: CellTarget, plan: ReleasePlan): L3isoError {
   );
 }
 
-export function releaseLocked(t: CellTarget, addrs: CellAddress[], opts: ReleaseOptions): ReleaseResult {
+export function releaseLocked(
+  t: CellTarget,
+  addrs: CellAddress[],
+  opts: ReleaseOptions,
+): ReleaseResult {
   const { state, id } = t;
   const plan = planRelease(t, addrs);
   if (plan.sockets.length > 0 && !opts.force) throw liveError(t, plan);

@@ -23,7 +23,10 @@ export function recordCellName(layout: PinLayout, id: bigint, name: string): voi
 }
 
 /** recordCellName for many cells: one read and one append. */
-export function recordCellNames(layout: PinLayout, entries: readonly (readonly [bigint, string])[]): void {
+export function recordCellNames(
+  layout: PinLayout,
+  entries: readonly (readonly [bigint, string])[],
+): void {
   const known = recordedCellNames(layout);
   const lines = entries
     .filter(([id, name]) => known.get(id) !== name)

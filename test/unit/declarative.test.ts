@@ -214,7 +214,7 @@ describe('apply plan', () => {
     ).toEqual([
       expect.stringMatching(/^engine\.cgroupRoot: the file says \/s, the engine is up at \/r/),
       'engine.uplinks: eth0 is attached in tc mode, the file says native',
-      'engine.uplinks: eth1 is not attached (`l3iso uplink attach eth1`)',
+      'engine.uplinks: eth1 is not attached (`l3iso attach eth1`)',
     ]);
   });
 });
