@@ -39,7 +39,13 @@ import {
   resolveCellPath,
 } from '../model/cgroup';
 import { derive, reconcile, releaseLocked, type OwnerEntry } from '../engine/cells';
-import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from '../engine/holders';
+import {
+  boundAddresses,
+  describeSockets,
+  socketsOfProcesses,
+  socketsOn,
+  type LiveSocket,
+} from '../engine/holders';
 import { subtreeProcs } from '../engine/inventory';
 import { nonLocalAddresses } from '../engine/local-routes';
 import { withLock } from '../engine/lock';
@@ -75,6 +81,8 @@ export interface ApplyResult {
   createdCgroups: string[];
   /** live sockets --force took addresses from */
   sockets: LiveSocket[];
+  /** sockets the releases destroyed */
+  socketsDestroyed: number;
   /** what reconcile repaired on the way */
   repaired: string[];
   /** added addresses neither local in the engine's netns nor managed (binds fail) */
@@ -128,7 +136,7 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
     }
   });
   if (errs.length > 0) throw new StateFileError(errs);
-  const sockets = liveSockets(plan, live, root);
+  const sockets = liveSockets(plan, root);
   if (sockets.length > 0 && !opts.force && !opts.dryRun)
     throw new L3isoError(
       'ESOCKETS_LIVE',
@@ -139,13 +147,16 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
 }
 
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
-function liveSockets(plan: Plan, live: LiveState, root: string): LiveSocket[] {
-  const releasing = plan.changes.flatMap((c) => c.removed).map(parseAddress);
+function liveSockets(plan: Plan, root: string): LiveSocket[] {
+  const bound = boundAddresses();
+  const releasing = plan.changes
+    .flatMap((c) => c.removed)
+    .filter((a) => bound.has(a))
+    .map(parseAddress);
   const newbies = plan.changes
     .filter((c) => c.action === 'create')
     .map((c) => path.join(root, c.cgroup));
   const pids = newbies.filter((d) => fs.existsSync(d)).flatMap((d) => subtreeProcs(d));
-  void live;
   return [...socketsOn(releasing), ...socketsOfProcesses(pids)];
 }
 
@@ -161,6 +172,7 @@ function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptio
     cells: p.plan.changes,
     createdCgroups: opts.dryRun ? [] : p.missing,
     sockets: p.sockets,
+    socketsDestroyed: 0,
     repaired: [],
     notLocal: [],
   };
@@ -183,7 +195,7 @@ function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void
     .map((c) => byName.get(c.cgroup)!.id);
   if (doomed.length > 0) {
     requireRevoker(state.layout);
-    releaseCells(state, doomed, p.live.ownersByCell);
+    result.socketsDestroyed += releaseCells(state, doomed, p.live.ownersByCell);
   }
   for (const c of p.plan.changes) {
     if (c.action !== 'update' || c.removed.length === 0) continue;
@@ -197,6 +209,7 @@ function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void
     };
     // Sockets were checked (and --force given) for the whole apply above.
     const r = releaseLocked(target, c.removed.map(parseAddress), { force: true });
+    result.socketsDestroyed += r.socketsDestroyed;
     result.repaired.push(...r.repaired.map((w) => `${c.cgroup}: ${w}`));
   }
 }

@@ -17,6 +17,7 @@ import {
 } from '../maps/layout';
 import { derive, type OwnerEntry } from '../engine/cells';
 import { pruneCellNames } from '../engine/names';
+import { boundAddresses } from '../engine/holders';
 import { destroySockets } from '../engine/revoke';
 import type { EngineState } from '../engine/state';
 import { CHUNK, writeBatch } from './batch';
@@ -66,9 +67,12 @@ export function releaseCells(
     cellValues.push(encodeCell(derive(cell, flagged, cell.loopback4)));
   }
   writeBatch(state.map('l3_cells'), cellKeys, cellValues, 'l3_cells');
+  // After the flags (no new bind can take these addresses): only addresses
+  // some socket is on need the iterator, which walks every socket per address.
+  const bound = boundAddresses();
   const destroyed = destroySockets(
     state.layout,
-    owned.map((e) => e.address),
+    owned.filter((e) => bound.has(e.address.text)).map((e) => e.address),
   );
   deleteAll(
     state,

@@ -207,6 +207,43 @@ describe('apply', () => {
     await consistent(sb);
   });
 
+  it('pruning a whole cell destroys its sockets (batched release)', async () => {
+    sb.cg('udp');
+    const add = await apply(
+      JSON.stringify({
+        cells: [
+          { cgroup: 'web', addresses: [V4(1)] },
+          { cgroup: 'db', addresses: [V4(2)] },
+          { cgroup: 'udp', addresses: [V4(4)] },
+        ],
+      }),
+    );
+    expect(add.status, add.stderr).toBe(0);
+    const udp = sb.spawnProbe('udp', [
+      { op: 'socket', fam: 4, type: 'udp' },
+      { op: 'bind', addr: V4(4), port: 5353 },
+      { op: 'recvfrom', timeout: 20 },
+    ]);
+    await udp.waitFor((l) => l.op === 'bind');
+    const keep = {
+      cells: [
+        { cgroup: 'web', addresses: [V4(1)] },
+        { cgroup: 'db', addresses: [V4(2)] },
+      ],
+    };
+    const refused = await apply(JSON.stringify(keep), ['--prune']);
+    expect(refused.json.error.code).toBe('ESOCKETS_LIVE');
+    const r = await apply(JSON.stringify(keep), ['--prune', '--force']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json.summary).toMatchObject({ remove: 1 });
+    expect(r.json.socketsDestroyed).toBeGreaterThanOrEqual(1);
+    const end = await udp.waitFor((l) => l.op === 'recvfrom', 5000);
+    expect(end).toMatchObject({ ok: false, errno: 'ECONNABORTED' });
+    await udp.kill();
+    expect(Object.keys(await byCell()).sort()).toEqual(['db', 'web']);
+    await consistent(sb);
+  });
+
   it('--create-cgroups makes missing cgroup dirs; 1,000 cells apply and prune', async () => {
     const cells = Array.from({ length: 1000 }, (_, i) => ({
       cgroup: `many/c${i}`,
