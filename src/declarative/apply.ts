@@ -21,6 +21,7 @@ import { L3isoError } from '../errors';
 import {
   L3_CELL_ALLOW_LIST,
   L3_CELL_ALLOW_RAW,
+  L3_MAX_DEPTH,
   L3_OWNER_LOOPBACK,
   emptyCellStats,
   encodeAddr,
@@ -32,12 +33,7 @@ import {
   type Cell,
 } from '../maps/layout';
 import { loopbackCandidates, parseAddress, parsePrefix, type CellAddress } from '../model/address';
-import {
-  assertRecordableDepth,
-  cgroupId,
-  findCgroup2Mount,
-  resolveCellPath,
-} from '../model/cgroup';
+import { CGROUP2_SUPER_MAGIC, cgroupId } from '../model/cgroup';
 import { derive, reconcile, releaseLocked, type OwnerEntry } from '../engine/cells';
 import {
   boundAddresses,
@@ -48,7 +44,7 @@ import {
 } from '../engine/holders';
 import { subtreeProcs } from '../engine/inventory';
 import { nonLocalAddresses } from '../engine/local-routes';
-import { withLock } from '../engine/lock';
+import { drainsRunning, withLock } from '../engine/lock';
 import { recordCellNames } from '../engine/names';
 import { setAllowList } from '../engine/prefixes';
 import { requireRevoker } from '../engine/revoke';
@@ -57,7 +53,13 @@ import { engineConflicts, planApply, summarize, type CellChange, type Plan } fro
 import { groupOwners, readLive, type LiveState } from './live';
 import { CHUNK, writeBatch } from './batch';
 import { releaseCells } from './release';
-import { StateFileError, type DesiredCell, type DesiredState } from './schema';
+import {
+  StateFileError,
+  validateState,
+  type DesiredCell,
+  type DesiredState,
+  type StateDocument,
+} from './schema';
 
 export interface ApplyOptions {
   /** release addresses and cells the file does not list */
@@ -89,11 +91,18 @@ export interface ApplyResult {
   notLocal: string[];
 }
 
+/**
+ * Converges the engine at pinDir on `desired`, a parsed state file or a
+ * DesiredState; either is validated (and its texts made canonical) here, so
+ * a caller that builds one in code gets the file's checks too
+ * (StateFileError lists every problem; nothing is changed).
+ */
 export function applyState(
   pinDir: string,
-  desired: DesiredState,
+  input: DesiredState | StateDocument,
   opts: ApplyOptions = {},
 ): ApplyResult {
+  const desired = validateState(input);
   const state = EngineState.open(pinDir);
   try {
     return withLock(state.layout, () => applyLocked(state, desired, opts));
@@ -106,35 +115,32 @@ interface Prepared {
   live: LiveState;
   plan: Plan;
   root: string;
+  /** cgroup dirs of listed cells that do not exist yet (--create-cgroups) */
   missing: string[];
+  /** cgroup id of each listed cell whose cgroup exists */
+  ids: Map<string, bigint>;
   sockets: LiveSocket[];
 }
 
 /** Every check, nothing written. Problems are collected, then thrown together. */
 function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions): Prepared {
-  const live = readLive(state);
-  const root = live.engine.cgroupRoot;
-  const errs = engineConflicts(desired.engine, live.engine);
+  const root = state.config().cgroupRoot;
+  const errs: string[] = [];
+  const ids = new Map<string, bigint>();
+  const missing: string[] = [];
+  desired.cells.forEach((d, i) => {
+    const r = cellCgroup(root, d.cgroup);
+    if (typeof r === 'bigint') ids.set(d.cgroup, r);
+    else if (r === undefined && opts.createCgroups) missing.push(path.join(root, d.cgroup));
+    else
+      errs.push(
+        `cells[${i}].cgroup: ${r ?? `cgroup ${d.cgroup} does not exist (${path.join(root, d.cgroup)}; create it, or apply with --create-cgroups)`}`,
+      );
+  });
+  const live = readLive(state, new Map([...ids].map(([name, id]) => [id, name])));
+  errs.unshift(...engineConflicts(desired.engine, live.engine));
   const plan = planApply(desired.cells, live.cells, { prune: opts.prune === true });
   errs.push(...plan.conflicts);
-  const missing: string[] = [];
-  const mount = findCgroup2Mount();
-  desired.cells.forEach((d, i) => {
-    const dir = path.join(root, d.cgroup);
-    if (!fs.existsSync(dir)) {
-      if (opts.createCgroups) missing.push(dir);
-      else
-        errs.push(
-          `cells[${i}].cgroup: cgroup ${d.cgroup} does not exist (${dir}; create it, or apply with --create-cgroups)`,
-        );
-      return;
-    }
-    try {
-      assertRecordableDepth(resolveCellPath(d.cgroup, root, mount), root);
-    } catch (err) {
-      errs.push(`cells[${i}].cgroup: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  });
   if (errs.length > 0) throw new StateFileError(errs);
   const sockets = liveSockets(plan, root);
   if (sockets.length > 0 && !opts.force && !opts.dryRun)
@@ -143,7 +149,26 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
       `apply would take addresses from, or make cells of, live sockets: ${describeSockets(sockets)}`,
       'restart them, or apply with --force (connections on released addresses are reset)',
     );
-  return { live, plan, root, missing, sockets };
+  return { live, plan, root, missing, ids, sockets };
+}
+
+/**
+ * The cgroup id of a listed cell, undefined when its directory does not
+ * exist, or why it cannot be a cell. The schema already refused absolute
+ * names and `..`, and cgroupfs has no symlinks, so the lexical path is the
+ * cgroup: one stat and one statfs per cell instead of resolveCellPath's
+ * realpaths (100,000 cells).
+ */
+function cellCgroup(root: string, name: string): bigint | string | undefined {
+  const dir = path.join(root, name);
+  const st = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
+  if (!st) return undefined;
+  if (!st.isDirectory()) return `cgroup ${dir} is not a directory`;
+  if (fs.statfsSync(dir, { bigint: true }).type !== BigInt(CGROUP2_SUPER_MAGIC))
+    return `${dir} is not on a cgroup2 filesystem`;
+  if (name.split('/').length >= L3_MAX_DEPTH)
+    return `cgroup ${name} is ${name.split('/').length} levels below the managed root; cells may be at most ${L3_MAX_DEPTH - 1} levels deep`;
+  return st.ino;
 }
 
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
@@ -156,8 +181,17 @@ function liveSockets(plan: Plan, root: string): LiveSocket[] {
   const newbies = plan.changes
     .filter((c) => c.action === 'create')
     .map((c) => path.join(root, c.cgroup));
-  const pids = newbies.filter((d) => fs.existsSync(d)).flatMap((d) => subtreeProcs(d));
+  const pids = newbies.filter(populated).flatMap((d) => subtreeProcs(d));
   return [...socketsOn(releasing), ...socketsOfProcesses(pids)];
+}
+
+/** Some process is in the cgroup's subtree (cgroup.events; false when it does not exist). */
+function populated(dir: string): boolean {
+  try {
+    return !/^populated 0$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptions): ApplyResult {
@@ -236,7 +270,9 @@ function converge(
     if (c.action !== 'create' && c.action !== 'update') continue;
     const d = wanted.get(c.cgroup)!;
     const id =
-      c.action === 'create' ? cgroupId(path.join(p.root, c.cgroup)) : liveIds.get(c.cgroup)!;
+      c.action === 'create'
+        ? (p.ids.get(c.cgroup) ?? cgroupId(path.join(p.root, c.cgroup)))
+        : liveIds.get(c.cgroup)!;
     for (const a of c.added)
       claims.push({ address: parseAddress(a), owner: { cell: id, flags: 0 } });
     if (c.action === 'create') {
@@ -259,10 +295,43 @@ function converge(
     rollback(state, claimedKeys, [...fresh.map((f) => f.id), ...updated.map((u) => u.id)]);
     throw err;
   }
-  const touched = [...fresh.map((f) => f.id), ...updated.map((u) => u.id)];
+  reconcileTouched(
+    state,
+    fresh,
+    updated.map((u) => u.id),
+    result,
+  );
+}
+
+/**
+ * reconcile() of every touched cell, against one read of the owner and
+ * cell maps. A new cell whose written entry already is what its owners
+ * imply (the batch wrote it so) is not reconciled one by one: that costs
+ * two lookups per cell and proves nothing more.
+ */
+function reconcileTouched(
+  state: EngineState,
+  fresh: NewCell[],
+  updated: bigint[],
+  result: ApplyResult,
+): void {
   const after = groupOwners(state.owners());
-  for (const id of touched) {
-    const what = reconcile(state, id, { owned: after.get(id) ?? [] });
+  const records = state.cells();
+  const drains = drainsRunning(state.layout);
+  const todo = [...updated];
+  for (const f of fresh) {
+    const cell = records.get(f.id);
+    const owned = after.get(f.id) ?? [];
+    const alias = owned.find((e) => e.owner.flags & L3_OWNER_LOOPBACK);
+    const ok =
+      cell &&
+      alias &&
+      alias.address.text === cell.loopback4.text &&
+      encodeCell(derive(cell, owned, alias.address)).equals(encodeCell(cell));
+    if (!ok) todo.push(f.id);
+  }
+  for (const id of todo) {
+    const what = reconcile(state, id, { owned: after.get(id) ?? [], drains });
     result.repaired.push(...what.map((w) => `#${id}: ${w}`));
   }
 }
@@ -306,8 +375,9 @@ function writeNewCells(
   const keys: Buffer[] = [];
   const values: Buffer[] = [];
   for (const f of fresh) {
-    const first = (family: 4 | 6) =>
-      f.desired.addresses.map(parseAddress).find((a) => a.family === family);
+    // The cell's own claims, parsed once, in file order (the alias last).
+    const mine = (owned.get(f.id) ?? []).map((e) => e.address);
+    const first = (family: 4 | 6) => mine.find((a) => a.family === family && a !== f.alias);
     const base: Cell = derive(undefined, owned.get(f.id) ?? [], f.alias, {
       4: first(4),
       6: first(6),

@@ -3,6 +3,8 @@
  * whole-map reads (batch lookups), never one lookup per cell.
  */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
   L3_CELL_ALLOW_LIST,
   L3_CELL_ALLOW_RAW,
@@ -13,6 +15,7 @@ import {
 import type { CellAddress } from '../model/address';
 import { cgroupPathsById, relativeCellName } from '../model/cgroup';
 import type { OwnerEntry } from '../engine/cells';
+import { recordedCellNames } from '../engine/names';
 import { managedPrefixes, prefixText } from '../engine/prefixes';
 import type { EngineState } from '../engine/state';
 import { listUplinks, uplinkMode } from '../engine/uplink';
@@ -27,6 +30,35 @@ export interface LiveState {
   owners: OwnerEntry[];
   ownersByCell: Map<bigint, OwnerEntry[]>;
   paths: Map<bigint, string>;
+}
+
+function sameCgroup(dir: string, id: bigint): boolean {
+  return fs.statSync(dir, { bigint: true, throwIfNoEntry: false })?.ino === id;
+}
+
+function cellPaths(
+  state: EngineState,
+  root: string,
+  records: Map<bigint, Cell>,
+  named: Map<bigint, string>,
+): Map<bigint, string> {
+  const out = new Map<bigint, string>();
+  const recorded = recordedCellNames(state.layout);
+  let unknown = false;
+  for (const id of records.keys()) {
+    const name = named.get(id) ?? recorded.get(id);
+    const dir = name !== undefined ? path.join(root, name) : undefined;
+    if (dir !== undefined && (named.has(id) || sameCgroup(dir, id))) out.set(id, dir);
+    else unknown = true;
+  }
+  if (unknown) {
+    const walked = cgroupPathsById(root);
+    for (const id of records.keys()) {
+      const p = walked.get(id);
+      if (!out.has(id) && p) out.set(id, p);
+    }
+  }
+  return out;
 }
 
 function byFamilyThenBytes(a: CellAddress, b: CellAddress): number {
@@ -87,10 +119,16 @@ export function liveUplinks(state: EngineState): DesiredUplink[] {
   }));
 }
 
-export function readLive(state: EngineState): LiveState {
+/**
+ * Live state. A cell's name is its cgroup's path below the root: `named`
+ * (ids the caller resolved), else the name `assign` recorded if that path
+ * still is the cell's cgroup, else found by one walk of the tree (only
+ * when some cell is neither: its cgroup was moved or removed).
+ */
+export function readLive(state: EngineState, named: Map<bigint, string> = new Map()): LiveState {
   const root = state.config().cgroupRoot;
-  const paths = cgroupPathsById(root);
   const records = state.cells();
+  const paths = cellPaths(state, root, records, named);
   const owners = state.owners();
   const ownersByCell = groupOwners(owners);
   const allow = allowLists(state);
