@@ -1,7 +1,7 @@
 // `l3iso export` prints the live state in apply's format, so a host whose
 // bpffs was wiped (a reboot) is restored by export + down --force + up +
 // apply: the same cells, addresses, primaries and policies, confined again.
-import { writeFileSync } from 'node:fs';
+import { rmdirSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, V4, V6, type Sandbox } from '../harness/sandbox';
@@ -72,6 +72,21 @@ describe('export', () => {
     expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
     const check = await sb.cli(['gc', '--check', '--json']);
     expect(check.json?.inconsistencies).toEqual([]);
+  });
+
+  it('leaves out, with a warning, a cell whose cgroup is gone; apply keeps it without --prune', async () => {
+    const dir = sb.cg('gone');
+    await sb.assign('gone', V4(8));
+    rmdirSync(dir);
+    const r = await sb.cliOk(['export']);
+    expect(r.json.cells.map((c: { cgroup: string }) => c.cgroup)).toEqual(['db/primary', 'web']);
+    expect(r.stderr).toMatch(/cell #\d+ is not exported: its cgroup is gone/);
+    const file = `/tmp/l3iso-export-${sb.id}-gone.json`;
+    writeFileSync(file, r.stdout);
+    const a = await sb.cliOk(['apply', '-f', file, '--json']);
+    expect(a.json.changed).toBe(false);
+    expect(a.json.summary).toMatchObject({ unchanged: 2, kept: 1 });
+    await sb.cliOk(['gc']);
   });
 
   it('a restore onto an engine with other managed prefixes is refused, changing nothing', async () => {

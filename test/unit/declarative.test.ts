@@ -82,6 +82,15 @@ describe('state file schema', () => {
     expect(() => parseState('cells: []\ncells: []\n', 'x.yaml')).toThrow(StateFileError);
   });
 
+  it('a validated state validates to itself (applyState re-validates what callers build)', () => {
+    const s = validateState({
+      engine: { uplinks: [{ iface: 'eth0', mode: 'tc' }] },
+      cells: [{ cgroup: 'a', addresses: ['fd00::0:1'], allowFrom: null }],
+    });
+    expect(s.cells[0]!.addresses).toEqual(['fd00::1']);
+    expect(validateState(s)).toEqual(s);
+  });
+
   it('never throws anything but StateFileError on arbitrary input', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (v) => {
