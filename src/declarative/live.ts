@@ -41,24 +41,30 @@ function cellPaths(
   root: string,
   records: Map<bigint, Cell>,
   named: Map<bigint, string>,
-): Map<bigint, string> {
+): { paths: Map<bigint, string>; names: Map<bigint, string> } {
   const out = new Map<bigint, string>();
   const recorded = recordedCellNames(state.layout);
+  const names = new Map<bigint, string>();
   let unknown = false;
   for (const id of records.keys()) {
     const name = named.get(id) ?? recorded.get(id);
     const dir = name !== undefined ? path.join(root, name) : undefined;
-    if (dir !== undefined && (named.has(id) || sameCgroup(dir, id))) out.set(id, dir);
-    else unknown = true;
+    if (dir !== undefined && (named.has(id) || sameCgroup(dir, id))) {
+      out.set(id, dir);
+      names.set(id, name!);
+    } else unknown = true;
   }
   if (unknown) {
     const walked = cgroupPathsById(root);
     for (const id of records.keys()) {
       const p = walked.get(id);
-      if (!out.has(id) && p) out.set(id, p);
+      if (!out.has(id) && p) {
+        out.set(id, p);
+        names.set(id, relativeCellName(p, root));
+      }
     }
   }
-  return out;
+  return { paths: out, names };
 }
 
 function byFamilyThenBytes(a: CellAddress, b: CellAddress): number {
@@ -128,16 +134,15 @@ export function liveUplinks(state: EngineState): DesiredUplink[] {
 export function readLive(state: EngineState, named: Map<bigint, string> = new Map()): LiveState {
   const root = state.config().cgroupRoot;
   const records = state.cells();
-  const paths = cellPaths(state, root, records, named);
+  const { paths, names } = cellPaths(state, root, records, named);
   const owners = state.owners();
   const ownersByCell = groupOwners(owners);
   const allow = allowLists(state);
   const cells: LiveCell[] = [];
   for (const [id, cell] of records) {
-    const p = paths.get(id);
     cells.push({
       id,
-      cgroup: p ? relativeCellName(p, root) : `#${id}`,
+      cgroup: names.get(id) ?? `#${id}`,
       addresses: orderedAddresses(cell, ownersByCell.get(id) ?? []),
       allowRaw: (cell.flags & L3_CELL_ALLOW_RAW) !== 0,
       allowFrom: cell.flags & L3_CELL_ALLOW_LIST ? (allow.get(id) ?? []).sort() : null,
