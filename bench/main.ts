@@ -27,4 +27,5 @@ step('data path', process.execPath, [path.join(dist, 'datapath.js'), ...argv]);
 if (!quick) {
   step('isolation', process.execPath, [path.join(dist, 'isolation.js')]);
   step('metrics scrape', process.execPath, [path.join(dist, 'run.js')]);
+  step('declarative apply/release', process.execPath, [path.join(dist, 'declarative.js')]);
 }

@@ -28,6 +28,7 @@ import {
   uplinkModule,
 } from '../lazy';
 import { registerAgentCommand } from './agent';
+import { registerDeclarativeCommands } from './declarative';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
@@ -84,6 +85,7 @@ function cellRow(c: CellView): string[] {
 export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
+  registerDeclarativeCommands(program, run);
   registerOciHookCommands(program, run);
   registerAgentCommand(program, run);
 }
@@ -144,6 +146,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
             ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
             onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
           });
+          for (const w of r.routes?.warnings ?? []) log.warn(w);
           if (g.json) return printJson(r);
           const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
           if (r.repaired.length) log.warn({ maps: r.repaired }, 'repaired missing maps');
@@ -173,6 +176,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .action((opts: { force?: boolean }) =>
       run((g) => {
         const r = lifecycleModule().down(g.pinDir, { force: opts.force === true });
+        for (const w of r.routes?.warnings ?? []) log.warn(w);
         if (g.json) return printJson(r);
         if (r.cells.length)
           log.warn({ cells: r.cells }, `${r.cells.length} cells are no longer confined`);
@@ -218,6 +222,11 @@ function registerEngineCommands(program: Command, run: Runner): void {
           cellsModule().assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
         if (r.sockets.length)
           log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
+        const notLocal = r.notLocal ?? [];
+        if (notLocal.length)
+          log.warn(
+            `${r.cell}: ${notLocal.join(', ')} ${notLocal.length > 1 ? 'are' : 'is'} neither local in the engine's network namespace nor in a managed prefix: binds to ${notLocal.length > 1 ? 'them' : 'it'} fail with EADDRNOTAVAIL until ${notLocal.length > 1 ? 'they are' : 'it is'} added to an interface, or the engine is brought up with --managed-prefix covering ${notLocal.length > 1 ? 'them' : 'it'}`,
+          );
         if (g.json) return printJson(r);
         const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
         const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';

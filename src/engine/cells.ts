@@ -38,6 +38,7 @@ import {
 } from '../model/cgroup';
 import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
 import { drainsRunning, holdDrainLock, withLock } from './lock';
+import { nonLocalAddresses } from './local-routes';
 import { pruneCellNames, recordCellName } from './names';
 import { setAllowList } from './prefixes';
 import { destroySockets, forgetListeners, requireRevoker } from './revoke';
@@ -57,6 +58,10 @@ export interface AssignResult {
   /** sockets the cgroup's processes held before (assign --force) */
   sockets: LiveSocket[];
   repaired: string[];
+  /** assigned addresses no bind could use: neither local in the engine's
+   * netns nor in a managed prefix (absent when none, or when that cannot be
+   * told from here) */
+  notLocal?: string[];
 }
 
 export interface ReleaseResult {
@@ -129,7 +134,10 @@ export function assign(
   const target = openCellTarget(pinDir, cgroupArg);
   try {
     assertRecordableDepth(target.path, target.root);
-    return withLock(target.state.layout, () => assignLocked(target, addrs, opts));
+    const r = withLock(target.state.layout, () => assignLocked(target, addrs, opts));
+    // Outside the lock: it asks the kernel's routing tables (an `ip` each family).
+    const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
+    return notLocal.length ? { ...r, notLocal } : r;
   } finally {
     target.state.close();
   }
@@ -261,10 +269,10 @@ function ownedError(a: CellAddress, owner: Owner, root: string, id: bigint): L3i
 
 // ---- derivation from the owner map ---------------------------------------
 
-type OwnerEntry = { address: CellAddress; owner: Owner };
+export type OwnerEntry = { address: CellAddress; owner: Owner };
 
 /** Flags of an address on its way out: no new socket may use it. */
-const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
+export const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
 
 function ownersOf(state: EngineState, id: bigint): OwnerEntry[] {
   return state.owners().filter((o) => o.owner.cell === id);
@@ -285,7 +293,7 @@ export interface Preferred {
  * is usable; else the preferred one (assign's first of the family), else
  * the lowest (maps keep no order).
  */
-function derive(
+export function derive(
   existing: Cell | undefined,
   owned: OwnerEntry[],
   loopback: CellAddress,
@@ -530,7 +538,11 @@ function liveError(t: CellTarget, plan: ReleasePlan): L3isoError {
   );
 }
 
-function releaseLocked(t: CellTarget, addrs: CellAddress[], opts: ReleaseOptions): ReleaseResult {
+export function releaseLocked(
+  t: CellTarget,
+  addrs: CellAddress[],
+  opts: ReleaseOptions,
+): ReleaseResult {
   const { state, id } = t;
   const plan = planRelease(t, addrs);
   if (plan.sockets.length > 0 && !opts.force) throw liveError(t, plan);

@@ -167,6 +167,20 @@ function toLive(rows: TableRow[], likelyPids?: readonly number[]): LiveSocket[] 
   }));
 }
 
+/**
+ * Local addresses of every inet socket of this network namespace, any
+ * state (v4-mapped ones as IPv4): the revocation iterator walks the same
+ * namespace, so an address not in here has no socket to destroy.
+ */
+export function boundAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const r of allRows()) {
+    const v4 = v4Of(r);
+    out.add(v4 ? formatAddress(4, v4) : formatAddress(r.family, r.bytes));
+  }
+  return out;
+}
+
 /** Live sockets bound to any of `addresses` (in this network namespace). */
 export function socketsOn(
   addresses: readonly CellAddress[],

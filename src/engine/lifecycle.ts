@@ -44,6 +44,7 @@ import { loadWithPinnedMaps } from './objects';
 import { pinRevoker, unpinRevoker } from './revoke';
 import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from './state';
 import { detachAllUplinks } from './uplink';
+import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from './local-routes';
 
 export interface UpOptions {
   pinDir: string;
@@ -69,6 +70,8 @@ export interface UpResult {
   programs: { name: string; action: 'attached' | 'replaced' }[];
   /** maps --repair re-created (the cell map rebuilt from the owner map) */
   repaired: string[];
+  /** AnyIP routes (`local CIDR dev lo`) for the managed prefixes, when given */
+  routes?: RouteChanges;
 }
 
 export function up(opts: UpOptions): UpResult {
@@ -117,6 +120,8 @@ export function up(opts: UpOptions): UpResult {
       try {
         if (managed) setManagedPrefixes(state, managed);
         markComplete(state);
+        // After the maps: a route failure is reported, never undoes a working engine.
+        if (managed) result.routes = syncPrefixRoutes(layout, netnsPath, netnsIno, managed);
       } finally {
         state.close();
       }
@@ -136,7 +141,7 @@ export function up(opts: UpOptions): UpResult {
   });
 }
 
-function netnsInode(netnsPath: string): bigint {
+export function netnsInode(netnsPath: string): bigint {
   try {
     return fs.statSync(netnsPath, { bigint: true }).ino;
   } catch (err) {
@@ -511,6 +516,8 @@ export interface DownResult {
   cells: string[];
   /** what was in the pin dir that l3iso did not create: left in place */
   left: string[];
+  /** the AnyIP routes `up --managed-prefix` had added (absent: none) */
+  routes?: RouteChanges;
 }
 
 export interface DownOptions {
@@ -559,6 +566,8 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
       }
     }
     removeOwnPins(layout, result);
+    const routes = removePrefixRoutes(layout);
+    if (routes.removed.length || routes.warnings.length) result.routes = routes;
     return result;
   });
   releaseRoot(layout, rootId);

@@ -48,23 +48,8 @@ export interface MetricsSnapshot {
   maps?: MapFill[];
 }
 
-export interface MapFill {
-  map: string;
-  entries: number;
-  maxEntries: number;
-}
-
-/** Maps whose filling up refuses assigns, binds or allow-list entries.
- * l3_sock_origin (socket storage) has no userspace iteration and no limit. */
-export const PRESSURE_MAPS = [
-  'l3_cells',
-  'l3_owners',
-  'l3_cell_stats',
-  'l3_listeners',
-  'l3_allow',
-  'l3_managed',
-  'l3_uplinks',
-] as const;
+export { PRESSURE_MAPS, type MapFill } from './pressure';
+import { mapFills, type MapFill } from './pressure';
 
 /** prom-client's registry formats `labels` plus `sharedLabels` (labels common
  * to many samples, memoised per object in a WeakMap). Samples that leave it
@@ -304,12 +289,8 @@ export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapsho
     names: namer.resolve(table.ids),
     cells,
     suppressed: readSuppressed(state.map('l3_event_budget')),
-    maps: PRESSURE_MAPS.map((name) => {
-      const m = state.map(name);
-      // l3_cell_stats was just read whole: its row count is its entry count.
-      const entries = name === 'l3_cell_stats' ? table.length : m.count();
-      return { map: name, entries, maxEntries: m.maxEntries };
-    }),
+    // l3_cell_stats was just read whole: its row count is its entry count.
+    maps: mapFills(state, { l3_cell_stats: table.length }),
   };
 }
 

@@ -22,6 +22,20 @@ export function recordCellName(layout: PinLayout, id: bigint, name: string): voi
   fs.appendFileSync(namesFile(layout), `${id} ${JSON.stringify(name)}\n`, { mode: 0o600 });
 }
 
+/** recordCellName for many cells: one read and one append. */
+export function recordCellNames(
+  layout: PinLayout,
+  entries: readonly (readonly [bigint, string])[],
+): void {
+  const known = recordedCellNames(layout);
+  const lines = entries
+    .filter(([id, name]) => known.get(id) !== name)
+    .map(([id, name]) => `${id} ${JSON.stringify(name)}\n`);
+  if (lines.length === 0) return;
+  fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });
+  fs.appendFileSync(namesFile(layout), lines.join(''), { mode: 0o600 });
+}
+
 export function recordedCellNames(layout: PinLayout): Map<bigint, string> {
   const out = new Map<bigint, string>();
   let text: string;

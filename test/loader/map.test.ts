@@ -13,6 +13,7 @@ import {
   perCpuValues,
   possibleCpus,
 } from '../../loader';
+import { libbpf } from '../../loader/libbpf';
 import { bpffsTmpDir, rmTree, u32, u64 } from './helpers';
 
 // Every map a test creates is closed afterwards so fds never leak across
@@ -253,6 +254,27 @@ describe('batch operations', () => {
     expect(m.lookup(u32(2))?.readBigUInt64LE()).toBe(2n);
     expect(m.lookup(u32(3))?.readBigUInt64LE()).toBe(3n);
     expect(() => m.updateBatch([u32(1)], [])).toThrow(RangeError);
+  });
+
+  it('the kernel batch update refuses BPF_NOEXIST elem flags (why apply claims under the lock)', () => {
+    // generic_map_update_batch accepts only BPF_F_LOCK in elem_flags: a
+    // batched NOEXIST claim is EINVAL before any element, so l3iso's apply
+    // checks addresses free under the instance lock and writes with ANY.
+    const m = hash();
+    const opts = Buffer.alloc(24);
+    opts.writeBigUInt64LE(24n, 0);
+    opts.writeBigUInt64LE(BigInt(MapUpdate.NOEXIST), 8);
+    const count = Buffer.alloc(4);
+    count.writeUInt32LE(2);
+    const ret = libbpf.bpf_map_update_batch(
+      m.fd,
+      Buffer.concat([u32(1), u32(2)]),
+      Buffer.concat([u64(1), u64(2)]),
+      count,
+      opts,
+    );
+    expect(errnoName(-ret)).toBe('EINVAL');
+    expect(m.lookup(u32(1))).toBeUndefined();
   });
 
   it('falls back to per-element ops where the kernel has no batch op (ENOTSUPP)', () => {

@@ -1,0 +1,95 @@
+/**
+ * Whole-cell release of many cells at once (apply --prune, bench), in the
+ * order of finishCellRelease (src/engine/cells.ts) but with one batch call
+ * per map per step: flag every alias RELEASING (the mark of a whole-cell
+ * release, so reconcile/gc finish it after a crash), then every address;
+ * re-derive the cells (no usable address left); destroy the sockets;
+ * unclaim addresses, then aliases; delete cells, counters, allow-lists.
+ */
+import {
+  L3_OWNER_LOOPBACK,
+  L3_OWNER_RELEASING,
+  decodeAllowKey,
+  encodeAddr,
+  encodeCell,
+  encodeCellKey,
+  encodeOwner,
+} from '../maps/layout';
+import { derive, type OwnerEntry } from '../engine/cells';
+import { pruneCellNames } from '../engine/names';
+import { boundAddresses } from '../engine/holders';
+import { destroySockets } from '../engine/revoke';
+import type { EngineState } from '../engine/state';
+import { CHUNK, writeBatch } from './batch';
+
+function deleteAll(
+  state: EngineState,
+  name: 'l3_owners' | 'l3_cells' | 'l3_cell_stats' | 'l3_allow',
+  keys: Buffer[],
+): void {
+  for (let i = 0; i < keys.length; i += CHUNK)
+    state.map(name).deleteBatch(keys.slice(i, i + CHUNK));
+}
+
+function flagAll(state: EngineState, entries: OwnerEntry[]): void {
+  writeBatch(
+    state.map('l3_owners'),
+    entries.map((e) => encodeAddr(e.address)),
+    entries.map((e) =>
+      encodeOwner({ cell: e.owner.cell, flags: e.owner.flags | L3_OWNER_RELEASING }),
+    ),
+    'l3_owners',
+  );
+}
+
+/** Releases the cells `ids` whose owners are `owners` (read under the caller's lock). */
+export function releaseCells(
+  state: EngineState,
+  ids: readonly bigint[],
+  owners: Map<bigint, OwnerEntry[]>,
+): number {
+  const owned = ids.flatMap((id) => owners.get(id) ?? []);
+  const aliases = owned.filter((e) => e.owner.flags & L3_OWNER_LOOPBACK);
+  const rest = owned.filter((e) => !(e.owner.flags & L3_OWNER_LOOPBACK));
+  flagAll(state, aliases);
+  flagAll(state, rest);
+  const records = state.cells();
+  const cellKeys: Buffer[] = [];
+  const cellValues: Buffer[] = [];
+  for (const id of ids) {
+    const cell = records.get(id);
+    if (!cell) continue;
+    const flagged = (owners.get(id) ?? []).map((e) => ({
+      address: e.address,
+      owner: { ...e.owner, flags: e.owner.flags | L3_OWNER_RELEASING },
+    }));
+    cellKeys.push(encodeCellKey(id));
+    cellValues.push(encodeCell(derive(cell, flagged, cell.loopback4)));
+  }
+  writeBatch(state.map('l3_cells'), cellKeys, cellValues, 'l3_cells');
+  // After the flags (no new bind can take these addresses): only addresses
+  // some socket is on need the iterator, which walks every socket per address.
+  const bound = boundAddresses();
+  const destroyed = destroySockets(
+    state.layout,
+    owned.filter((e) => bound.has(e.address.text)).map((e) => e.address),
+  );
+  deleteAll(
+    state,
+    'l3_owners',
+    rest.map((e) => encodeAddr(e.address)),
+  );
+  deleteAll(
+    state,
+    'l3_owners',
+    aliases.map((e) => encodeAddr(e.address)),
+  );
+  const keys = ids.map((id) => encodeCellKey(id));
+  deleteAll(state, 'l3_cells', keys);
+  deleteAll(state, 'l3_cell_stats', keys);
+  const doomed = new Set(ids);
+  const allow = [...state.map('l3_allow').keys()].filter((k) => doomed.has(decodeAllowKey(k).cell));
+  deleteAll(state, 'l3_allow', allow);
+  pruneCellNames(state.layout, new Set([...state.cells().keys()]));
+  return destroyed;
+}
