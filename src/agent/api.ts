@@ -8,6 +8,9 @@
 import type { AssignResult, ReleaseResult } from '../engine/cells';
 import type { CellDetail, CellView } from '../engine/inventory';
 import type { PolicyResult } from '../engine/policy';
+import type { ApplyResult } from '../declarative/apply';
+import type { EngineStatus, ExportResult } from '../declarative/export';
+import type { StateDocument } from '../declarative/schema';
 import type { ErrorCode } from '../errors';
 
 export const DEFAULT_AGENT_SOCKET = '/run/l3iso/agent.sock';
@@ -30,6 +33,9 @@ export interface AssignRequest {
   cgroup: string;
   addresses: string[];
   force?: boolean;
+  /** also report addresses no bind could use (`notLocal`), as the CLI
+   * does; costs an `ip` call per address family */
+  checkLocal?: boolean;
 }
 export type AssignResponse = AssignResult;
 
@@ -68,6 +74,23 @@ export interface PolicyRequest {
   clearAllowList?: boolean;
 }
 export type PolicyResponse = PolicyResult;
+
+/** POST /v1/apply: the state file's content as JSON (README "Declarative
+ * state"), and apply's options. Validated whole before anything changes. */
+export interface ApplyRequest {
+  state: StateDocument;
+  prune?: boolean;
+  dryRun?: boolean;
+  force?: boolean;
+  createCgroups?: boolean;
+}
+export type ApplyResponse = ApplyResult;
+
+/** GET /v1/status */
+export type StatusResponse = EngineStatus;
+
+/** GET /v1/export: the live state in the apply format */
+export type ExportResponse = ExportResult;
 
 /** GET /healthz */
 export interface HealthResponse {

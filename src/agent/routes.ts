@@ -3,6 +3,9 @@
  * function the CLI calls (which takes the lock and reconciles), and answers
  * its result. Nothing here writes a map itself.
  */
+import { applyState } from '../declarative/apply';
+import { engineStatus, exportState } from '../declarative/export';
+import { StateFileError, type StateDocument } from '../declarative/schema';
 import { assign, release } from '../engine/cells';
 import { listCells, showCell } from '../engine/inventory';
 import { setPolicy, type PolicyChange } from '../engine/policy';
@@ -12,6 +15,7 @@ import { EngineState } from '../engine/state';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {
+  ApplyRequest,
   AssignRequest,
   ErrorResponse,
   HealthResponse,
@@ -70,11 +74,12 @@ function onlyKeys(b: Body, keys: readonly string[]): void {
 }
 
 function doAssign(ctx: RouteContext, b: Body): Reply {
-  onlyKeys(b, ['cgroup', 'addresses', 'force'] satisfies (keyof AssignRequest)[]);
+  onlyKeys(b, ['cgroup', 'addresses', 'force', 'checkLocal'] satisfies (keyof AssignRequest)[]);
   const addresses = strList(b, 'addresses');
   if (!addresses) throw usage('"addresses" is required');
   const r = assign(ctx.pinDir, str(b, 'cgroup', true), addresses, {
     force: bool(b, 'force') === true,
+    checkLocal: bool(b, 'checkLocal') === true,
   });
   ctx.onAssigned(BigInt(r.id), r.path);
   return { status: 200, body: r };
@@ -131,6 +136,32 @@ function doPolicy(ctx: RouteContext, b: Body): Reply {
   return { status: 200, body: setPolicy(ctx.pinDir, str(b, 'cgroup', true), change) };
 }
 
+function doApply(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, [
+    'state',
+    'prune',
+    'dryRun',
+    'force',
+    'createCgroups',
+  ] satisfies (keyof ApplyRequest)[]);
+  if (typeof b.state !== 'object' || b.state === null || Array.isArray(b.state))
+    throw usage('"state" must be the state document (an object, as `l3iso export` prints)');
+  const opts = {
+    prune: bool(b, 'prune') === true,
+    dryRun: bool(b, 'dryRun') === true,
+    force: bool(b, 'force') === true,
+    createCgroups: bool(b, 'createCgroups') === true,
+  };
+  try {
+    return { status: 200, body: applyState(ctx.pinDir, b.state as StateDocument, opts) };
+  } catch (err) {
+    // Every problem of the document, each naming its path, as the CLI prints them.
+    if (err instanceof StateFileError)
+      throw usage(`invalid state: ${err.errors.map((e) => `state.${e}`).join('; ')}`);
+    throw err;
+  }
+}
+
 function health(ctx: RouteContext): Reply {
   const up = EngineState.isUp(ctx.pinDir);
   const body: HealthResponse = { ok: up, pinDir: ctx.pinDir, up, ...ctx.health() };
@@ -155,6 +186,12 @@ export async function route(
       return doPolicy(ctx, body);
     case 'GET /v1/cells':
       return { status: 200, body: listCells(ctx.pinDir) };
+    case 'POST /v1/apply':
+      return doApply(ctx, body);
+    case 'GET /v1/status':
+      return { status: 200, body: engineStatus(ctx.pinDir) };
+    case 'GET /v1/export':
+      return { status: 200, body: exportState(ctx.pinDir) };
     case 'GET /healthz':
       return health(ctx);
     case 'GET /metrics': {

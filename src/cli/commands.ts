@@ -218,8 +218,12 @@ function registerEngineCommands(program: Command, run: Runner): void {
             cgroup,
             addresses: addrs,
             ...(opts.force ? { force: true } : {}),
+            checkLocal: true,
           } satisfies AssignRequest)) ??
-          cellsModule().assign(g.pinDir, cgroup, addrs, { force: opts.force === true });
+          cellsModule().assign(g.pinDir, cgroup, addrs, {
+            force: opts.force === true,
+            checkLocal: true,
+          });
         if (r.sockets.length)
           log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
         const notLocal = r.notLocal ?? [];

@@ -36,7 +36,13 @@ import {
   relativeCellName,
   resolveCellPath,
 } from '../model/cgroup';
-import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
+import {
+  describeSockets,
+  listenersOn,
+  socketsOfProcesses,
+  socketsOn,
+  type LiveSocket,
+} from './holders';
 import { drainsRunning, holdDrainLock, withLock } from './lock';
 import { nonLocalAddresses } from './local-routes';
 import { pruneCellNames, recordCellName } from './names';
@@ -82,6 +88,8 @@ export interface ReleaseResult {
 export interface AssignOptions {
   /** go on although processes of the cgroup already hold sockets */
   force?: boolean;
+  /** report addresses no bind could use (notLocal): for front ends that warn */
+  checkLocal?: boolean;
 }
 
 export interface ReleaseOptions {
@@ -135,7 +143,10 @@ export function assign(
   try {
     assertRecordableDepth(target.path, target.root);
     const r = withLock(target.state.layout, () => assignLocked(target, addrs, opts));
-    // Outside the lock: it asks the kernel's routing tables (an `ip` each family).
+    if (!opts.checkLocal) return r;
+    // Outside the lock, and only where asked (the CLI and the agent): it asks
+    // the kernel's routing tables, an `ip` per family, which costs more than
+    // the assignment itself.
     const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
     return notLocal.length ? { ...r, notLocal } : r;
   } finally {
@@ -172,11 +183,7 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
     }
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
-    const kept = socketsOn(claimed).filter((s) => s.kind === 'tcp-listen');
-    forgetListeners(
-      state,
-      kept.map((s) => ({ address: parseAddress(s.address), port: s.port })),
-    );
+    forgetListeners(state, listenersOn(claimed));
     let loopback4 = existing?.loopback4;
     if (!loopback4 || !ownsAlias(state, id, loopback4)) {
       loopback4 = claimLoopbackAlias(state, id);

@@ -193,6 +193,24 @@ export function socketsOn(
   return toLive(rows, likelyPids);
 }
 
+/**
+ * TCP listeners bound exactly to one of `addresses`: their address and
+ * port only. Reads just the TCP tables and never looks for holders, so it
+ * stays cheap enough for every assign.
+ */
+export function listenersOn(
+  addresses: readonly CellAddress[],
+): { address: CellAddress; port: number }[] {
+  if (addresses.length === 0) return [];
+  const out: { address: CellAddress; port: number }[] = [];
+  for (const r of [...readTable('tcp', 4, 'tcp'), ...readTable('tcp6', 6, 'tcp')]) {
+    if (r.state !== TCP_LISTEN) continue;
+    const a = addresses.find((x) => rowMatches(r, x));
+    if (a) out.push({ address: a, port: r.port });
+  }
+  return out;
+}
+
 /** Live inet sockets held by `pids` (the processes of a cgroup). */
 export function socketsOfProcesses(pids: readonly number[]): LiveSocket[] {
   if (pids.length === 0) return [];

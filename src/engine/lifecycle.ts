@@ -29,6 +29,7 @@ import { reconcile } from './cells';
 import { requireFeatures } from './features';
 import { withLock } from './lock';
 import { TEMP_NAME, isOwnTopEntry, pinAtomically, pinLayout, type PinLayout } from './paths';
+import { forgetCellNames } from './names';
 import { requireRoot } from './privilege';
 import {
   ALL_PROGRAMS,
@@ -572,7 +573,10 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   });
   releaseRoot(layout, rootId);
   // After the lock is released: a writer waiting on it finds ENOT_UP.
-  if (!fs.existsSync(layout.root)) fs.rmSync(layout.lockFile, { force: true });
+  if (!fs.existsSync(layout.root)) {
+    fs.rmSync(layout.lockFile, { force: true });
+    forgetCellNames(layout);
+  }
   return result;
 }
 

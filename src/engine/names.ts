@@ -16,6 +16,11 @@ function namesFile(layout: PinLayout): string {
   );
 }
 
+/** The instance is gone (down removed its pin dir): so are the names it kept. */
+export function forgetCellNames(layout: PinLayout): void {
+  fs.rmSync(namesFile(layout), { force: true });
+}
+
 export function recordCellName(layout: PinLayout, id: bigint, name: string): void {
   if (recordedCellNames(layout).get(id) === name) return;
   fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });

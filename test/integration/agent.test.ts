@@ -134,6 +134,44 @@ describe('agent', () => {
     expect((await health()).requests).toMatchObject({ 'POST /v1/assign': 1, 'GET /metrics': 1 });
   });
 
+  it('apply, status and export over HTTP: the same results as the CLI, an invalid state changes nothing', async () => {
+    await startAgent();
+    sb.cg('d1');
+    sb.cg('d2');
+    const state = {
+      version: 1,
+      engine: {},
+      cells: [
+        { cgroup: 'd1', addresses: [V4(41)] },
+        { cgroup: 'd2', addresses: [V4(42), V6(42)] },
+      ],
+    };
+    const bad = await post(sock, '/v1/apply', {
+      state: { ...state, cells: [...state.cells, { cgroup: 'd3', addresses: ['10.0.0.300'] }] },
+    });
+    expect(bad.status, bad.text).toBe(400);
+    expect(bad.json.error.code).toBe('EUSAGE');
+    expect(bad.json.error.message).toMatch(/state\.cells\[2\]\.addresses\[0\]/);
+    expect(await cellNames()).toEqual([]);
+    const a = await post(sock, '/v1/apply', { state });
+    expect(a.status, a.text).toBe(200);
+    expect(a.json.changed).toBe(true);
+    expect((await cellNames()).sort()).toEqual(['d1', 'd2']);
+    const again = await post(sock, '/v1/apply', { state });
+    expect(again.json.changed).toBe(false);
+    const st = await request(sock, 'GET', '/v1/status');
+    expect(st.json.counts).toMatchObject({ cells: 2, addresses: 3 });
+    expect(st.json).toEqual((await sb.cliOk(['--no-agent', 'status', '--json'])).json);
+    const ex = await request(sock, 'GET', '/v1/export');
+    expect(ex.json.document.cells.map((c: { cgroup: string }) => c.cgroup).sort()).toEqual([
+      'd1',
+      'd2',
+    ]);
+    const pruned = await post(sock, '/v1/apply', { state: { ...state, cells: [] }, prune: true });
+    expect(pruned.status, pruned.text).toBe(200);
+    expect(await cellNames()).toEqual([]);
+  });
+
   it('errors: the code of src/errors.ts, its HTTP status, nothing changed', async () => {
     await startAgent();
     sb.cg('e1');
