@@ -268,12 +268,44 @@ export class BpfMap {
    * `keys()` + `lookup` for map types without batch support.
    */
   lookupBatch(batchSize = 4096): { keys: Buffer[]; values: Buffer[] } {
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new RangeError(`lookupBatch: batchSize must be a positive integer`);
-    }
     const keys: Buffer[] = [];
     const values: Buffer[] = [];
     const vsize = this.valueBufferSize;
+    const done = this.eachBatch('lookupBatch', batchSize, (kbuf, vbuf, n) => {
+      for (let i = 0; i < n; i++) {
+        keys.push(Buffer.from(kbuf.subarray(i * this.keySize, (i + 1) * this.keySize)));
+        values.push(Buffer.from(vbuf.subarray(i * vsize, (i + 1) * vsize)));
+      }
+    });
+    return done ? { keys, values } : this.lookupAllSlow();
+  }
+
+  /**
+   * Number of entries, as lookupBatch would return them, without keeping
+   * them: the batch buffers are reused, so counting a large map allocates
+   * nothing per entry. Map types without batch support are walked key by key.
+   */
+  count(batchSize = 4096): number {
+    let total = 0;
+    if (this.eachBatch('count', batchSize, (_k, _v, n) => (total += n))) return total;
+    let n = 0;
+    for (let it = this.keys(); !it.next().done;) n++;
+    return n;
+  }
+
+  /**
+   * Walks the map with bpf_map_lookup_batch, handing each batch's buffers
+   * (valid until the callback returns) and entry count to `each`. Returns
+   * false, having read nothing, for a map type without batch support.
+   */
+  private eachBatch(
+    what: string,
+    batchSize: number,
+    each: (kbuf: Buffer, vbuf: Buffer, n: number) => void,
+  ): boolean {
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`${what}: batchSize must be a positive integer`);
+    }
     // The batch cursor is opaque: a bucket index for hashes, a key for
     // arrays. It must hold max(keySize, 4) bytes.
     const tokSize = Math.max(this.keySize, 4);
@@ -284,7 +316,7 @@ export class BpfMap {
     let first = true;
     let size = batchSize;
     let kbuf = Buffer.alloc(size * this.keySize);
-    let vbuf = Buffer.alloc(size * vsize);
+    let vbuf = Buffer.alloc(size * this.valueBufferSize);
     for (;;) {
       count.writeUInt32LE(size);
       const ret = libbpf.bpf_map_lookup_batch(
@@ -302,70 +334,16 @@ export class BpfMap {
         // was consumed, retry the same cursor with room for it.
         size *= 2;
         kbuf = Buffer.alloc(size * this.keySize);
-        vbuf = Buffer.alloc(size * vsize);
-        continue;
-      }
-      if (errno && errno !== ENOENT) {
-        if (first && batchUnsupported(errno)) return this.lookupAllSlow();
-        throw new BpfError('bpf_map_lookup_batch', errno, this.name);
-      }
-      const n = count.readUInt32LE();
-      for (let i = 0; i < n; i++) {
-        keys.push(Buffer.from(kbuf.subarray(i * this.keySize, (i + 1) * this.keySize)));
-        values.push(Buffer.from(vbuf.subarray(i * vsize, (i + 1) * vsize)));
-      }
-      // ENOENT: end of map; `count` still described the final partial batch.
-      if (errno === ENOENT) break;
-      first = false;
-      [inTok, outTok] = [outTok, inTok];
-    }
-    return { keys, values };
-  }
-
-  /**
-   * Number of entries, as lookupBatch would return them, without keeping
-   * them: the batch buffers are reused, so counting a large map allocates
-   * nothing per entry. Map types without batch support are walked key by key.
-   */
-  count(batchSize = 4096): number {
-    const tokSize = Math.max(this.keySize, 4);
-    let inTok = Buffer.alloc(tokSize);
-    let outTok = Buffer.alloc(tokSize);
-    const count = Buffer.alloc(4);
-    const opts = batchOpts(0);
-    let size = batchSize;
-    let kbuf = Buffer.alloc(size * this.keySize);
-    let vbuf = Buffer.alloc(size * this.valueBufferSize);
-    let total = 0;
-    let first = true;
-    for (;;) {
-      count.writeUInt32LE(size);
-      const ret = libbpf.bpf_map_lookup_batch(
-        this.fd,
-        first ? NULL : inTok,
-        outTok,
-        kbuf,
-        vbuf,
-        count,
-        opts,
-      );
-      const errno = ret < 0 ? -ret : 0;
-      if (errno === ENOSPC) {
-        size *= 2;
-        kbuf = Buffer.alloc(size * this.keySize);
         vbuf = Buffer.alloc(size * this.valueBufferSize);
         continue;
       }
       if (errno && errno !== ENOENT) {
-        if (first && batchUnsupported(errno)) {
-          let n = 0;
-          for (let it = this.keys(); !it.next().done;) n++;
-          return n;
-        }
+        if (first && batchUnsupported(errno)) return false;
         throw new BpfError('bpf_map_lookup_batch', errno, this.name);
       }
-      total += count.readUInt32LE();
-      if (errno === ENOENT) return total;
+      each(kbuf, vbuf, count.readUInt32LE());
+      // ENOENT: end of map; `count` still described the final partial batch.
+      if (errno === ENOENT) return true;
       first = false;
       [inTok, outTok] = [outTok, inTok];
     }
