@@ -228,6 +228,18 @@ describe('batch operations', () => {
     }
   });
 
+  it('count agrees with lookupBatch at every batch size, and with an empty map', () => {
+    const n = 3000;
+    const m = hash(4096, 'count_hash');
+    m.updateBatch(
+      [...Array(n).keys()].map(u32),
+      [...Array(n).keys()].map((i) => u64(i)),
+    );
+    for (const bs of [4096, 700, 1]) expect(m.count(bs)).toBe(n);
+    expect(hash(16, 'count_empty').count()).toBe(0);
+    expect(() => m.count(0)).toThrow(RangeError);
+  });
+
   it('lookupBatch on an empty map and on arrays', () => {
     expect(hash(16, 'empty_b').lookupBatch()).toEqual({ keys: [], values: [] });
     const a = track(
