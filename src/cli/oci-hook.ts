@@ -9,6 +9,7 @@ import { DEFAULT_HOOKS_DIR } from '../engine/defaults';
 import { DEFAULT_PIN_DIR } from '../engine/paths';
 import { log } from '../log';
 import type { HookResult } from '../runtime/oci-hook';
+import type { OciState } from '../runtime/oci-state';
 import { ociHookModule, ociStateModule } from '../lazy';
 import type { Runner } from './commands';
 import { examples, jsonOption } from './options';
@@ -36,6 +37,25 @@ function report(r: HookResult, json: boolean): void {
     log.info({ container: r.container, id: r.cgroupId, released: r.released }, 'cell released');
 }
 
+/**
+ * Parses the OCI state on stdin and runs `fn` on it; a failure, of the
+ * parse or of `fn`, goes to `failed` with the container id when it was read
+ * (each stage decides whether a failure fails the runtime).
+ */
+function onStdinState(
+  fn: (state: OciState) => void,
+  failed: (id: string | undefined, err: unknown) => void,
+): void {
+  let id: string | undefined;
+  try {
+    const state = ociStateModule().parseOciState(readStdin());
+    id = state.id;
+    fn(state);
+  } catch (err) {
+    failed(id, err);
+  }
+}
+
 export function registerOciHookCommands(program: Command, run: Runner): void {
   const hook = program
     .command('oci-hook')
@@ -54,16 +74,14 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .summary('assign the annotated container its cell (state on stdin)')
     .addOption(jsonOption('print the result as JSON'))
     .action(() =>
-      run((g) => {
-        let id: string | undefined;
-        try {
-          const state = ociStateModule().parseOciState(readStdin());
-          id = state.id;
-          report(ociHookModule().ociCreateRuntime(g.pinDir, state), g.json);
-        } catch (err) {
-          throw inContainer(id, err);
-        }
-      }),
+      run((g) =>
+        onStdinState(
+          (state) => report(ociHookModule().ociCreateRuntime(g.pinDir, state), g.json),
+          (id, err) => {
+            throw inContainer(id, err);
+          },
+        ),
+      ),
     );
 
   hook
@@ -72,16 +90,14 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .addOption(jsonOption('print the result as JSON'))
     .action(() =>
       run((g) => {
-        let id: string | undefined;
-        try {
-          const state = ociStateModule().parseOciState(readStdin());
-          id = state.id;
-          report(ociHookModule().ociPoststop(g.pinDir, state), g.json);
-        } catch (err) {
-          // The container is gone either way; gc finishes what failed here.
-          const message = err instanceof Error ? err.message : String(err);
-          log.warn({ container: id, err: message }, 'poststop: release failed; run `l3iso gc`');
-        }
+        onStdinState(
+          (state) => report(ociHookModule().ociPoststop(g.pinDir, state), g.json),
+          (id, err) => {
+            // The container is gone either way; gc finishes what failed here.
+            const message = err instanceof Error ? err.message : String(err);
+            log.warn({ container: id, err: message }, 'poststop: release failed; run `l3iso gc`');
+          },
+        );
         return 0;
       }),
     );

@@ -28,3 +28,15 @@ export const CAP = {
   perfmon: 38,
   bpf: 39,
 } as const;
+
+/** The capabilities the threat model says a cell must not hold. */
+export const THREAT_MODEL_FORBIDDEN = [
+  'net_raw',
+  'net_admin',
+  'sys_admin',
+  'bpf',
+  'sys_ptrace',
+  'sys_module',
+  'dac_read_search',
+  'perfmon',
+] as const;

@@ -17,7 +17,7 @@ import {
   type BgProc,
   type Sandbox,
 } from '../harness/sandbox';
-import { CAP } from '../harness/linux-caps';
+import { CAP, THREAT_MODEL_FORBIDDEN } from '../harness/linux-caps';
 
 /** runc's default set without NET_RAW. */
 const DEFAULT_SET = [
@@ -38,17 +38,7 @@ const DEFAULT_SET = [
 
 const CELL = V4(5);
 
-const FORBIDDEN = [
-  'net_raw',
-  'net_admin',
-  'sys_admin',
-  'bpf',
-  'sys_ptrace',
-  'sys_module',
-  'dac_read_search',
-  'perfmon',
-  'sys_rawio',
-] as const;
+const FORBIDDEN = [...THREAT_MODEL_FORBIDDEN, 'sys_rawio'] as const;
 
 // Every attempt prints one JSON line; errors are errno names.
 const ESCAPE = String.raw`

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EXEC_CAPABILITIES } from '../../src/engine/confine';
 import { DANGEROUS_CAPABILITIES } from '../../src/model/capabilities';
-import { CAP } from '../harness/linux-caps';
+import { CAP, THREAT_MODEL_FORBIDDEN } from '../harness/linux-caps';
 
 const UAPI: Readonly<Record<string, number>> = CAP;
 
@@ -21,16 +21,7 @@ describe('capabilities', () => {
 
   it('covers the threat model’s list', () => {
     expect(Object.keys(DANGEROUS_CAPABILITIES)).toEqual(
-      expect.arrayContaining([
-        'net_raw',
-        'net_admin',
-        'sys_admin',
-        'bpf',
-        'sys_ptrace',
-        'sys_module',
-        'dac_read_search',
-        'perfmon',
-      ]),
+      expect.arrayContaining([...THREAT_MODEL_FORBIDDEN]),
     );
   });
 });
