@@ -4,8 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { STAT_WORDS, type StatsTable } from '../../src/engine/counters';
-import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/engine/metrics';
+import { STAT_WORDS, type StatsTable } from '../../src/observe/counters';
+import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/observe/metrics';
 import {
   HOOK_STAGES,
   SHIPPED_HOOK_ARGV,
