@@ -23,12 +23,15 @@ export {
   closeFd,
   dupFd,
   flockExclusive,
+  flockShared,
   unlock,
   possibleCpus,
   pinObject,
   getPinned,
   inNetns,
 } from './sys';
+export { Fd, guardLeak, openFds, setLeakReporter } from './fd';
+export type { LeakReporter } from './fd';
 export { setLibbpfLogger } from './log';
 export type { LibbpfLogger, LibbpfLogLevel } from './log';
 export { runIterator } from './iter';

@@ -2,7 +2,8 @@ import { AttachType, LinkType } from './constants';
 import { BpfError, check } from './errors';
 import { libbpf } from './libbpf';
 import type { BpfProgram } from './object';
-import { closeFd, getPinned, objInfo, pinObject } from './sys';
+import { Fd } from './fd';
+import { getPinned, objInfo, pinObject } from './sys';
 
 // struct bpf_link_create_opts (libbpf 1.1): sz, flags, then per-type unions
 // we leave zero (cgroup, netns/sk_lookup, XDP need nothing else).
@@ -26,11 +27,11 @@ export interface LinkInfo {
  * owned through a file descriptor. The attachment lasts while any fd or pin
  * refers to it: a process that exits without `pin()` detaches it.
  */
-export class BpfLink {
-  private _fd: number;
+export class BpfLink implements Disposable {
+  private readonly handle: Fd;
 
   private constructor(fd: number) {
-    this._fd = fd;
+    this.handle = new Fd(fd, 'link');
   }
 
   /** Takes ownership of a link fd. */
@@ -68,12 +69,12 @@ export class BpfLink {
   }
 
   get fd(): number {
-    if (this._fd < 0) throw new BpfError('BpfLink', 9 /* EBADF */, 'link is closed');
-    return this._fd;
+    if (this.handle.closed) throw new BpfError('BpfLink', 9 /* EBADF */, 'link is closed');
+    return this.handle.fd;
   }
 
   get closed(): boolean {
-    return this._fd < 0;
+    return this.handle.closed;
   }
 
   /**
@@ -115,9 +116,10 @@ export class BpfLink {
 
   /** Closes our fd (idempotent); detaches unless pinned or otherwise held. */
   close(): void {
-    if (this._fd < 0) return;
-    const fd = this._fd;
-    this._fd = -1;
-    closeFd(fd);
+    this.handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -1,6 +1,7 @@
 import { MapType, MapUpdate, PER_CPU_MAP_TYPES } from './constants';
 import { BpfError, check } from './errors';
 import { NULL, libbpf } from './libbpf';
+import { Fd } from './fd';
 import { closeFd, getPinned, objInfo, pinObject, possibleCpus } from './sys';
 
 const ENOENT = 2;
@@ -103,8 +104,8 @@ export function perCpuValues(buf: Buffer, valueSize?: number): Buffer[] {
  * x86_64/aarch64). Values of per-CPU maps are `valueBufferSize` bytes: see
  * `perCpuValues`.
  */
-export class BpfMap {
-  private _fd: number;
+export class BpfMap implements Disposable {
+  private readonly handle: Fd;
   readonly type: MapType;
   readonly id: number;
   readonly name: string;
@@ -115,7 +116,7 @@ export class BpfMap {
 
   /** Takes ownership of `fd`. Prefer `create`, `openPinned` or `fromFd`. */
   private constructor(fd: number, info: MapInfo) {
-    this._fd = fd;
+    this.handle = new Fd(fd, `map ${info.name || info.id}`);
     this.type = info.type;
     this.id = info.id;
     this.name = info.name;
@@ -176,12 +177,12 @@ export class BpfMap {
 
   /** The owned fd. Throws after `close()`. */
   get fd(): number {
-    if (this._fd < 0) throw new BpfError('BpfMap', 9 /* EBADF */, `${this.name} is closed`);
-    return this._fd;
+    if (this.handle.closed) throw new BpfError('BpfMap', 9 /* EBADF */, `${this.name} is closed`);
+    return this.handle.fd;
   }
 
   get closed(): boolean {
-    return this._fd < 0;
+    return this.handle.closed;
   }
 
   /** Values are stored once per possible CPU. */
@@ -433,9 +434,10 @@ export class BpfMap {
 
   /** Closes the fd (idempotent). The map survives if pinned or in use. */
   close(): void {
-    if (this._fd < 0) return;
-    const fd = this._fd;
-    this._fd = -1;
-    closeFd(fd);
+    this.handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -4,6 +4,7 @@ import { BpfError, BpfLoadError, check } from './errors';
 import { NULL, Ptr, isNull, lastErrno, libbpf, writePointer } from './libbpf';
 import { BpfMap } from './map';
 import { captureWarnings } from './log';
+import { guardLeak } from './fd';
 import { closeFd, dupFd, objInfo } from './sys';
 
 // struct bpf_object_open_opts (libbpf 1.1).
@@ -108,8 +109,9 @@ export class BpfProgram {
  * closes its program fds and any map fd not taken with `map()`. Links keep
  * their program alive on their own.
  */
-export class BpfObject {
+export class BpfObject implements Disposable {
   private ptr: Ptr;
+  private readonly disarm: () => void;
   // libbpf keeps a raw pointer to this buffer; it must outlive the object.
   private logBuf: Buffer | undefined;
   private loaded = false;
@@ -119,6 +121,11 @@ export class BpfObject {
     this.ptr = ptr;
     this.path = path;
     this.logBuf = logBuf;
+    // logBuf rides along: libbpf writes into it until the object is freed.
+    this.disarm = guardLeak(this, `bpf_object ${path}`, () => {
+      void logBuf;
+      libbpf.bpf_object__close(ptr);
+    });
   }
 
   /**
@@ -252,8 +259,13 @@ export class BpfObject {
   /** Frees the object, its program fds and un-taken map fds (idempotent). */
   close(): void {
     if (isNull(this.ptr)) return;
+    this.disarm();
     libbpf.bpf_object__close(this.ptr);
     this.ptr = NULL;
     this.logBuf = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

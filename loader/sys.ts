@@ -3,6 +3,7 @@ import { BpfError, check } from './errors';
 import { lastErrno, libbpf, libc } from './libbpf';
 
 const F_DUPFD_CLOEXEC = 1030;
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -36,7 +37,13 @@ export function flockExclusive(fd: number, opts: { nonBlocking?: boolean } = {})
   checkLibc('flock', libc.flock(fd, LOCK_EX | (opts.nonBlocking ? LOCK_NB : 0)));
 }
 
-/** Releases a flock(2) taken with flockExclusive. */
+/** Takes a shared flock(2) on `fd`: any number of holders, none while an
+ * exclusive one is held. Same blocking rules as flockExclusive. */
+export function flockShared(fd: number, opts: { nonBlocking?: boolean } = {}): void {
+  checkLibc('flock', libc.flock(fd, LOCK_SH | (opts.nonBlocking ? LOCK_NB : 0)));
+}
+
+/** Releases a flock(2) taken with flockExclusive or flockShared. */
 export function unlock(fd: number): void {
   checkLibc('flock', libc.flock(fd, LOCK_UN));
 }
