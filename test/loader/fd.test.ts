@@ -56,7 +56,7 @@ describe('Fd', () => {
 
   it('Symbol.dispose closes it, so `using` scopes own their fds', () => {
     const before = openFds();
-    let n = -1;
+    let n: number;
     {
       using fd = new Fd(fs.openSync(scratchFile(), 'r'));
       n = fd.fd;
