@@ -15,7 +15,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox } from '../src/demo/sandbox';
-import { up } from '../src/engine/lifecycle';
+import { Engine } from '../src/engine/engine';
 import { packageRoot } from '../src/dataplane/paths';
 
 const arg = (name: string, dflt: number): number => {
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   let agentProc: ChildProcess | undefined;
   try {
     spawnSync('ip', ['-n', sb.netns, 'route', 'add', 'local', '198.18.0.0/16', 'dev', 'lo']);
-    up({ pinDir: sb.pinDir, cgroupRoot: sb.cgroupRoot, netns: sb.netnsPath });
+    Engine.up({ pinDir: sb.pinDir, cgroupRoot: sb.cgroupRoot, netns: sb.netnsPath });
     for (let i = 0; i < N; i++) fs.mkdirSync(path.join(sb.cgroupRoot, `c${i}`));
     agentProc = sb.spawnCli(['agent', '--socket', socket, '--resync', '3600']);
     await waitHealthy(socket);

@@ -9,12 +9,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { applyState } from '../src/declarative/apply';
 import type { DesiredState } from '../src/declarative/schema';
 import { createSandbox } from '../src/demo/sandbox';
-import { up } from '../src/engine/lifecycle';
+import { Engine } from '../src/engine/engine';
 import { packageRoot } from '../src/dataplane/paths';
-import { EngineState } from '../src/dataplane/state';
 
 interface Figures {
   cells: number;
@@ -63,7 +61,7 @@ function main(): void {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   try {
-    up({
+    Engine.up({
       pinDir: sb.pinDir,
       cgroupRoot: sb.cgroupRoot,
       netns: sb.netnsPath,
@@ -74,18 +72,17 @@ function main(): void {
       for (let i = 0; i < n; i++) fs.mkdirSync(path.join(sb.cgroupRoot, `c${i}`));
     });
     const want = desired(n);
-    const [made, applyMs] = timed(() => applyState(sb.pinDir, want));
+    using engine = Engine.open(sb.pinDir, { write: true });
+    const [made, applyMs] = timed(() => engine.apply(want));
     if (made.summary.create !== n)
       throw new Error(`apply made ${made.summary.create} cells, not ${n}`);
-    const [again, reapplyMs] = timed(() => applyState(sb.pinDir, want));
+    const [again, reapplyMs] = timed(() => engine.apply(want));
     if (again.changed) throw new Error('a second apply changed something');
     const empty: DesiredState = { version: 1, engine: {}, cells: [] };
-    const [gone, releaseMs] = timed(() => applyState(sb.pinDir, empty, { prune: true }));
+    const [gone, releaseMs] = timed(() => engine.apply(empty, { prune: true }));
     if (gone.summary.remove !== n)
       throw new Error(`prune removed ${gone.summary.remove}, not ${n}`);
-    const state = EngineState.open(sb.pinDir);
-    const left = state.cells().size;
-    state.close();
+    const left = engine.cellIds().size;
     if (left !== 0) throw new Error(`${left} cells left after the prune`);
     const f: Figures = {
       cells: n,

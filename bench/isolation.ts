@@ -28,9 +28,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, type Sandbox } from '../src/demo/sandbox';
-import { assign, release } from '../src/cells/cells';
-import { showCell } from '../src/cells/inventory';
-import { up } from '../src/engine/lifecycle';
+import { Engine } from '../src/engine/engine';
 import { packageRoot } from '../src/dataplane/paths';
 
 // ------------------------------------------------------------------ options
@@ -457,7 +455,7 @@ function buildWorld(opts: IsolationOptions, cleanup: Cleanup, log: (m: string) =
   cleanup.push('sandbox', () => sb.destroy());
   sh('ip', ['-n', sb.netns, 'route', 'add', 'local', '198.18.0.0/16', 'dev', 'lo']);
   // sk_lookup goes on the sandbox's netns, never on ours (the host's).
-  up({
+  Engine.up({
     pinDir: sb.pinDir,
     cgroupRoot: sb.cgroupRoot,
     netns: sb.netnsPath,
@@ -542,9 +540,15 @@ function mkdirCells(w: World): number {
   return nowMs() - t;
 }
 
+function withEngine<T>(pinDir: string, fn: (e: Engine) => T): T {
+  using engine = Engine.open(pinDir);
+  return fn(engine);
+}
+
 function assignCells(w: World): number {
   const t = nowMs();
-  w.cells.forEach((p, i) => assign(w.sb.pinDir, p, [hostAddr(CELL_NET, i)]));
+  using engine = Engine.open(w.sb.pinDir, { write: true });
+  w.cells.forEach((p, i) => engine.assign(p, [hostAddr(CELL_NET, i)]));
   return nowMs() - t;
 }
 
@@ -822,7 +826,7 @@ async function dataPath(w: World): Promise<Report['dataPath']> {
     );
   }
 
-  const t = showCell(w.sb.pinDir, cellA).traffic;
+  const t = withEngine(w.sb.pinDir, (e) => e.show(cellA)).traffic;
   const counters = {
     rxPackets: t.rxPackets,
     rxBytes: t.rxBytes,
@@ -1197,7 +1201,8 @@ function releaseWorker(): void {
   const input = JSON.parse(fs.readFileSync(0, 'utf8')) as { pinDir: string; cells: string[] };
   const t = nowMs();
   let destroyed = 0;
-  for (const c of input.cells) destroyed += release(input.pinDir, c, []).socketsDestroyed;
+  using engine = Engine.open(input.pinDir, { write: true });
+  for (const c of input.cells) destroyed += engine.release(c, []).socketsDestroyed;
   process.stdout.write(JSON.stringify({ ms: nowMs() - t, destroyed }) + '\n');
 }
 

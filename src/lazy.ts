@@ -7,24 +7,12 @@
 export const agentClient = (): typeof import('./agent/client') => require('./agent/client');
 export const agentServer = (): typeof import('./agent/server') => require('./agent/server');
 export const metricsModule = (): typeof import('./observe/metrics') => require('./observe/metrics');
-export const privilege = (): typeof import('./dataplane/privilege') =>
-  require('./dataplane/privilege');
+export const privilege = (): typeof import('./cli/privilege') => require('./cli/privilege');
+export const engineModule = (): typeof import('./engine/engine') => require('./engine/engine');
 export const logModule = (): typeof import('./log') => require('./log');
-export const cellsModule = (): typeof import('./cells/cells') => require('./cells/cells');
 export const holdersModule = (): typeof import('./cells/holders') => require('./cells/holders');
-export const execModule = (): typeof import('./exec/exec') => require('./exec/exec');
 export const featuresModule = (): typeof import('./doctor/features') =>
   require('./doctor/features');
-export const inventoryModule = (): typeof import('./cells/inventory') =>
-  require('./cells/inventory');
-export const stateModule = (): typeof import('./dataplane/state') => require('./dataplane/state');
-export const lifecycleModule = (): typeof import('./engine/lifecycle') =>
-  require('./engine/lifecycle');
-export const policyModule = (): typeof import('./cells/policy') => require('./cells/policy');
-export const preexistingModule = (): typeof import('./dataplane/preexisting') =>
-  require('./dataplane/preexisting');
-export const uplinkModule = (): typeof import('./dataplane/uplink') =>
-  require('./dataplane/uplink');
 export const ociHookModule = (): typeof import('./runtime/oci-hook') =>
   require('./runtime/oci-hook');
 export const ociStateModule = (): typeof import('./runtime/oci-state') =>

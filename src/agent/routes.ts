@@ -1,17 +1,12 @@
 /**
- * The agent's endpoints: each validates its body, calls the same engine
- * function the CLI calls (which takes the lock and reconciles), and answers
+ * The agent's endpoints: each validates its body, calls the same Engine
+ * method the CLI calls (which takes the lock and reconciles), and answers
  * its result. Nothing here writes a map itself.
  */
-import { applyState } from '../declarative/apply';
-import { engineStatus, exportState } from '../declarative/export';
 import { StateFileError, type StateDocument } from '../declarative/schema';
-import { assign, release } from '../cells/cells';
-import { listCells, showCell } from '../cells/inventory';
-import { setPolicy, type PolicyChange } from '../cells/policy';
-import { releaseCellById } from '../cells/release-id';
+import type { PolicyChange } from '../cells/policy';
 import { drainInChild } from './drain';
-import { EngineState } from '../dataplane/state';
+import { Engine } from '../engine/engine';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {
@@ -32,6 +27,8 @@ export interface Reply {
 
 export interface RouteContext {
   pinDir: string;
+  /** the agent's Engine (see holder.ts) */
+  engine(): Engine;
   /** a cell was assigned: watch its cgroup */
   onAssigned(id: bigint, path: string): void;
   health(): Omit<HealthResponse, 'ok' | 'pinDir' | 'up'>;
@@ -77,7 +74,7 @@ function doAssign(ctx: RouteContext, b: Body): Reply {
   onlyKeys(b, ['cgroup', 'addresses', 'force', 'checkLocal'] satisfies (keyof AssignRequest)[]);
   const addresses = strList(b, 'addresses');
   if (!addresses) throw usage('"addresses" is required');
-  const r = assign(ctx.pinDir, str(b, 'cgroup', true), addresses, {
+  const r = ctx.engine().assign(str(b, 'cgroup', true), addresses, {
     force: bool(b, 'force') === true,
     checkLocal: bool(b, 'checkLocal') === true,
   });
@@ -106,14 +103,14 @@ async function doRelease(ctx: RouteContext, b: Body): Promise<Reply> {
     if (!/^[1-9][0-9]{0,19}$/.test(id)) throw usage('"id" must be a cgroup id (decimal)');
     if (addresses.length || drain !== undefined)
       throw usage('release by id is of the whole cell: no addresses, no drain');
-    return { status: 200, body: releaseCellById(ctx.pinDir, BigInt(id)) };
+    return { status: 200, body: ctx.engine().releaseById(BigInt(id)) };
   }
   if (drain !== undefined)
     return {
       status: 200,
       body: await drainInChild(ctx.pinDir, cgroup!, addresses, drain as number),
     };
-  return { status: 200, body: release(ctx.pinDir, cgroup!, addresses, { force }) };
+  return { status: 200, body: ctx.engine().release(cgroup!, addresses, { force }) };
 }
 
 function doPolicy(ctx: RouteContext, b: Body): Reply {
@@ -133,7 +130,7 @@ function doPolicy(ctx: RouteContext, b: Body): Reply {
   };
   if (Object.keys(change).length === 0)
     throw usage('policy needs allowRaw, allowFrom or clearAllowList');
-  return { status: 200, body: setPolicy(ctx.pinDir, str(b, 'cgroup', true), change) };
+  return { status: 200, body: ctx.engine().policy(str(b, 'cgroup', true), change) };
 }
 
 function doApply(ctx: RouteContext, b: Body): Reply {
@@ -153,7 +150,7 @@ function doApply(ctx: RouteContext, b: Body): Reply {
     createCgroups: bool(b, 'createCgroups') === true,
   };
   try {
-    return { status: 200, body: applyState(ctx.pinDir, b.state as StateDocument, opts) };
+    return { status: 200, body: ctx.engine().apply(b.state as StateDocument, opts) };
   } catch (err) {
     // Every problem of the document, each naming its path, as the CLI prints them.
     if (err instanceof StateFileError)
@@ -163,7 +160,7 @@ function doApply(ctx: RouteContext, b: Body): Reply {
 }
 
 function health(ctx: RouteContext): Reply {
-  const up = EngineState.isUp(ctx.pinDir);
+  const up = Engine.isUp(ctx.pinDir);
   const body: HealthResponse = { ok: up, pinDir: ctx.pinDir, up, ...ctx.health() };
   return { status: up ? 200 : 503, body };
 }
@@ -185,13 +182,13 @@ export async function route(
     case 'POST /v1/policy':
       return doPolicy(ctx, body);
     case 'GET /v1/cells':
-      return { status: 200, body: listCells(ctx.pinDir) };
+      return { status: 200, body: ctx.engine().list() };
     case 'POST /v1/apply':
       return doApply(ctx, body);
     case 'GET /v1/status':
-      return { status: 200, body: engineStatus(ctx.pinDir) };
+      return { status: 200, body: ctx.engine().status() };
     case 'GET /v1/export':
-      return { status: 200, body: exportState(ctx.pinDir) };
+      return { status: 200, body: ctx.engine().export() };
     case 'GET /healthz':
       return health(ctx);
     case 'GET /metrics': {
@@ -202,7 +199,7 @@ export async function route(
   if (method === 'GET' && path.startsWith('/v1/cells/')) {
     const name = decodeURIComponent(path.slice('/v1/cells/'.length));
     if (name === '') throw usage('GET /v1/cells/{name} needs a cell name');
-    return { status: 200, body: showCell(ctx.pinDir, name) };
+    return { status: 200, body: ctx.engine().show(name) };
   }
   throw new L3isoError('ENOT_FOUND', `no endpoint ${key}`, 'see README "Agent" for the API');
 }

@@ -13,6 +13,7 @@ import type { MetricsExporter } from '../observe/metrics';
 import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
+import { EngineHolder } from './holder';
 import { CellWatcher, type WatchLog } from './watch';
 
 export interface AgentOptions {
@@ -132,9 +133,11 @@ function metricsOf(pinDir: string): RouteContext['metrics'] {
 export async function startAgent(o: AgentOptions): Promise<Agent> {
   if (o.listenFd === undefined) await claimSocket(o.socket);
   const requests: Record<string, number> = {};
-  const watcher = new CellWatcher({ pinDir: o.pinDir, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
+  const engine = new EngineHolder(o.pinDir);
+  const watcher = new CellWatcher({ engine, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
   const ctx: RouteContext = {
     pinDir: o.pinDir,
+    engine: () => engine.get(),
     onAssigned: (id, p) => watcher.add(id, p),
     health: () => ({
       pid: process.pid,
@@ -158,7 +161,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     close: () =>
       new Promise<void>((resolve) => {
         watcher.stop();
-        server.close(() => resolve());
+        server.close(() => {
+          engine.close();
+          resolve();
+        });
         server.closeAllConnections();
       }),
   };

@@ -8,9 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { gc } from '../cells/cells';
-import { releaseCellById } from '../cells/release-id';
-import { EngineState } from '../dataplane/state';
+import type { EngineHolder } from './holder';
 import { cgroupPathsById } from '../model/cgroup';
 
 export interface WatchLog {
@@ -19,7 +17,8 @@ export interface WatchLog {
 }
 
 export interface CellWatcherOptions {
-  pinDir: string;
+  /** the agent's Engine */
+  engine: EngineHolder;
   log: WatchLog;
   /** resync every this many ms (gc + re-list the cells) */
   resyncMs: number;
@@ -107,7 +106,7 @@ export class CellWatcher {
    */
   private releaseGone(id: bigint, p: string): void {
     try {
-      const r = releaseCellById(this.o.pinDir, id);
+      const r = this.o.engine.get().releaseById(id);
       if (r.found) {
         this.released++;
         this.o.log.info(
@@ -122,22 +121,15 @@ export class CellWatcher {
 
   /** gc, then watch every live cell (also those assigned without the agent). */
   resync(): void {
-    if (this.stopped || !EngineState.isUp(this.o.pinDir)) return;
+    if (this.stopped || !this.o.engine.isUp()) return;
     try {
-      const r = gc(this.o.pinDir);
+      const engine = this.o.engine.get();
+      const r = engine.gc();
       if (r.cells.length) {
         this.released += r.cells.length;
         this.o.log.info({ cells: r.cells }, 'cgroups removed: cells released (resync)');
       }
-      const state = EngineState.open(this.o.pinDir);
-      let ids: bigint[];
-      let root: string;
-      try {
-        ids = [...state.cells().keys()];
-        root = state.config().cgroupRoot;
-      } finally {
-        state.close();
-      }
+      const { ids, root } = engine.cellsAndRoot();
       const paths = cgroupPathsById(root);
       const live = new Map<string, Map<string, bigint>>();
       for (const id of ids) {

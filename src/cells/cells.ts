@@ -49,7 +49,6 @@ import { pruneCellNames, recordCellName } from './names';
 import { setAllowList } from '../dataplane/prefixes';
 import { destroySockets, forgetListeners, requireRevoker } from '../dataplane/revoke';
 import { sleepSync } from '../sleep';
-import { requireRoot } from '../dataplane/privilege';
 import { EngineState } from '../dataplane/state';
 
 export interface AssignResult {
@@ -117,41 +116,31 @@ export interface CellTarget {
   name: string;
 }
 
-export function openCellTarget(pinDir: string, cgroupArg: string): CellTarget {
-  const state = EngineState.open(pinDir);
-  try {
-    const root = state.config().cgroupRoot;
-    const path = resolveCellPath(cgroupArg, root, findCgroup2Mount());
-    return { state, root, path, id: cgroupId(path), name: relativeCellName(path, root) };
-  } catch (err) {
-    state.close();
-    throw err;
-  }
+/** The cell CGROUP names in the engine whose state is given (the Engine's). */
+export function openCellTarget(state: EngineState, cgroupArg: string): CellTarget {
+  const root = state.config().cgroupRoot;
+  const path = resolveCellPath(cgroupArg, root, findCgroup2Mount());
+  return { state, root, path, id: cgroupId(path), name: relativeCellName(path, root) };
 }
 
 export function assign(
-  pinDir: string,
+  state: EngineState,
   cgroupArg: string,
   addressTexts: readonly string[],
   opts: AssignOptions = {},
 ): AssignResult {
-  requireRoot('assign');
   if (addressTexts.length === 0)
     throw new L3isoError('EUSAGE', 'assign needs at least one address');
   const addrs = parseAddresses(addressTexts);
-  const target = openCellTarget(pinDir, cgroupArg);
-  try {
-    assertRecordableDepth(target.path, target.root);
-    const r = withLock(target.state.layout, () => assignLocked(target, addrs, opts));
-    if (!opts.checkLocal) return r;
-    // Outside the lock, and only where asked (the CLI and the agent): it asks
-    // the kernel's routing tables, an `ip` per family, which costs more than
-    // the assignment itself.
-    const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
-    return notLocal.length ? { ...r, notLocal } : r;
-  } finally {
-    target.state.close();
-  }
+  const target = openCellTarget(state, cgroupArg);
+  assertRecordableDepth(target.path, target.root);
+  const r = withLock(target.state, () => assignLocked(target, addrs, opts));
+  if (!opts.checkLocal) return r;
+  // Outside the lock, and only where asked (the CLI and the agent): it asks
+  // the kernel's routing tables, an `ip` per family, which costs more than
+  // the assignment itself.
+  const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
+  return notLocal.length ? { ...r, notLocal } : r;
 }
 
 function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions): AssignResult {
@@ -470,20 +459,15 @@ export function forgetCell(
 // ---- release ---------------------------------------------------------------
 
 export function release(
-  pinDir: string,
+  state: EngineState,
   cgroupArg: string,
   addressTexts: readonly string[],
   opts: ReleaseOptions = {},
 ): ReleaseResult {
-  requireRoot('release');
   const addrs = parseAddresses(addressTexts);
-  const target = openCellTarget(pinDir, cgroupArg);
-  try {
-    if (opts.drainSeconds !== undefined) return drainRelease(target, addrs, opts.drainSeconds);
-    return withLock(target.state.layout, () => releaseLocked(target, addrs, opts));
-  } finally {
-    target.state.close();
-  }
+  const target = openCellTarget(state, cgroupArg);
+  if (opts.drainSeconds !== undefined) return drainRelease(target, addrs, opts.drainSeconds);
+  return withLock(target.state, () => releaseLocked(target, addrs, opts));
 }
 
 interface ReleasePlan {
@@ -597,7 +581,7 @@ function publicTexts(entries: OwnerEntry[]): string[] {
 function drainRelease(t: CellTarget, addrs: CellAddress[], seconds: number): ReleaseResult {
   const { state, id } = t;
   const layout = state.layout;
-  const { plan, letGo } = withLock(layout, () => {
+  const { plan, letGo } = withLock(state, () => {
     const plan = planRelease(t, addrs);
     const letGo = holdDrainLock(layout);
     const alias = plan.entries.filter(isAlias);
@@ -618,7 +602,7 @@ function drainRelease(t: CellTarget, addrs: CellAddress[], seconds: number): Rel
       if (!socketsOn(addresses).some((s) => s.kind !== 'tcp-listen')) break;
       sleepSync(Math.min(200, Math.max(1, deadline - Date.now())));
     }
-    return withLock(layout, () => {
+    return withLock(state, () => {
       const owned = ownersOf(state, id);
       const base = {
         cell: t.name,
@@ -664,17 +648,9 @@ export interface GcResult {
  * finishes interrupted releases and reconciles every other cell. Under the
  * lock no assign is halfway, so such claims are stale.
  */
-export function gc(pinDir: string): GcResult {
-  requireRoot('gc');
-  const state = EngineState.open(pinDir);
-  try {
-    const config = state.config();
-    return withLock(state.layout, () =>
-      gcLocked(state, liveCgroups(config.cgroupRoot, config.rootCgroup)),
-    );
-  } finally {
-    state.close();
-  }
+export function gc(state: EngineState): GcResult {
+  const config = state.config();
+  return withLock(state, () => gcLocked(state, liveCgroups(config.cgroupRoot, config.rootCgroup)));
 }
 
 /**
@@ -783,11 +759,6 @@ export function inconsistencies(state: EngineState, drains = false): string[] {
 }
 
 /** `gc --check`: the inconsistencies, changing nothing. */
-export function checkState(pinDir: string): string[] {
-  const state = EngineState.open(pinDir);
-  try {
-    return withLock(state.layout, () => inconsistencies(state, drainsRunning(state.layout)));
-  } finally {
-    state.close();
-  }
+export function checkState(state: EngineState): string[] {
+  return withLock(state, () => inconsistencies(state, drainsRunning(state.layout)));
 }

@@ -95,56 +95,47 @@ function addressesByCell(state: EngineState): Map<bigint, CellAddress[]> {
   return out;
 }
 
-export function listCells(pinDir: string): { root: string; cells: CellView[] } {
-  const state = EngineState.open(pinDir);
-  try {
-    const root = state.config().cgroupRoot;
-    const paths = cgroupPathsById(root);
-    const addrs = addressesByCell(state);
-    const cells = [...state.cells()].map(([id, cell]) =>
-      view(id, cell, addrs.get(id) ?? [], paths.get(id), root),
-    );
-    cells.sort((a, b) => a.cell.localeCompare(b.cell));
-    return { root, cells };
-  } finally {
-    state.close();
-  }
+export function listCells(state: EngineState): { root: string; cells: CellView[] } {
+  const root = state.config().cgroupRoot;
+  const paths = cgroupPathsById(root);
+  const addrs = addressesByCell(state);
+  const cells = [...state.cells()].map(([id, cell]) =>
+    view(id, cell, addrs.get(id) ?? [], paths.get(id), root),
+  );
+  cells.sort((a, b) => a.cell.localeCompare(b.cell));
+  return { root, cells };
 }
 
-export function showCell(pinDir: string, cgroupArg: string): CellDetail {
-  const t = openCellTarget(pinDir, cgroupArg);
-  try {
-    const cell = t.state.cell(t.id);
-    if (!cell) {
-      throw new L3isoError(
-        'ENOT_ASSIGNED',
-        `cgroup ${t.name} is not a cell (nothing assigned)`,
-        `assign it: l3iso assign ${t.name} ADDR`,
-      );
-    }
-    const addrs = addressesByCell(t.state).get(t.id) ?? [];
-    const c = countersOf(readStatsRow(t.state.map('l3_cell_stats'), t.id), 0, t.name);
-    const processes = subtreeProcs(t.path);
-    return {
-      ...view(t.id, cell, addrs, t.path, t.root),
-      processes,
-      refused: c.refused,
-      traffic: {
-        rxPackets: c.rxPackets,
-        rxBytes: c.rxBytes,
-        txPackets: c.txPackets,
-        txBytes: c.txBytes,
-        uplinkRxPackets: c.uplinkRxPackets,
-        uplinkRxBytes: c.uplinkRxBytes,
-        uplinkTxPackets: c.uplinkTxPackets,
-        uplinkTxBytes: c.uplinkTxBytes,
-      },
-      dropped: c.dropped,
-      capabilityWarnings: dangerousCapabilities(processes),
-    };
-  } finally {
-    t.state.close();
+export function showCell(state: EngineState, cgroupArg: string): CellDetail {
+  const t = openCellTarget(state, cgroupArg);
+  const cell = t.state.cell(t.id);
+  if (!cell) {
+    throw new L3isoError(
+      'ENOT_ASSIGNED',
+      `cgroup ${t.name} is not a cell (nothing assigned)`,
+      `assign it: l3iso assign ${t.name} ADDR`,
+    );
   }
+  const addrs = addressesByCell(t.state).get(t.id) ?? [];
+  const c = countersOf(readStatsRow(t.state.map('l3_cell_stats'), t.id), 0, t.name);
+  const processes = subtreeProcs(t.path);
+  return {
+    ...view(t.id, cell, addrs, t.path, t.root),
+    processes,
+    refused: c.refused,
+    traffic: {
+      rxPackets: c.rxPackets,
+      rxBytes: c.rxBytes,
+      txPackets: c.txPackets,
+      txBytes: c.txBytes,
+      uplinkRxPackets: c.uplinkRxPackets,
+      uplinkRxBytes: c.uplinkRxBytes,
+      uplinkTxPackets: c.uplinkTxPackets,
+      uplinkTxBytes: c.uplinkTxBytes,
+    },
+    dropped: c.dropped,
+    capabilityWarnings: dangerousCapabilities(processes),
+  };
 }
 
 /** Every process of the cell, nested cgroups included. */
@@ -162,9 +153,11 @@ export function subtreeProcs(cgroupPath: string): number[] {
 
 /** Every process, in every cell, that holds a confinement-breaking
  * capability (for doctor). */
-export function allCapabilityWarnings(pinDir: string): (CapabilityWarning & { cell: string })[] {
+export function allCapabilityWarnings(
+  state: EngineState,
+): (CapabilityWarning & { cell: string })[] {
   const out: (CapabilityWarning & { cell: string })[] = [];
-  for (const c of listCells(pinDir).cells) {
+  for (const c of listCells(state).cells) {
     if (!c.path) continue;
     for (const w of dangerousCapabilities(subtreeProcs(c.path))) out.push({ ...w, cell: c.cell });
   }

@@ -10,10 +10,7 @@ import * as path from 'node:path';
 import type { PinLayout } from '../dataplane/paths';
 
 function namesFile(layout: PinLayout): string {
-  return path.join(
-    path.dirname(layout.lockFile),
-    `${path.basename(layout.lockFile, '.lock')}.cells`,
-  );
+  return path.join(layout.runDir, `${layout.tag}.cells`);
 }
 
 /** The instance is gone (down removed its pin dir): so are the names it kept. */

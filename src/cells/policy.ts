@@ -8,7 +8,7 @@ import { L3_CELL_ALLOW_LIST, L3_CELL_ALLOW_RAW } from '../codecs/layout';
 import { allowList, parsePrefixes, prefixText, setAllowList } from '../dataplane/prefixes';
 import { openCellTarget } from './cells';
 import { withLock } from '../dataplane/lock';
-import { requireRoot } from '../dataplane/privilege';
+import type { EngineState } from '../dataplane/state';
 
 export interface PolicyChange {
   allowRaw?: boolean;
@@ -25,8 +25,11 @@ export interface PolicyResult {
   allowFrom: string[] | null;
 }
 
-export function setPolicy(pinDir: string, cgroupArg: string, change: PolicyChange): PolicyResult {
-  requireRoot('policy');
+export function setPolicy(
+  state: EngineState,
+  cgroupArg: string,
+  change: PolicyChange,
+): PolicyResult {
   if (change.allowFrom !== undefined && change.clearAllowList) {
     throw new L3isoError('EUSAGE', '--allow-from and --clear exclude each other');
   }
@@ -37,32 +40,28 @@ export function setPolicy(pinDir: string, cgroupArg: string, change: PolicyChang
     );
   }
   const allowFrom = change.allowFrom ? parsePrefixes(change.allowFrom) : undefined;
-  const t = openCellTarget(pinDir, cgroupArg);
-  try {
-    return withLock(t.state.layout, () => {
-      const cell = t.state.cell(t.id);
-      if (!cell) {
-        throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
-      }
-      let flags = cell.flags;
-      if (change.allowRaw !== undefined) {
-        flags = change.allowRaw ? flags | L3_CELL_ALLOW_RAW : flags & ~L3_CELL_ALLOW_RAW;
-      }
-      if (allowFrom) {
-        // Entries first, then the flag that makes XDP consult them.
-        setAllowList(t.state, t.id, allowFrom);
-        flags |= L3_CELL_ALLOW_LIST;
-      }
-      if (change.clearAllowList) flags &= ~L3_CELL_ALLOW_LIST;
-      if (flags !== cell.flags) t.state.putCell(t.id, { ...cell, flags });
-      if (change.clearAllowList) setAllowList(t.state, t.id, []);
-      return {
-        cell: t.name,
-        allowRaw: (flags & L3_CELL_ALLOW_RAW) !== 0,
-        allowFrom: flags & L3_CELL_ALLOW_LIST ? allowList(t.state, t.id).map(prefixText) : null,
-      };
-    });
-  } finally {
-    t.state.close();
-  }
+  const t = openCellTarget(state, cgroupArg);
+  return withLock(t.state, () => {
+    const cell = t.state.cell(t.id);
+    if (!cell) {
+      throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
+    }
+    let flags = cell.flags;
+    if (change.allowRaw !== undefined) {
+      flags = change.allowRaw ? flags | L3_CELL_ALLOW_RAW : flags & ~L3_CELL_ALLOW_RAW;
+    }
+    if (allowFrom) {
+      // Entries first, then the flag that makes XDP consult them.
+      setAllowList(t.state, t.id, allowFrom);
+      flags |= L3_CELL_ALLOW_LIST;
+    }
+    if (change.clearAllowList) flags &= ~L3_CELL_ALLOW_LIST;
+    if (flags !== cell.flags) t.state.putCell(t.id, { ...cell, flags });
+    if (change.clearAllowList) setAllowList(t.state, t.id, []);
+    return {
+      cell: t.name,
+      allowRaw: (flags & L3_CELL_ALLOW_RAW) !== 0,
+      allowFrom: flags & L3_CELL_ALLOW_LIST ? allowList(t.state, t.id).map(prefixText) : null,
+    };
+  });
 }

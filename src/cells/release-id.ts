@@ -5,8 +5,7 @@
  */
 import { forgetCell } from './cells';
 import { withLock } from '../dataplane/lock';
-import { requireRoot } from '../dataplane/privilege';
-import { EngineState } from '../dataplane/state';
+import type { EngineState } from '../dataplane/state';
 
 export interface ReleaseByIdResult {
   id: string;
@@ -16,16 +15,10 @@ export interface ReleaseByIdResult {
   socketsDestroyed: number;
 }
 
-export function releaseCellById(pinDir: string, id: bigint): ReleaseByIdResult {
-  requireRoot('release');
-  const state = EngineState.open(pinDir);
-  try {
-    return withLock(state.layout, () => {
-      if (!state.cell(id))
-        return { id: id.toString(), found: false, released: [], socketsDestroyed: 0 };
-      return { id: id.toString(), found: true, ...forgetCell(state, id) };
-    });
-  } finally {
-    state.close();
-  }
+export function releaseCellById(state: EngineState, id: bigint): ReleaseByIdResult {
+  return withLock(state, () => {
+    if (!state.cell(id))
+      return { id: id.toString(), found: false, released: [], socketsDestroyed: 0 };
+    return { id: id.toString(), found: true, ...forgetCell(state, id) };
+  });
 }

@@ -2,7 +2,7 @@
 /**
  * l3iso: confine containers that share one network stack to their own IP
  * addresses, with BPF. Entry point: global options, error reporting, exit
- * status. The verbs live in commands.ts.
+ * status. The verbs live in verbs/, one file each.
  */
 import { Command, CommanderError } from 'commander';
 import * as fs from 'node:fs';
@@ -11,7 +11,8 @@ import { DEFAULT_PIN_DIR } from '../dataplane/paths';
 import { prepareEngine } from '../lazy';
 import { L3isoError } from '../errors';
 import { agentSocket } from '../agent/api';
-import { registerCommands, type GlobalOptions, type Runner } from './commands';
+import type { GlobalOptions, Runner } from './context';
+import { registerCommands } from './verbs';
 import { EXIT_OK, EXIT_USAGE, reportError } from './output';
 
 function wantsJson(argv: readonly string[]): boolean {

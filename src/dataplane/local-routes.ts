@@ -34,10 +34,7 @@ export interface RouteChanges {
 }
 
 function recordFile(layout: PinLayout): string {
-  return path.join(
-    path.dirname(layout.lockFile),
-    `${path.basename(layout.lockFile, '.lock')}.routes`,
-  );
+  return path.join(layout.runDir, `${layout.tag}.routes`);
 }
 
 function readRecord(layout: PinLayout): RouteRecord | undefined {

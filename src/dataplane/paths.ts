@@ -8,30 +8,64 @@ import * as path from 'node:path';
 
 export const DEFAULT_PIN_DIR = '/sys/fs/bpf/l3iso';
 
+export const RUN_DIR = '/run/l3iso';
+
 export interface PinLayout {
   readonly root: string;
   readonly mapsDir: string;
   readonly linksDir: string;
   /** the revocation iterator, loaded once by `up` (never attached) */
   readonly revokeDir: string;
-  /** Serialises control-plane writers of one instance (not on bpffs: it has no regular files). */
-  readonly lockFile: string;
+  /** Where the instance keeps regular files (bpffs has none): drain locks,
+   * cell names, route records, each named after `tag`. The instance lock
+   * itself is a flock on `root`. */
+  readonly runDir: string;
+  /** The instance's name in runDir: a hash of root. */
+  readonly tag: string;
+  /** Where a fresh `up` builds the engine before renaming it to root. */
+  readonly buildDir: string;
   map(name: string): string;
   link(name: string): string;
 }
 
 export function pinLayout(pinDir: string): PinLayout {
   const root = path.resolve(pinDir);
+  const tag = createHash('sha256').update(root).digest('hex').slice(0, 16);
+  return layoutAt(root, tag);
+}
+
+/**
+ * The pin layout of the directory a fresh `up` builds in (`buildDir`, a
+ * sibling of root on the same bpffs), named as the final instance
+ * (same tag), so what it records in runDir is the instance's.
+ */
+export function buildLayout(final: PinLayout): PinLayout {
+  return { ...layoutAt(final.buildDir, final.tag), buildDir: final.buildDir };
+}
+
+/** Build dirs of this pin dir's fresh ups: ROOT-tmp-PID, siblings of root. */
+export function buildDirsOf(layout: PinLayout): string[] {
+  const parent = path.dirname(layout.root);
+  const prefix = `${path.basename(layout.root)}-tmp-`;
+  if (!fs.existsSync(parent)) return [];
+  return fs
+    .readdirSync(parent)
+    .filter((e) => e.startsWith(prefix) && /^\d+$/.test(e.slice(prefix.length)))
+    .map((e) => path.join(parent, e));
+}
+
+function layoutAt(root: string, tag: string): PinLayout {
   const mapsDir = path.join(root, 'maps');
   const linksDir = path.join(root, 'links');
   const revokeDir = path.join(root, 'revoke');
-  const tag = createHash('sha256').update(root).digest('hex').slice(0, 16);
   return {
     root,
     mapsDir,
     linksDir,
     revokeDir,
-    lockFile: path.join('/run/l3iso', `${tag}.lock`),
+    runDir: RUN_DIR,
+    tag,
+    buildDir: `${root}-tmp-${process.pid}`,
     map: (name) => path.join(mapsDir, name),
     link: (name) => path.join(linksDir, name),
   };

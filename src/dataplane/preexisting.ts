@@ -42,46 +42,41 @@ export function parseLine(
   };
 }
 
-export function preexistingSockets(pinDir: string): PreexistingSocket[] {
-  const state = EngineState.open(pinDir);
+export function preexistingSockets(state: EngineState): PreexistingSocket[] {
+  const root = state.config().cgroupRoot;
+  const cells = new Set(state.cells().keys());
+  const paths = cgroupPathsById(root);
+  const ids = new Map([...paths].map(([id, p]) => [p, id] as const));
+  const obj = loadWithPinnedMaps(AUDIT_OBJECT, state.layout);
+  let text: string;
   try {
-    const root = state.config().cgroupRoot;
-    const cells = new Set(state.cells().keys());
-    const paths = cgroupPathsById(root);
-    const ids = new Map([...paths].map(([id, p]) => [p, id] as const));
-    const obj = loadWithPinnedMaps(AUDIT_OBJECT, state.layout);
-    let text: string;
-    try {
-      text =
-        runIterator(obj.program('l3_preexisting_tcp')) +
-        runIterator(obj.program('l3_preexisting_udp'));
-    } finally {
-      obj.close();
-    }
-    const out: PreexistingSocket[] = [];
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      const s = parseLine(line);
-      const where = paths.get(s.cgroupId);
-      if (!where) continue; // outside the managed root
-      // Nearest assigned ancestor, as the hooks would resolve it.
-      for (let p = where; p === root || p.startsWith(root + '/'); p = path.dirname(p)) {
-        const id = ids.get(p);
-        if (id !== undefined && cells.has(id)) {
-          out.push({
-            cell: relativeCellName(p, root),
-            cgroup: where,
-            protocol: s.protocol,
-            address: s.address,
-            port: s.port,
-          });
-          break;
-        }
-        if (p === root) break;
-      }
-    }
-    return out;
+    text =
+      runIterator(obj.program('l3_preexisting_tcp')) +
+      runIterator(obj.program('l3_preexisting_udp'));
   } finally {
-    state.close();
+    obj.close();
   }
+  const out: PreexistingSocket[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const s = parseLine(line);
+    const where = paths.get(s.cgroupId);
+    if (!where) continue; // outside the managed root
+    // Nearest assigned ancestor, as the hooks would resolve it.
+    for (let p = where; p === root || p.startsWith(root + '/'); p = path.dirname(p)) {
+      const id = ids.get(p);
+      if (id !== undefined && cells.has(id)) {
+        out.push({
+          cell: relativeCellName(p, root),
+          cgroup: where,
+          protocol: s.protocol,
+          address: s.address,
+          port: s.port,
+        });
+        break;
+      }
+      if (p === root) break;
+    }
+  }
+  return out;
 }

@@ -33,6 +33,7 @@ import {
 } from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import { pinLayout, type PinLayout } from './paths';
+import { PinDirLock } from './lock';
 import { revokerReady } from './revoke';
 import { SHARED_MAPS, SHARED_MAP_SHAPES, type SharedMapName } from './programs';
 
@@ -42,14 +43,22 @@ export interface OpenOptions {
   /** `up` only: accept an interrupted first up (no COMPLETE flag) and
    * missing maps, which it is about to create */
   incomplete?: boolean;
+  /** the pin dir's lock, already open (by `up`, which holds it); the
+   * state then does not close it. Default: a lock of its own. */
+  lock?: PinDirLock;
 }
 
-export class EngineState {
+export class EngineState implements Disposable {
   /** Maps are opened on first use: a verb that touches two maps should
    * not pay the FFI round trips of opening all of them. */
   private readonly opened = new Map<SharedMapName, BpfMap>();
 
-  private constructor(readonly layout: PinLayout) {}
+  private constructor(
+    readonly layout: PinLayout,
+    /** the pin dir's flock (see lock.ts); withLock takes it */
+    readonly lock: PinDirLock,
+    private readonly ownsLock: boolean,
+  ) {}
 
   /**
    * An engine whose maps are pinned in pinDir. Every verb goes through
@@ -57,8 +66,8 @@ export class EngineState {
    * (nothing there), EPIN_DIR (no l3iso marker, another layout version, a
    * map of another shape), EPIN_PARTIAL (an interrupted up, a missing pin).
    */
-  static open(pinDir: string, opts: OpenOptions = {}): EngineState {
-    const layout = pinLayout(pinDir);
+  static open(pinDir: string | PinLayout, opts: OpenOptions = {}): EngineState {
+    const layout = typeof pinDir === 'string' ? pinLayout(pinDir) : pinDir;
     const missing = missingMaps(layout);
     if (missing.length === SHARED_MAPS.length) {
       throw new L3isoError(
@@ -67,7 +76,8 @@ export class EngineState {
         'run `l3iso up --cgroup-root PATH` first',
       );
     }
-    const state = new EngineState(layout);
+    const lock = opts.lock ?? PinDirLock.open(layout.root);
+    const state = new EngineState(layout, lock, opts.lock === undefined);
     try {
       if (missing.includes('l3_config')) {
         if (!opts.incomplete)
@@ -163,6 +173,11 @@ export class EngineState {
   close(): void {
     for (const m of this.opened.values()) m.close();
     this.opened.clear();
+    if (this.ownsLock) this.lock.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   // ---- config ----------------------------------------------------------

@@ -22,9 +22,8 @@ import { L3isoError } from '../errors';
 import { decodeUplink, encodeUplink, type Uplink } from '../codecs/layout';
 import { loadWithPinnedMaps } from './objects';
 import { withLock } from './lock';
-import { requireRoot } from './privilege';
 import { UPLINK_OBJECT } from './programs';
-import { EngineState } from './state';
+import type { EngineState } from './state';
 
 // How the ingress filter runs: XDP in the driver, generic XDP, or tc ingress.
 export { UPLINK_MODES, type UplinkMode } from '../model/defaults';
@@ -171,81 +170,79 @@ function attachIngress(
   return { ...choice, xdpProgId: xdpQueryId(ifindex, modeFlags(choice.mode)), tcIngressProgId: 0 };
 }
 
-export function attachUplink(pinDir: string, iface: string, requested?: UplinkMode): AttachResult {
-  requireRoot('attach');
+export function attachUplink(
+  state: EngineState,
+  iface: string,
+  requested?: UplinkMode,
+): AttachResult {
   const link = linkOf(iface);
   const ifindex = link.ifindex;
-  const state = EngineState.open(pinDir);
-  try {
-    return withLock(state.layout, () => {
-      const previous = readUplink(state, ifindex);
-      const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout);
-      try {
-        const present = xdpQueryId(ifindex);
-        if (present !== 0 && present !== previous?.xdpProgId) {
-          throw new L3isoError(
-            'EUSAGE',
-            `${iface} already has an XDP program (id ${present}) that l3iso did not attach`,
-            'detach it first (ip link set dev IFACE xdp off)',
-          );
-        }
-        // An XDP mode switch cannot replace in place: take ours off first.
-        // Leaving XDP for tc keeps it until tc ingress is on (no gap).
-        const wanted = requested ?? (link.kind ? 'tc' : 'native');
-        if (previous?.xdpProgId && wanted !== 'tc' && previous.xdpFlags !== modeFlags(wanted))
-          xdpDetach(ifindex, previous.xdpFlags);
-        const ingress = attachIngress(ifindex, iface, link, requested, {
-          xdp: obj.program('l3_xdp').fd,
-          tcIngress: obj.program('l3_tc_ingress').fd,
-        });
-        let tcProgId: number;
-        try {
-          tcHookCreate(ifindex, TcAttachPoint.EGRESS);
-          tcProgId = tcAttach(ifindex, TcAttachPoint.EGRESS, obj.program('l3_tc_egress').fd, {
-            handle: TC_HANDLE,
-            priority: TC_PRIORITY,
-            replace: true,
-          }).progId;
-        } catch (err) {
-          // Nothing half-applied: an ingress filter without its tc egress
-          // half would count ingress but let spoofed frames out.
-          if (!previous)
-            removeIngress(ifindex, ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode), ingress);
-          throw err;
-        }
-        const record: Uplink = {
-          xdpFlags: ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
-          xdpProgId: ingress.xdpProgId,
-          tcProgId,
-          tcIngressProgId: ingress.tcIngressProgId,
-        };
-        // The half of the previous attachment the new mode does not use.
-        if (previous?.xdpProgId && ingress.mode === 'tc')
-          removeIngress(ifindex, previous.xdpFlags, {
-            xdpProgId: previous.xdpProgId,
-            tcIngressProgId: 0,
-          });
-        if (previous?.tcIngressProgId && ingress.mode !== 'tc')
-          removeIngress(ifindex, 0, { xdpProgId: 0, tcIngressProgId: previous.tcIngressProgId });
-        state.map('l3_uplinks').update(uplinkKey(ifindex), encodeUplink(record), MapUpdate.ANY);
-        const cost = requested ? offloadCost(ingress.mode, link.kind) : undefined;
-        return {
-          iface,
-          ifindex,
-          mode: ingress.mode,
-          reason: ingress.reason,
-          xdpProgId: ingress.xdpProgId,
-          tcProgId,
-          tcIngressProgId: ingress.tcIngressProgId,
-          ...(cost ? { offloadCost: cost } : {}),
-        };
-      } finally {
-        obj.close();
+  return withLock(state, () => {
+    const previous = readUplink(state, ifindex);
+    const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout);
+    try {
+      const present = xdpQueryId(ifindex);
+      if (present !== 0 && present !== previous?.xdpProgId) {
+        throw new L3isoError(
+          'EUSAGE',
+          `${iface} already has an XDP program (id ${present}) that l3iso did not attach`,
+          'detach it first (ip link set dev IFACE xdp off)',
+        );
       }
-    });
-  } finally {
-    state.close();
-  }
+      // An XDP mode switch cannot replace in place: take ours off first.
+      // Leaving XDP for tc keeps it until tc ingress is on (no gap).
+      const wanted = requested ?? (link.kind ? 'tc' : 'native');
+      if (previous?.xdpProgId && wanted !== 'tc' && previous.xdpFlags !== modeFlags(wanted))
+        xdpDetach(ifindex, previous.xdpFlags);
+      const ingress = attachIngress(ifindex, iface, link, requested, {
+        xdp: obj.program('l3_xdp').fd,
+        tcIngress: obj.program('l3_tc_ingress').fd,
+      });
+      let tcProgId: number;
+      try {
+        tcHookCreate(ifindex, TcAttachPoint.EGRESS);
+        tcProgId = tcAttach(ifindex, TcAttachPoint.EGRESS, obj.program('l3_tc_egress').fd, {
+          handle: TC_HANDLE,
+          priority: TC_PRIORITY,
+          replace: true,
+        }).progId;
+      } catch (err) {
+        // Nothing half-applied: an ingress filter without its tc egress
+        // half would count ingress but let spoofed frames out.
+        if (!previous)
+          removeIngress(ifindex, ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode), ingress);
+        throw err;
+      }
+      const record: Uplink = {
+        xdpFlags: ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
+        xdpProgId: ingress.xdpProgId,
+        tcProgId,
+        tcIngressProgId: ingress.tcIngressProgId,
+      };
+      // The half of the previous attachment the new mode does not use.
+      if (previous?.xdpProgId && ingress.mode === 'tc')
+        removeIngress(ifindex, previous.xdpFlags, {
+          xdpProgId: previous.xdpProgId,
+          tcIngressProgId: 0,
+        });
+      if (previous?.tcIngressProgId && ingress.mode !== 'tc')
+        removeIngress(ifindex, 0, { xdpProgId: 0, tcIngressProgId: previous.tcIngressProgId });
+      state.map('l3_uplinks').update(uplinkKey(ifindex), encodeUplink(record), MapUpdate.ANY);
+      const cost = requested ? offloadCost(ingress.mode, link.kind) : undefined;
+      return {
+        iface,
+        ifindex,
+        mode: ingress.mode,
+        reason: ingress.reason,
+        xdpProgId: ingress.xdpProgId,
+        tcProgId,
+        tcIngressProgId: ingress.tcIngressProgId,
+        ...(cost ? { offloadCost: cost } : {}),
+      };
+    } finally {
+      obj.close();
+    }
+  });
 }
 
 function readUplink(state: EngineState, ifindex: number): Uplink | undefined {
@@ -297,20 +294,17 @@ export function uplinkMode(u: Uplink): UplinkMode {
   return u.xdpFlags === XdpFlags.DRV_MODE ? 'native' : 'generic';
 }
 
-export function detachUplink(pinDir: string, iface: string): { iface: string; ifindex: number } {
-  requireRoot('detach');
+export function detachUplink(
+  state: EngineState,
+  iface: string,
+): { iface: string; ifindex: number } {
   const ifindex = ifindexOf(iface);
-  const state = EngineState.open(pinDir);
-  try {
-    return withLock(state.layout, () => {
-      const record = readUplink(state, ifindex);
-      if (!record) throw new L3isoError('ENOT_ASSIGNED', `l3iso is not attached to ${iface}`);
-      removeUplink(state, ifindex, record);
-      return { iface, ifindex };
-    });
-  } finally {
-    state.close();
-  }
+  return withLock(state, () => {
+    const record = readUplink(state, ifindex);
+    if (!record) throw new L3isoError('ENOT_ASSIGNED', `l3iso is not attached to ${iface}`);
+    removeUplink(state, ifindex, record);
+    return { iface, ifindex };
+  });
 }
 
 /** For `down`: every interface this instance is attached to, best effort
@@ -339,16 +333,4 @@ export function listUplinks(state: EngineState): { ifindex: number; uplink: Upli
     if (raw) out.push({ ifindex: key.readUInt32LE(), uplink: decodeUplink(raw) });
   }
   return out;
-}
-
-/** doctor: the attached uplinks whose mode costs offloads. */
-export function uplinkWarnings(
-  pinDir: string,
-): { ifindex: number; mode: UplinkMode; warning: string }[] {
-  const state = EngineState.open(pinDir);
-  try {
-    return uplinkOffloadWarnings(state);
-  } finally {
-    state.close();
-  }
 }

@@ -92,23 +92,18 @@ export interface ApplyResult {
 }
 
 /**
- * Converges the engine at pinDir on `desired`, a parsed state file or a
+ * Converges the engine whose state is given on `desired`, a parsed state file or a
  * DesiredState; either is validated (and its texts made canonical) here, so
  * a caller that builds one in code gets the file's checks too
  * (StateFileError lists every problem; nothing is changed).
  */
 export function applyState(
-  pinDir: string,
+  state: EngineState,
   input: DesiredState | StateDocument,
   opts: ApplyOptions = {},
 ): ApplyResult {
   const desired = validateState(input);
-  const state = EngineState.open(pinDir);
-  try {
-    return withLock(state.layout, () => applyLocked(state, desired, opts));
-  } finally {
-    state.close();
-  }
+  return withLock(state, () => applyLocked(state, desired, opts));
 }
 
 interface Prepared {

@@ -4,7 +4,7 @@
  */
 import { L3_OWNER_LOOPBACK } from '../codecs/layout';
 import { mapFills, type MapFill } from '../observe/pressure';
-import { netnsInode } from '../engine/lifecycle';
+import { netnsInode } from '../dataplane/netns';
 import { managedPrefixes, prefixText } from '../dataplane/prefixes';
 import { EngineState } from '../dataplane/state';
 import { liveUplinks, readLive } from './live';
@@ -16,8 +16,8 @@ export interface ExportResult {
   skipped: string[];
 }
 
-export function exportState(pinDir: string): ExportResult {
-  return withSharedRead(pinDir, (state) => {
+export function exportState(engine: EngineState): ExportResult {
+  return withSharedRead(engine, (state) => {
     const live = readLive(state);
     const skipped = live.cells.filter((c) => c.cgroup.startsWith('#')).map((c) => c.cgroup);
     const document: StateDocument = {
@@ -57,8 +57,8 @@ export interface EngineStatus {
   maps: (MapFill & { pressure: number })[];
 }
 
-export function engineStatus(pinDir: string): EngineStatus {
-  return withSharedRead(pinDir, (state) => {
+export function engineStatus(engine: EngineState): EngineStatus {
+  return withSharedRead(engine, (state) => {
     const config = state.config();
     const owners = state.owners();
     const addrs = owners.filter((e) => !(e.owner.flags & L3_OWNER_LOOPBACK));
@@ -90,12 +90,7 @@ export function engineStatus(pinDir: string): EngineStatus {
   });
 }
 
-/** Reads, like `list`, take no lock: the maps are the state and each read is of the kernel's. */
-function withSharedRead<T>(pinDir: string, fn: (state: EngineState) => T): T {
-  const state = EngineState.open(pinDir);
-  try {
-    return fn(state);
-  } finally {
-    state.close();
-  }
+/** A consistent read: the shared lock keeps writers out while it reads. */
+function withSharedRead<T>(state: EngineState, fn: (state: EngineState) => T): T {
+  return state.lock.shared(() => fn(state));
 }

@@ -27,16 +27,18 @@ import {
 } from '../model/cgroup';
 import { reconcile } from '../cells/cells';
 import { requireFeatures } from '../doctor/features';
-import { withLock } from '../dataplane/lock';
+import { PinDirLock } from '../dataplane/lock';
+import { bumpGeneration } from '../dataplane/generation';
 import {
   TEMP_NAME,
+  buildDirsOf,
+  buildLayout,
   isOwnTopEntry,
   pinAtomically,
   pinLayout,
   type PinLayout,
 } from '../dataplane/paths';
 import { forgetCellNames } from '../cells/names';
-import { requireRoot } from '../dataplane/privilege';
 import {
   ALL_PROGRAMS,
   ATTACHED_OBJECTS,
@@ -51,6 +53,7 @@ import { loadWithPinnedMaps } from '../dataplane/objects';
 import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
 import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from '../dataplane/state';
 import { detachAllUplinks } from '../dataplane/uplink';
+import { netnsInode } from '../dataplane/netns';
 import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
 export interface UpOptions {
@@ -82,7 +85,6 @@ export interface UpResult {
 }
 
 export function up(opts: UpOptions): UpResult {
-  requireRoot('up');
   const progress = opts.onProgress ?? (() => {});
   if (
     opts.maxCells !== undefined &&
@@ -101,63 +103,206 @@ export function up(opts: UpOptions): UpResult {
   const netnsIno = netnsInode(netnsPath);
   progress('checking kernel features');
   requireFeatures(layout.root);
-
-  return withLock(layout, () => {
-    const found = inspectForUp(layout, opts.repair === true);
-    const previous = found.config;
-    if (previous) checkSameEngine(layout, previous, root, netnsPath, netnsIno, opts.maxCells);
-    claimRoot(layout, root);
-    const undo: (() => void)[] = [];
-    try {
-      const result = bringUp(
-        {
-          layout,
-          root,
-          mount,
-          netnsPath,
-          netnsIno,
-          maxCells: previous?.maxCells || opts.maxCells || DEFAULT_MAX_CELLS,
-          previous,
-          rebuildCells: found.missing.includes('l3_cells'),
-        },
-        undo,
-        progress,
-      );
-      const state = EngineState.open(layout.root, { incomplete: true });
-      try {
-        if (managed) setManagedPrefixes(state, managed);
-        markComplete(state);
-        // After the maps: a route failure is reported, never undoes a working engine.
-        if (managed) result.routes = syncPrefixRoutes(layout, netnsPath, netnsIno, managed);
-      } finally {
-        state.close();
-      }
-      result.repaired = found.missing;
-      return result;
-    } catch (err) {
-      // Nothing half-applied: remove whatever this run created.
-      for (const step of undo.reverse()) {
-        try {
-          step();
-        } catch {
-          /* best effort: the original error matters more */
-        }
-      }
-      throw err;
-    }
-  });
+  removeStaleBuilds(layout);
+  const u: UpContext = { opts, layout, root, mount, netnsPath, netnsIno, managed, progress };
+  if (isEmptyDir(layout.root)) {
+    const fresh = upAside(u);
+    if (fresh) return fresh;
+    // Another up renamed its engine into place first: join it, in place.
+  }
+  return upInPlace(u);
 }
 
-export function netnsInode(netnsPath: string): bigint {
+interface UpContext {
+  opts: UpOptions;
+  layout: PinLayout;
+  root: string;
+  mount: string;
+  netnsPath: string;
+  netnsIno: bigint;
+  managed: ReturnType<typeof parsePrefixes> | undefined;
+  progress: (step: string) => void;
+}
+
+/** No pin dir yet, or an empty one: a fresh up builds aside. */
+function isEmptyDir(dir: string): boolean {
   try {
-    return fs.statSync(netnsPath, { bigint: true }).ino;
+    return fs.readdirSync(dir).length === 0;
   } catch (err) {
-    throw new L3isoError(
-      'EUSAGE',
-      `cannot open network namespace ${netnsPath}: ${(err as Error).message}`,
-    );
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
   }
 }
+
+/**
+ * A fresh up: the whole engine is built in ROOT-tmp-PID (locked while it is
+ * built) and renamed to ROOT only once complete, so ROOT never holds half an
+ * engine: a crash leaves either nothing there or a complete engine, and
+ * its build dir, which the next up removes. rename(2) keeps the flock (it
+ * is on the inode), so the engine appears at ROOT already locked. Returns
+ * undefined when another up's engine got to ROOT first.
+ */
+function upAside(u: UpContext): UpResult | undefined {
+  const build = buildLayout(u.layout);
+  fs.mkdirSync(build.root);
+  const lock = PinDirLock.open(build.root);
+  try {
+    return lock.exclusive(() => {
+      claimRoot(u.layout, u.root);
+      let result: UpResult;
+      try {
+        result = buildFresh(u, build, lock);
+      } catch (err) {
+        discardBuild(build);
+        throw err;
+      }
+      if (!renameInto(build.root, u.layout.root)) {
+        discardBuild(build);
+        return undefined;
+      }
+      result.pinDir = u.layout.root;
+      // After the maps: a route failure is reported, never undoes a working engine.
+      if (u.managed) result.routes = syncPrefixRoutes(u.layout, u.netnsPath, u.netnsIno, u.managed);
+      return result;
+    });
+  } finally {
+    lock.close();
+  }
+}
+
+function buildFresh(u: UpContext, build: PinLayout, lock: PinDirLock): UpResult {
+  const result = bringUp(
+    {
+      layout: build,
+      root: u.root,
+      mount: u.mount,
+      netnsPath: u.netnsPath,
+      netnsIno: u.netnsIno,
+      maxCells: u.opts.maxCells || DEFAULT_MAX_CELLS,
+      previous: undefined,
+      rebuildCells: false,
+    },
+    [],
+    u.progress,
+  );
+  const state = EngineState.open(build, { incomplete: true, lock });
+  try {
+    if (u.managed) setManagedPrefixes(state, u.managed);
+    markComplete(state);
+  } finally {
+    state.close();
+  }
+  return result;
+}
+
+/** rename(2) of the build dir onto ROOT: atomic; false if ROOT is a
+ * non-empty directory by now (another up's engine). */
+function renameInto(from: string, to: string): boolean {
+  try {
+    fs.renameSync(from, to);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/** Unpins everything a build made (its links detach with their pins). */
+function discardBuild(build: PinLayout): void {
+  try {
+    removeOwnPins(build, { pinDir: '', links: 0, maps: 0, uplinks: 0, cells: [], left: [] });
+  } catch {
+    /* best effort: the next up removes what is left */
+  }
+}
+
+/** Build dirs of ups that died (their lock is free): the next up removes them. */
+function removeStaleBuilds(layout: PinLayout): void {
+  for (const dir of buildDirsOf(layout)) {
+    let lock: PinDirLock;
+    try {
+      lock = PinDirLock.open(dir);
+    } catch {
+      continue;
+    }
+    try {
+      if (!lock.tryExclusive()) continue; // an up building right now
+      discardBuild({ ...pinLayout(dir), tag: layout.tag, runDir: layout.runDir });
+      fs.rmSync(dir, { recursive: true, force: true });
+    } finally {
+      lock.close();
+    }
+  }
+}
+
+/** An up on an existing engine (or a dir an older l3iso left half made):
+ * under the pin dir's lock, keeping every map it can. */
+function upInPlace(u: UpContext): UpResult {
+  const { layout, root, opts } = u;
+  const lock = PinDirLock.open(layout.root);
+  try {
+    return lock.exclusive(() => {
+      try {
+        const found = inspectForUp(layout, opts.repair === true);
+        const previous = found.config;
+        if (previous)
+          checkSameEngine(layout, previous, root, u.netnsPath, u.netnsIno, opts.maxCells);
+        claimRoot(layout, root);
+        return replaceInPlace(u, found, lock);
+      } finally {
+        bumpGeneration(layout);
+      }
+    });
+  } finally {
+    lock.close();
+  }
+}
+
+function replaceInPlace(u: UpContext, found: Found, lock: PinDirLock): UpResult {
+  const { layout, managed } = u;
+  const previous = found.config;
+  const undo: (() => void)[] = [];
+  try {
+    const result = bringUp(
+      {
+        layout,
+        root: u.root,
+        mount: u.mount,
+        netnsPath: u.netnsPath,
+        netnsIno: u.netnsIno,
+        maxCells: previous?.maxCells || u.opts.maxCells || DEFAULT_MAX_CELLS,
+        previous,
+        rebuildCells: found.missing.includes('l3_cells'),
+      },
+      undo,
+      u.progress,
+    );
+    const state = EngineState.open(layout, { incomplete: true, lock });
+    try {
+      if (managed) setManagedPrefixes(state, managed);
+      markComplete(state);
+      // After the maps: a route failure is reported, never undoes a working engine.
+      if (managed) result.routes = syncPrefixRoutes(layout, u.netnsPath, u.netnsIno, managed);
+    } finally {
+      state.close();
+    }
+    result.repaired = found.missing;
+    return result;
+  } catch (err) {
+    // Nothing half-applied: remove whatever this run created.
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch {
+        /* best effort: the original error matters more */
+      }
+    }
+    throw err;
+  }
+}
+
+export { netnsInode };
 
 interface Found {
   /** the live (or interrupted) engine's config; undefined: a fresh dir */
@@ -374,7 +519,7 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
  * gets its record back; policy flags fall back to the defaults (raw
  * denied), except an allow-list that still has entries stays enforced. */
 function rebuildCells(layout: PinLayout): void {
-  const state = EngineState.open(layout.root, { incomplete: true });
+  const state = EngineState.open(layout, { incomplete: true });
   try {
     const ids = new Set(
       state
@@ -420,7 +565,7 @@ function openTargets(root: string, netnsPath: string): { cgroup: number; netns: 
 // engine keeps its instance id and COMPLETE flag (verbs running meanwhile
 // must not see an interrupted up); a first up sets COMPLETE only at the end.
 function writeConfig(b: BringUp): void {
-  const state = EngineState.open(b.layout.root, { incomplete: true });
+  const state = EngineState.open(b.layout, { incomplete: true });
   try {
     state.writeConfig({
       rootCgroup: cgroupId(b.root),
@@ -538,51 +683,61 @@ export interface DownOptions {
  * l3iso engine's (no marker, a newer layout) is refused whole.
  */
 export function down(pinDir: string, opts: DownOptions = {}): DownResult {
-  requireRoot('down');
   const layout = pinLayout(pinDir);
   if (!fs.existsSync(layout.root)) {
     throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
   }
+  removeStaleBuilds(layout);
   let rootId: bigint | undefined;
-  const result = withLock(layout, () => {
-    const result: DownResult = {
-      pinDir: layout.root,
-      links: 0,
-      maps: 0,
-      uplinks: 0,
-      cells: [],
-      left: [],
-    };
-    const engine = openForDown(layout);
-    if (engine) {
-      try {
-        rootId = engine.rootId;
-        const cells = engine.state ? liveCellNames(engine.state) : [];
-        if (cells.length > 0 && !opts.force) {
-          throw new L3isoError(
-            'ECELLS_LIVE',
-            `engine in ${layout.root} still has ${cells.length} cells (${cells.slice(0, 8).join(', ')}${cells.length > 8 ? ', ...' : ''}): down would leave them unconfined`,
-            'release them first, or pass --force',
-          );
-        }
-        result.cells = cells;
-        // Netlink attachments do not go away with the pins: remove them first.
-        if (engine.state) result.uplinks = detachAllUplinks(engine.state);
-      } finally {
-        engine.state?.close();
-      }
-    }
-    removeOwnPins(layout, result);
-    const routes = removePrefixRoutes(layout);
-    if (routes.removed.length || routes.warnings.length) result.routes = routes;
-    return result;
-  });
-  releaseRoot(layout, rootId);
-  // After the lock is released: a writer waiting on it finds ENOT_UP.
-  if (!fs.existsSync(layout.root)) {
-    fs.rmSync(layout.lockFile, { force: true });
-    forgetCellNames(layout);
+  const lock = PinDirLock.open(layout.root);
+  let result: DownResult;
+  try {
+    result = lock.exclusive(() => downLocked(layout, opts, (id) => (rootId = id)));
+  } finally {
+    lock.close();
   }
+  releaseRoot(layout, rootId);
+  // The pin dir is gone: waiters on its lock find their fd names no pin dir
+  // any more (ENOT_UP); the names it kept go with it.
+  if (!fs.existsSync(layout.root)) forgetCellNames(layout);
+  return result;
+}
+
+function downLocked(
+  layout: PinLayout,
+  opts: DownOptions,
+  setRootId: (id: bigint | undefined) => void,
+): DownResult {
+  const result: DownResult = {
+    pinDir: layout.root,
+    links: 0,
+    maps: 0,
+    uplinks: 0,
+    cells: [],
+    left: [],
+  };
+  const engine = openForDown(layout);
+  if (engine) {
+    try {
+      setRootId(engine.rootId);
+      const cells = engine.state ? liveCellNames(engine.state) : [];
+      if (cells.length > 0 && !opts.force) {
+        throw new L3isoError(
+          'ECELLS_LIVE',
+          `engine in ${layout.root} still has ${cells.length} cells (${cells.slice(0, 8).join(', ')}${cells.length > 8 ? ', ...' : ''}): down would leave them unconfined`,
+          'release them first, or pass --force',
+        );
+      }
+      result.cells = cells;
+      // Netlink attachments do not go away with the pins: remove them first.
+      if (engine.state) result.uplinks = detachAllUplinks(engine.state);
+    } finally {
+      engine.state?.close();
+    }
+  }
+  removeOwnPins(layout, result);
+  const routes = removePrefixRoutes(layout);
+  if (routes.removed.length || routes.warnings.length) result.routes = routes;
   return result;
 }
 

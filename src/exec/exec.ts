@@ -27,11 +27,11 @@ import {
   LAUNCH_SCRIPT,
   type ExecUser,
 } from './confine';
-import { requireRoot } from '../dataplane/privilege';
-import { EngineState } from '../dataplane/state';
+import type { EngineState } from '../dataplane/state';
 
 export interface ExecOptions {
-  pinDir: string;
+  /** the engine's state (the Engine's, which outlives the command) */
+  state: EngineState;
   name?: string;
   keep: boolean;
   addresses: string[];
@@ -44,7 +44,6 @@ export interface ExecOptions {
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export async function execInCell(opts: ExecOptions): Promise<number> {
-  requireRoot('exec');
   if (opts.argv.length === 0) throw new L3isoError('EUSAGE', 'exec needs a command after --');
   if (opts.addresses.length === 0)
     throw new L3isoError('EUSAGE', 'exec needs at least one address');
@@ -57,13 +56,8 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
     );
   }
   const user = opts.user === undefined ? undefined : resolveUser(opts.user);
-  const state = EngineState.open(opts.pinDir);
-  let root: string;
-  try {
-    root = state.config().cgroupRoot;
-  } finally {
-    state.close();
-  }
+  const state = opts.state;
+  const root = state.config().cgroupRoot;
   findCgroup2Mount();
   const cellPath = path.join(root, name);
   try {
@@ -79,7 +73,7 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
     throw err;
   }
   try {
-    opts.onAssigned?.(assign(opts.pinDir, cellPath, opts.addresses));
+    opts.onAssigned?.(assign(state, cellPath, opts.addresses));
   } catch (err) {
     fs.rmdirSync(cellPath);
     throw err;
@@ -88,7 +82,7 @@ export async function execInCell(opts: ExecOptions): Promise<number> {
   try {
     return await runInCgroup(cellPath, chainArgv(user, opts.argv));
   } finally {
-    if (!opts.keep) removeCell(opts.pinDir, cellPath);
+    if (!opts.keep) removeCell(state, cellPath);
   }
 }
 
@@ -263,12 +257,12 @@ function getent(db: 'passwd' | 'group', key: string): string[] | undefined {
 
 /** Kills what the command left behind, releases the cell (its sockets are
  * destroyed with it) and removes its cgroups. */
-function removeCell(pinDir: string, cellPath: string): void {
+function removeCell(state: EngineState, cellPath: string): void {
   // Processes first: release resolves the cell by its cgroup, which must
   // still exist, and no process may create a socket after it.
   killCgroupTree(cellPath);
   try {
-    release(pinDir, cellPath, []);
+    release(state, cellPath, []);
   } catch (err) {
     if (!(err instanceof L3isoError && err.code === 'ENOT_ASSIGNED')) throw err;
   }

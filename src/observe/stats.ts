@@ -118,15 +118,10 @@ export function statsReport(table: StatsTable, names: readonly string[]): StatsR
 
 /** Reads the engine's counters once. Pass `namers` to reuse cell names
  * across calls (stats --watch). */
-export function readStats(pinDir: string, namers: NamerCache = new NamerCache()): StatsReport {
-  const state = EngineState.open(pinDir);
-  try {
-    const namer = namers.for(state.config().cgroupRoot);
-    const table = readStatsTable(state.map('l3_cell_stats'));
-    return statsReport(table, namer.resolve(table.ids));
-  } finally {
-    state.close();
-  }
+export function readStats(state: EngineState, namers: NamerCache = new NamerCache()): StatsReport {
+  const namer = namers.for(state.config().cgroupRoot);
+  const table = readStatsTable(state.map('l3_cell_stats'));
+  return statsReport(table, namer.resolve(table.ids));
 }
 
 // ---- human units ---------------------------------------------------------

@@ -11,11 +11,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { assign, parseAddresses, type AssignResult } from '../cells/cells';
-import { setPolicy } from '../cells/policy';
+import { parseAddresses, type AssignResult } from '../cells/cells';
 import { parsePrefixes } from '../dataplane/prefixes';
-import { releaseCellById } from '../cells/release-id';
-import { EngineState } from '../dataplane/state';
+import { Engine } from '../engine/engine';
 import { cgroupId, findCgroup2Mount } from '../model/cgroup';
 import { cellRequest, unifiedCgroupOf, type OciState } from './oci-state';
 import { gcRecords, readRecord, removeRecord, writeRecord, type ContainerRecord } from './records';
@@ -66,11 +64,12 @@ export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
     );
 
   const cgroupPath = cgroupOfPid(state.pid);
-  refuseForeignCell(pinDir, state.id, cgroupPath);
-  const cell = assign(pinDir, cgroupPath, req.addresses);
+  using engine = Engine.open(pinDir, { write: true });
+  refuseForeignCell(engine, state.id, cgroupPath);
+  const cell = engine.assign(cgroupPath, req.addresses);
   const id = BigInt(cell.id);
   try {
-    if (req.allowFrom) setPolicy(pinDir, cell.path, { allowFrom: req.allowFrom });
+    if (req.allowFrom) engine.policy(cell.path, { allowFrom: req.allowFrom });
     const rec: ContainerRecord = {
       container: state.id,
       cgroupId: cell.id,
@@ -80,7 +79,7 @@ export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
     };
     writeRecord(pinDir, rec);
   } catch (err) {
-    releaseCellById(pinDir, id);
+    engine.releaseById(id);
     throw err;
   }
   return {
@@ -96,16 +95,9 @@ export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
  * whole, so a cgroup that already is a cell (and is not this container's,
  * from an earlier attempt) is not taken over.
  */
-function refuseForeignCell(pinDir: string, container: string, cgroupPath: string): void {
-  const state = EngineState.open(pinDir);
-  let existing: boolean;
-  try {
-    existing = state.cell(cgroupId(cgroupPath)) !== undefined;
-  } finally {
-    state.close();
-  }
-  if (!existing) return;
-  const rec = readRecord(pinDir, container);
+function refuseForeignCell(engine: Engine, container: string, cgroupPath: string): void {
+  if (!engine.isCell(cgroupId(cgroupPath))) return;
+  const rec = readRecord(engine.pinDir, container);
   if (rec && rec.cgroupPath === cgroupPath) return;
   throw new L3isoError(
     'EUSAGE',
@@ -127,7 +119,8 @@ export function ociPoststop(pinDir: string, state: OciState): HookResult {
   }
   let r: { found: boolean; released: string[] };
   try {
-    r = releaseCellById(pinDir, BigInt(rec.cgroupId));
+    using engine = Engine.open(pinDir, { write: true });
+    r = engine.releaseById(BigInt(rec.cgroupId));
   } catch (err) {
     // A downed engine forgot every cell: the record names nothing.
     if (!(err instanceof L3isoError && err.code === 'ENOT_UP')) throw err;
@@ -186,13 +179,6 @@ export function installHooks(dir: string, argv: readonly string[]): string[] {
 }
 
 /** gc for records: drops those whose cell is gone (run after `gc`). */
-export function gcOciRecords(pinDir: string): string[] {
-  return gcRecords(pinDir, () => {
-    const state = EngineState.open(pinDir);
-    try {
-      return new Set(state.cells().keys());
-    } finally {
-      state.close();
-    }
-  });
+export function gcOciRecords(engine: Engine): string[] {
+  return gcRecords(engine.pinDir, () => engine.cellIds());
 }

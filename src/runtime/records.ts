@@ -24,7 +24,7 @@ export interface ContainerRecord {
 
 /** Per instance: named by the same pin-dir hash as the instance's lock. */
 export function recordsDir(pinDir: string): string {
-  return path.join(RECORDS_ROOT, path.basename(pinLayout(pinDir).lockFile, '.lock'));
+  return path.join(RECORDS_ROOT, pinLayout(pinDir).tag);
 }
 
 function recordPath(pinDir: string, container: string): string {

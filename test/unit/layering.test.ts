@@ -13,11 +13,12 @@ const REPO = path.resolve(__dirname, '..', '..');
 const LAYERS: readonly (readonly string[])[] = [
   // lazy.ts: the front ends' one table of deferred requires
   ['src/cli', 'src/agent', 'src/demo', 'src/lazy.ts'],
-  ['src/declarative', 'src/runtime'],
-  // the Engine: lifecycle (up/down) and the object the front ends hold
+  // the OCI runtime integration: a front end of the Engine for runc/podman
+  ['src/runtime'],
+  // the Engine: the one object the front ends hold, and its lifecycle (up/down)
   ['src/engine'],
   // one concern each, side by side: they may use one another, never the engine
-  ['src/cells', 'src/observe', 'src/doctor', 'src/exec'],
+  ['src/cells', 'src/observe', 'src/doctor', 'src/exec', 'src/declarative'],
   // programs, pinned maps, pin-dir lock, routes: what the kernel holds
   ['src/dataplane'],
   ['src/codecs', 'src/model'],
@@ -66,6 +67,49 @@ describe('dependency rule', () => {
         const theirs = layerOf(dep);
         if (theirs >= 0 && theirs < own)
           violations.push(`${path.relative(REPO, f)} -> ${path.relative(REPO, dep)}`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+});
+
+describe('front ends', () => {
+  const files = sources(path.join(REPO, 'src'));
+  const rel = (f: string) => path.relative(REPO, f);
+
+  it('only the CLI (and through it the agent verb) asks for root', () => {
+    const privilege = path.join(REPO, 'src/cli/privilege.ts');
+    const users = files.filter((f) => imports(f).includes(privilege)).map(rel);
+    expect(
+      users.every((f) => f.startsWith('src/cli/') || f === 'src/lazy.ts'),
+      users.join(),
+    ).toBe(true);
+  });
+
+  it('the front ends reach the maps only through the Engine', () => {
+    const front = ['src/cli/', 'src/agent/', 'src/demo/', 'src/runtime/'];
+    // the map openers and the verbs that write: the Engine's to call
+    const forbidden = [
+      'EngineState',
+      'BpfMap',
+      'assign',
+      'release',
+      'gc',
+      'setPolicy',
+      'releaseCellById',
+      'applyState',
+      'attachUplink',
+      'detachUplink',
+      'up',
+      'down',
+    ];
+    const violations: string[] = [];
+    for (const f of files.filter((x) => front.some((p) => rel(x).startsWith(p)))) {
+      const text = fs.readFileSync(f, 'utf8');
+      for (const m of text.matchAll(/^import (?!type )\{([^}]*)\} from '([^']+)'/gm)) {
+        const names = m[1]!.split(',').map((n) => n.trim().split(/\s+as\s+/)[0]!);
+        for (const n of names)
+          if (forbidden.includes(n)) violations.push(`${rel(f)}: ${n} from ${m[2]}`);
       }
     }
     expect(violations).toEqual([]);

@@ -4,16 +4,16 @@
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
-import { L3isoError } from '../errors';
-import { DEFAULT_HOOKS_DIR } from '../model/defaults';
-import { DEFAULT_PIN_DIR } from '../dataplane/paths';
-import { log } from '../log';
-import type { HookResult } from '../runtime/oci-hook';
-import type { OciState } from '../runtime/oci-state';
-import { ociHookModule, ociStateModule } from '../lazy';
-import type { Runner } from './commands';
-import { examples, jsonOption } from './options';
-import { printJson } from './output';
+import { L3isoError } from '../../errors';
+import { DEFAULT_HOOKS_DIR } from '../../model/defaults';
+import { DEFAULT_PIN_DIR } from '../../dataplane/paths';
+import { log } from '../../log';
+import type { HookResult } from '../../runtime/oci-hook';
+import type { OciState } from '../../runtime/oci-state';
+import { ociHookModule, ociStateModule } from '../../lazy';
+import type { Runner } from '../context';
+import { examples, jsonOption } from '../options';
+import { printJson } from '../output';
 
 function readStdin(): string {
   try {
@@ -56,7 +56,7 @@ function onStdinState(
   }
 }
 
-export function registerOciHookCommands(program: Command, run: Runner): void {
+export function registerOciHook(program: Command, run: Runner): void {
   const hook = program
     .command('oci-hook')
     .summary('OCI runtime hook: assign at createRuntime, release at poststop')

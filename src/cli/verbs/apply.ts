@@ -1,25 +1,14 @@
-/**
- * Declarative verbs: apply, export, status.
- */
+/** `l3iso apply`: converge the engine on a declarative state file. */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
-import { stringify as toYaml } from 'yaml';
-import { L3isoError } from '../errors';
-import { applyState, type ApplyResult } from '../declarative/apply';
-import { engineStatus, exportState, type EngineStatus } from '../declarative/export';
-import { StateFileError, parseState, type DesiredState } from '../declarative/schema';
-import { describeSockets } from '../cells/holders';
-import { requireRoot } from '../dataplane/privilege';
-import { log } from '../log';
-import type { GlobalOptions, Runner } from './commands';
-import { EXIT_USAGE, printJson } from './output';
-import { examples, jsonOption } from './options';
-
-export function registerDeclarativeCommands(program: Command, run: Runner): void {
-  registerApply(program, run);
-  registerExport(program, run);
-  registerStatus(program, run);
-}
+import { L3isoError } from '../../errors';
+import type { ApplyResult } from '../../declarative/apply';
+import { StateFileError, parseState, type DesiredState } from '../../declarative/schema';
+import { describeSockets } from '../../cells/holders';
+import { log } from '../../log';
+import { withEngine, type GlobalOptions, type Runner } from '../context';
+import { EXIT_USAGE, printJson } from '../output';
+import { examples, jsonOption } from '../options';
 
 /** One line per problem, each naming its path in the file; exit 2. */
 function reportFileErrors(err: StateFileError, file: string, g: GlobalOptions): number {
@@ -52,7 +41,7 @@ interface ApplyCliOptions {
   createCgroups?: boolean;
 }
 
-function registerApply(program: Command, run: Runner): void {
+export function registerApply(program: Command, run: Runner): void {
   program
     .command('apply')
     .summary('converge the engine on a declarative state file')
@@ -88,15 +77,15 @@ function registerApply(program: Command, run: Runner): void {
           if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
           throw err;
         }
-        if (!opts.dryRun) requireRoot('apply');
+        const o = {
+          prune: opts.prune === true,
+          dryRun: opts.dryRun === true,
+          force: opts.force === true,
+          createCgroups: opts.createCgroups === true,
+        };
         let r: ApplyResult;
         try {
-          r = applyState(g.pinDir, desired, {
-            prune: opts.prune === true,
-            dryRun: opts.dryRun === true,
-            force: opts.force === true,
-            createCgroups: opts.createCgroups === true,
-          });
+          r = withEngine(g, (e) => e.apply(desired, o), opts.dryRun ? {} : { write: 'apply' });
         } catch (err) {
           if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
           throw err;
@@ -131,67 +120,5 @@ function applyText(r: ApplyResult): string {
       ? `${verb}: ${s.create} created, ${s.update} updated, ${s.remove} removed, ${s.unchanged} unchanged, ${s.kept} kept; +${s.addressesAdded} -${s.addressesRemoved} addresses`
       : `nothing to change: ${s.unchanged} cells as in the file${s.kept ? `, ${s.kept} not in it kept (--prune releases them)` : ''}`,
   );
-  return lines.join('\n') + '\n';
-}
-
-function registerExport(program: Command, run: Runner): void {
-  program
-    .command('export')
-    .summary('print the live state in the format apply reads')
-    .description(
-      'Print the engine settings and every cell (cgroup relative to the root, addresses with ' +
-        'the primaries first, policy) as JSON, or YAML with --yaml. bpffs does not survive a ' +
-        'reboot: `export > state.json` before, `up` and `apply -f state.json` after, restore the cells.',
-    )
-    .option('--yaml', 'print YAML instead of JSON')
-    .addHelpText(
-      'after',
-      examples(['l3iso export > /var/lib/l3iso/state.json', 'l3iso export --yaml']),
-    )
-    .action((opts: { yaml?: boolean }) =>
-      run((g) => {
-        requireRoot('export');
-        const r = exportState(g.pinDir);
-        for (const s of r.skipped)
-          log.warn(`cell ${s} is not exported: its cgroup is gone (run \`l3iso gc\`)`);
-        if (opts.yaml) process.stdout.write(toYaml(r.document));
-        else printJson(r.document);
-      }),
-    );
-}
-
-function registerStatus(program: Command, run: Runner): void {
-  program
-    .command('status')
-    .summary("show the engine's settings, counts and map pressure")
-    .addOption(jsonOption())
-    .addHelpText('after', examples(['l3iso status', 'l3iso status --json']))
-    .action(() =>
-      run((g) => {
-        requireRoot('status');
-        const r = engineStatus(g.pinDir);
-        if (g.json) return printJson(r);
-        process.stdout.write(statusText(r));
-      }),
-    );
-}
-
-function statusText(r: EngineStatus): string {
-  const uplinks = r.uplinks.map((u) => `${u.iface} (${u.mode})`).join(', ') || '-';
-  const lines = [
-    `engine in ${r.pinDir}`,
-    `  cgroup root     ${r.cgroupRoot} (cgroup id ${r.rootCgroupId})`,
-    `  netns           inode ${r.netnsInode}${r.inEngineNetns ? ' (this one)' : " (not this process's)"}`,
-    `  max cells       ${r.maxCells ?? '-'}`,
-    `  managed         ${r.managedPrefixes.join(', ') || '-'}`,
-    `  uplinks         ${uplinks}`,
-    `  cells           ${r.counts.cells}`,
-    `  addresses       ${r.counts.addresses} (IPv4 ${r.counts.addresses4}, IPv6 ${r.counts.addresses6})`,
-    '  map pressure',
-    ...r.maps.map(
-      (m) =>
-        `    ${m.map.padEnd(15)} ${String(m.entries).padStart(8)} / ${String(m.maxEntries).padEnd(8)} ${(m.pressure * 100).toFixed(1)} %`,
-    ),
-  ];
   return lines.join('\n') + '\n';
 }

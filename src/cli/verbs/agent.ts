@@ -2,12 +2,12 @@
  * `l3iso agent`: registration only; the server is loaded when the verb runs.
  */
 import type { Command } from 'commander';
-import { DEFAULT_AGENT_SOCKET } from '../agent/api';
-import { agentClient, agentServer, logModule, privilege } from '../lazy';
-import type { Runner } from './commands';
-import { examples, positiveSeconds } from './options';
+import { DEFAULT_AGENT_SOCKET } from '../../agent/api';
+import { agentClient, agentServer, logModule } from '../../lazy';
+import { asRoot, type Runner } from '../context';
+import { examples, positiveSeconds } from '../options';
 
-export function registerAgentCommand(program: Command, run: Runner): void {
+export function registerAgent(program: Command, run: Runner): void {
   program
     .command('agent')
     .summary('run the agent: the engine over HTTP + JSON on a unix socket')
@@ -41,7 +41,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
         const { activationFd, startAgent } = agentServer();
         const listenFd = activationFd();
         const { log } = logModule();
-        privilege().requireRoot('agent');
+        asRoot('agent');
         const agent = await startAgent({
           pinDir: g.pinDir,
           socket: opts.socket ?? agentClient().agentSocket(),

@@ -1,0 +1,68 @@
+/** `l3iso assign`: give addresses to a cell (through the agent when it answers). */
+import type { Command } from 'commander';
+import type { AssignRequest } from '../../agent/api';
+import type { AssignResult } from '../../cells/cells';
+import { log } from '../../log';
+import { holdersModule } from '../../lazy';
+import { viaAgent, withEngine, type Runner } from '../context';
+import { examples, jsonOption } from '../options';
+import { printJson } from '../output';
+
+export function registerAssign(program: Command, run: Runner): void {
+  program
+    .command('assign')
+    .summary('give addresses to a cell')
+    .description(
+      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6). The first address of each ' +
+        'family a cell gets is its primary: wildcard binds land there. An address belongs to ' +
+        'at most one cell; the claim is atomic in the kernel. Re-running is harmless. ' +
+        'CGROUP is an absolute path or a path relative to the cgroup root.',
+    )
+    .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
+    .argument('<addr...>', 'IPv4 or IPv6 addresses')
+    .option(
+      '--force',
+      'make the cgroup a cell although its processes already hold sockets (they keep what they are bound to; see doctor)',
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso assign web 192.0.2.10 2001:db8::10',
+        'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11',
+      ]),
+    )
+    .action((cgroup: string, addrs: string[], opts: { force?: boolean }) =>
+      run(
+        async (g) => {
+          const o = { force: opts.force === true, checkLocal: true };
+          const r =
+            (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+              cgroup,
+              addresses: addrs,
+              ...(opts.force ? { force: true } : {}),
+              checkLocal: true,
+            } satisfies AssignRequest)) ??
+            withEngine(g, (e) => e.assign(cgroup, addrs, o), { write: 'assign' });
+          warnAssigned(r);
+          if (g.json) return printJson(r);
+          const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
+          const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
+          process.stdout.write(
+            `${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`,
+          );
+        },
+        { lazyEngine: true },
+      ),
+    );
+}
+
+function warnAssigned(r: AssignResult): void {
+  if (r.sockets.length)
+    log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
+  const notLocal = r.notLocal ?? [];
+  if (notLocal.length)
+    log.warn(
+      `${r.cell}: ${notLocal.join(', ')} ${notLocal.length > 1 ? 'are' : 'is'} neither local in the engine's network namespace nor in a managed prefix: binds to ${notLocal.length > 1 ? 'them' : 'it'} fail with EADDRNOTAVAIL until ${notLocal.length > 1 ? 'they are' : 'it is'} added to an interface, or the engine is brought up with --managed-prefix covering ${notLocal.length > 1 ? 'them' : 'it'}`,
+    );
+}

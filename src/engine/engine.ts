@@ -1,0 +1,246 @@
+/**
+ * The Engine: one engine instance (one pin dir) as an object, in the spirit
+ * of tubular's Dispatcher and cilium/ebpf's Collection. It owns, for its
+ * lifetime, the typed opener of the pinned maps (EngineState), their fds
+ * and the pin dir's lock, and every verb is a method. The CLI, the agent,
+ * the OCI hooks, the demo and the bench all go through it; nothing above it
+ * opens a map.
+ *
+ * Locking: the Engine holds an fd on the pin dir for its lifetime and takes
+ * the flock per verb, exclusive for a write, shared for a read, so one
+ * long-lived Engine (the agent's) never shuts the CLI out between requests.
+ *
+ * The verbs' modules are required on first use: a CLI process pays only
+ * for the verb it runs (README "How it works").
+ */
+import type { UplinkMode } from '../model/defaults';
+import type { AssignOptions, AssignResult, GcResult, ReleaseOptions } from '../cells/cells';
+import type { ReleaseResult } from '../cells/cells';
+import type { CellDetail, CellView } from '../cells/inventory';
+import type { PolicyChange, PolicyResult } from '../cells/policy';
+import type { ReleaseByIdResult } from '../cells/release-id';
+import type { ApplyOptions, ApplyResult } from '../declarative/apply';
+import type { EngineStatus, ExportResult } from '../declarative/export';
+import type { DesiredState, StateDocument } from '../declarative/schema';
+import type { ExecOptions } from '../exec/exec';
+import type { NamerCache } from '../observe/counters';
+import type { StatsReport } from '../observe/stats';
+import type { AttachResult } from '../dataplane/uplink';
+import type { PreexistingSocket } from '../dataplane/preexisting';
+import type { CapabilityWarning } from '../model/capabilities';
+import type { PinLayout } from '../dataplane/paths';
+import { L3isoError } from '../errors';
+import { EngineState } from '../dataplane/state';
+import type { DownOptions, DownResult, UpOptions, UpResult } from './lifecycle';
+
+const cells = (): typeof import('../cells/cells') => require('../cells/cells');
+const inventory = (): typeof import('../cells/inventory') => require('../cells/inventory');
+const policy = (): typeof import('../cells/policy') => require('../cells/policy');
+const releaseId = (): typeof import('../cells/release-id') => require('../cells/release-id');
+const uplink = (): typeof import('../dataplane/uplink') => require('../dataplane/uplink');
+const preexisting = (): typeof import('../dataplane/preexisting') =>
+  require('../dataplane/preexisting');
+const stats = (): typeof import('../observe/stats') => require('../observe/stats');
+const applyModule = (): typeof import('../declarative/apply') => require('../declarative/apply');
+const exportModule = (): typeof import('../declarative/export') => require('../declarative/export');
+const execModule = (): typeof import('../exec/exec') => require('../exec/exec');
+const lifecycle = (): typeof import('./lifecycle') => require('./lifecycle');
+
+export interface EngineOpenOptions {
+  /** the caller will change the engine (assign, release, apply...); a
+   * read-only Engine refuses every write method */
+  write?: boolean;
+}
+
+export class Engine implements Disposable {
+  private constructor(
+    readonly state: EngineState,
+    readonly writable: boolean,
+  ) {}
+
+  /**
+   * The engine pinned in pinDir. Refuses what is not an engine of this
+   * layout: ENOT_UP (nothing there), EPIN_DIR (foreign pins, another
+   * layout version, a map of another type or size), EPIN_PARTIAL (an
+   * interrupted up, a missing pin).
+   */
+  static open(pinDir: string, o: EngineOpenOptions = {}): Engine {
+    return new Engine(EngineState.open(pinDir), o.write === true);
+  }
+
+  /** Every shared map is pinned (open may still refuse the dir). */
+  static isUp(pinDir: string): boolean {
+    return EngineState.isUp(pinDir);
+  }
+
+  /** Brings an engine up (fresh: built aside and renamed into place), or
+   * replaces the programs of a live one in place. */
+  static up(opts: UpOptions): UpResult {
+    return lifecycle().up(opts);
+  }
+
+  /** Takes the engine in pinDir down, whatever state it is in (also one
+   * open would refuse: partial, of layout version 1). */
+  static down(pinDir: string, opts: DownOptions = {}): DownResult {
+    return lifecycle().down(pinDir, opts);
+  }
+
+  get layout(): PinLayout {
+    return this.state.layout;
+  }
+
+  get pinDir(): string {
+    return this.state.layout.root;
+  }
+
+  /** False once `down` (or down and up) replaced the dir this Engine holds:
+   * a long-lived holder (the agent) then opens a new one. */
+  get current(): boolean {
+    return this.state.lock.current;
+  }
+
+  /** Closes this Engine, then takes the instance down. */
+  down(opts: DownOptions = {}): DownResult {
+    this.writes();
+    const pinDir = this.pinDir;
+    this.close();
+    return Engine.down(pinDir, opts);
+  }
+
+  close(): void {
+    this.state.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // ---- cells -------------------------------------------------------------
+
+  assign(cgroup: string, addresses: readonly string[], o: AssignOptions = {}): AssignResult {
+    this.writes();
+    return cells().assign(this.state, cgroup, addresses, o);
+  }
+
+  release(cgroup: string, addresses: readonly string[], o: ReleaseOptions = {}): ReleaseResult {
+    this.writes();
+    return cells().release(this.state, cgroup, addresses, o);
+  }
+
+  /** The whole cell whose cgroup id is `id` (its cgroup may be gone). */
+  releaseById(id: bigint): ReleaseByIdResult {
+    this.writes();
+    return releaseId().releaseCellById(this.state, id);
+  }
+
+  policy(cgroup: string, change: PolicyChange): PolicyResult {
+    this.writes();
+    return policy().setPolicy(this.state, cgroup, change);
+  }
+
+  gc(): GcResult {
+    this.writes();
+    return cells().gc(this.state);
+  }
+
+  /** What gc would repair, changing nothing (under the lock: no writer is halfway). */
+  check(): string[] {
+    return cells().checkState(this.state);
+  }
+
+  list(): { root: string; cells: CellView[] } {
+    return this.read(() => inventory().listCells(this.state));
+  }
+
+  show(cgroup: string): CellDetail {
+    return this.read(() => inventory().showCell(this.state, cgroup));
+  }
+
+  /** Ids of every cell (the maps' keys). */
+  cellIds(): Set<bigint> {
+    return this.read(() => new Set(this.state.cells().keys()));
+  }
+
+  /** The recorded cgroup root and the ids of its cells, read together. */
+  cellsAndRoot(): { root: string; ids: bigint[] } {
+    return this.read(() => ({
+      root: this.state.config().cgroupRoot,
+      ids: [...this.state.cells().keys()],
+    }));
+  }
+
+  isCell(id: bigint): boolean {
+    return this.read(() => this.state.cell(id) !== undefined);
+  }
+
+  cgroupRoot(): string {
+    return this.state.config().cgroupRoot;
+  }
+
+  /** Runs a command in a new cell of this engine (the Engine outlives it). */
+  exec(o: Omit<ExecOptions, 'state'>): Promise<number> {
+    this.writes();
+    return execModule().execInCell({ ...o, state: this.state });
+  }
+
+  // ---- observe -------------------------------------------------------------
+
+  stats(namers?: NamerCache): StatsReport {
+    return this.read(() => stats().readStats(this.state, namers));
+  }
+
+  // ---- uplinks -------------------------------------------------------------
+
+  attach(iface: string, mode?: UplinkMode): AttachResult {
+    this.writes();
+    return uplink().attachUplink(this.state, iface, mode);
+  }
+
+  detach(iface: string): { iface: string; ifindex: number } {
+    this.writes();
+    return uplink().detachUplink(this.state, iface);
+  }
+
+  // ---- declarative ---------------------------------------------------------
+
+  apply(desired: DesiredState | StateDocument, o: ApplyOptions = {}): ApplyResult {
+    if (!o.dryRun) this.writes();
+    return applyModule().applyState(this.state, desired, o);
+  }
+
+  export(): ExportResult {
+    return exportModule().exportState(this.state);
+  }
+
+  status(): EngineStatus {
+    return exportModule().engineStatus(this.state);
+  }
+
+  // ---- doctor --------------------------------------------------------------
+
+  capabilityWarnings(): (CapabilityWarning & { cell: string })[] {
+    return this.read(() => inventory().allCapabilityWarnings(this.state));
+  }
+
+  preexistingSockets(): PreexistingSocket[] {
+    return this.read(() => preexisting().preexistingSockets(this.state));
+  }
+
+  uplinkWarnings(): { ifindex: number; mode: UplinkMode; warning: string }[] {
+    return this.read(() => uplink().uplinkOffloadWarnings(this.state));
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  private read<T>(fn: () => T): T {
+    return this.state.lock.shared(fn);
+  }
+
+  private writes(): void {
+    if (!this.writable)
+      throw new L3isoError(
+        'EKERNEL',
+        `internal: a write to the engine in ${this.pinDir} through a read-only Engine`,
+      );
+  }
+}
