@@ -331,11 +331,21 @@ function rand(): string {
 }
 
 /** cgroup directories below dir, deepest first. */
+/** The pin dir, and the build dirs (DIR-tmp-PID) of fresh ups killed mid-way. */
 function removePinDir(dir: string): void {
+  const prefix = `${path.basename(dir)}-tmp-`;
+  let builds: string[] = [];
   try {
-    fs.rmSync(dir, { recursive: true, force: true });
+    builds = fs.readdirSync(path.dirname(dir)).filter((e) => e.startsWith(prefix));
   } catch {
-    /* best effort */
+    /* none */
+  }
+  for (const d of [dir, ...builds.map((b) => path.join(path.dirname(dir), b))]) {
+    try {
+      fs.rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 // CI: 8 CLIs on 200 addresses; L3ISO_LONG=1: 16 CLIs on 1,000.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../harness/sandbox';
+import { childrenOf, inFlock, lockFree, spawnCli, stopped, until } from '../harness/lock';
 
 const LONG = process.env.L3ISO_LONG === '1';
 const WORKERS = LONG ? 16 : 8;
@@ -75,4 +76,51 @@ describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
     const check = await sb.cli(['gc', '--check', '--json']);
     expect(check.json?.inconsistencies, check.stderr).toEqual([]);
   }, 900_000);
+
+  // Issue 12: the lock is the pin dir's flock. A writer stopped inside its
+  // critical section (SIGSTOP on its way out of the flock(LOCK_EX) that begins it)
+  // keeps a second writer out, and a reader too, until it goes on.
+  it('two writers are never both inside: the second waits while the first is stopped in it', async () => {
+    sb.cg('s1');
+    sb.cg('s2');
+    const first = spawnCli(
+      sb.nsPath,
+      sb.pinDir,
+      ['assign', 's1', '10.78.0.1'],
+      [
+        'strace',
+        '-f',
+        '-qq',
+        '-o',
+        '/dev/null',
+        '-e',
+        'trace=flock',
+        '-e',
+        'inject=flock:signal=STOP:when=1',
+        '--',
+      ],
+    );
+    // Once it holds the lock it stays inside: the STOP is delivered as the
+    // flock returns.
+    await until(() => !lockFree(sb.pinDir, 'shared'), 'the first writer took the lock');
+    let node = 0;
+    await until(() => {
+      node = childrenOf(first.child.pid!)[0] ?? 0;
+      return node > 0 && stopped(node);
+    }, 'the first writer stopped inside its critical section');
+    expect(lockFree(sb.pinDir, 'shared')).toBe(false);
+    const second = spawnCli(sb.nsPath, sb.pinDir, ['assign', 's2', '10.78.0.2']);
+    const reader = spawnCli(sb.nsPath, sb.pinDir, ['--json', 'list']);
+    await until(() => inFlock(second.child.pid!), 'the second writer waits in flock');
+    await until(() => inFlock(reader.child.pid!), 'the reader waits in flock');
+    process.kill(node, 'SIGCONT');
+    const [a, b, r] = await Promise.all([first.done, second.done, reader.done]);
+    expect(a.status, a.stderr).toBe(0);
+    expect(b.status, b.stderr).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
+    // The reader ran after the first writer: it sees its address whole.
+    expect(r.stdout).toContain('10.78.0.1');
+    const cells = await sb.list();
+    expect(cells.find((c) => c.cell === 's2')?.addresses).toEqual(['10.78.0.2']);
+  }, 120_000);
 });

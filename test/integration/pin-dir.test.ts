@@ -6,6 +6,7 @@
 // Issue 7 item 4: up with other parameters, or a second engine on the same
 // root, is refused.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
 import { decodeConfig, encodeConfig, L3_LAYOUT_VERSION } from '../../src/codecs/layout';
 import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/dataplane/programs';
 import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
+import { holdLock, inFlock, lockFree, spawnCli, until } from '../harness/lock';
 
 const VERBS: string[][] = [
   ['list'],
@@ -279,5 +281,175 @@ describe('pin dirs', () => {
     expect(r.json.error.message).toContain('layout version 1');
     await sb.cliOk(['down'], { pinDir: dir });
     expect(fs.existsSync(dir)).toBe(false);
+  });
+});
+
+// Issue 12: the lock is a flock on the pin dir itself (shared for readers,
+// exclusive for writers, never a file that can be unlinked while held), and
+// a fresh up is built aside and renamed into place.
+describe('the pin dir is the lock', () => {
+  let sb: Sandbox;
+  const owners = (): number => {
+    const m = BpfMap.openPinned(path.join(sb.pinDir, 'maps', 'l3_owners'));
+    try {
+      return m.count();
+    } finally {
+      m.close();
+    }
+  };
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+    sb.cg('w1');
+    sb.cg('w2');
+    sb.cg('r');
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  it('a writer and a reader wait while the dir is locked exclusively; no lock file exists', async () => {
+    const tag = createHash('sha256').update(path.resolve(sb.pinDir)).digest('hex').slice(0, 16);
+    expect(fs.existsSync(`/run/l3iso/${tag}.lock`)).toBe(false);
+    expect(lockFree(sb.pinDir, 'exclusive')).toBe(true);
+    const before = owners();
+    const holder = await holdLock(sb.pinDir, 'exclusive');
+    const writer = spawnCli(sb.nsPath, sb.pinDir, ['assign', 'w1', V4(5)]);
+    const reader = spawnCli(sb.nsPath, sb.pinDir, ['--json', 'list']);
+    try {
+      await until(() => inFlock(writer.child.pid!), 'the writer waits in flock');
+      await until(() => inFlock(reader.child.pid!), 'the reader waits in flock');
+      expect(owners()).toBe(before);
+    } finally {
+      await holder.release();
+    }
+    const [w, r] = await Promise.all([writer.done, reader.done]);
+    expect(w.status, w.stderr).toBe(0);
+    expect(r.status, r.stderr).toBe(0);
+    expect(owners()).toBeGreaterThan(before);
+  });
+
+  it('readers share it: a reader runs while another reader holds it, a writer waits', async () => {
+    const holder = await holdLock(sb.pinDir, 'shared');
+    const writer = spawnCli(sb.nsPath, sb.pinDir, ['assign', 'w2', V4(6)]);
+    try {
+      const r = await spawnCli(sb.nsPath, sb.pinDir, ['--json', 'list']).done;
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).cells.map((c: { cell: string }) => c.cell)).toContain('w1');
+      await until(() => inFlock(writer.child.pid!), 'the writer waits in flock');
+      expect(JSON.stringify(await sb.list())).not.toContain(V4(6));
+    } finally {
+      await holder.release();
+    }
+    const w = await writer.done;
+    expect(w.status, w.stderr).toBe(0);
+    expect(JSON.stringify(await sb.list())).toContain(V4(6));
+  });
+
+  it('a writer that waited while the engine was removed and brought up again writes nothing', async () => {
+    // The holder removes the whole pin dir under the lock, as down does.
+    const holder = await holdLock(sb.pinDir, 'exclusive', `read x; rm -rf ${sb.pinDir}; cat`);
+    const writer = spawnCli(sb.nsPath, sb.pinDir, ['--json', 'assign', 'r', V4(7)]);
+    try {
+      await until(() => inFlock(writer.child.pid!), 'the writer waits in flock');
+      holder.send('go');
+      await until(() => !fs.existsSync(sb.pinDir), 'the pin dir is gone');
+      // A new engine at the same path: built aside, it needs no old lock.
+      await sb.up();
+    } finally {
+      await holder.release();
+    }
+    const w = await writer.done;
+    expect(w.status).toBe(1);
+    expect(JSON.parse(w.stdout).error.code, w.stdout).toBe('ENOT_UP');
+    expect(await sb.list()).toEqual([]);
+  });
+});
+
+describe('a fresh up is built aside and renamed into place', () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await createSandbox();
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  const builds = (): string[] =>
+    fs
+      .readdirSync(path.dirname(sb.pinDir))
+      .filter((e) => e.startsWith(`${path.basename(sb.pinDir)}-tmp-`));
+  const attached = (): number => {
+    const r = spawnSync('bpftool', ['-j', 'cgroup', 'show', sb.root], { encoding: 'utf8' });
+    return (JSON.parse(r.stdout || '[]') as unknown[]).length;
+  };
+
+  it('up killed mid-way (programs attached) or at the rename leaves no engine at the pin dir', async () => {
+    // A traced clean up: how many renames it makes (the last one is the
+    // build dir's) and how many programs a complete engine attaches.
+    const trace = `/tmp/l3iso-rename-${process.pid}.trace`;
+    const args = ['up', '--cgroup-root', sb.root];
+    await sb.cliOk(args, {
+      wrap: ['strace', '-f', '-qq', '-o', trace, '-e', 'trace=rename,renameat,renameat2', '--'],
+    });
+    const renames = fs
+      .readFileSync(trace, 'utf8')
+      .split('\n')
+      .filter((l) => /rename/.test(l) && !/= -1 /.test(l)).length;
+    fs.rmSync(trace, { force: true });
+    const programs = attached();
+    expect(renames).toBeGreaterThan(2);
+    expect(programs).toBeGreaterThan(0);
+    await sb.cliOk(['down']);
+    for (const when of [2, renames]) {
+      fs.mkdirSync(sb.pinDir, { recursive: true });
+      const r = await sb.cli(args, {
+        wrap: [
+          'strace',
+          '-f',
+          '-qq',
+          '-o',
+          '/dev/null',
+          '-e',
+          'trace=rename,renameat,renameat2',
+          '-e',
+          `inject=rename,renameat,renameat2:error=EINTR:signal=KILL:when=${when}`,
+          '--',
+        ],
+      });
+      expect(r.status, `killed at rename ${when}: ${r.stderr}`).not.toBe(0);
+      // Nothing at the final path: no half engine any verb could see.
+      expect(fs.readdirSync(sb.pinDir), `rename ${when}`).toEqual([]);
+      expect(builds().length, `rename ${when}`).toBe(1);
+      const list = await sb.cli(['list'], { json: true });
+      expect(list.json?.error?.code, list.stdout).toBe('ENOT_UP');
+      // The next up removes the dead build (detaching what it attached).
+      await sb.cliOk(args);
+      expect(builds()).toEqual([]);
+      expect(attached()).toBe(programs);
+      expect(await sb.list()).toEqual([]);
+      await sb.cliOk(['down']);
+    }
+  });
+
+  it('a pin dir an l3iso did not make is refused with a clear error, nothing renamed over it', async () => {
+    fs.mkdirSync(sb.pinDir, { recursive: true });
+    const m = BpfMap.create({
+      type: MapType.ARRAY,
+      name: 'x',
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+    });
+    try {
+      m.pin(path.join(sb.pinDir, 'someone-else'));
+    } finally {
+      m.close();
+    }
+    const r = await sb.cli(['up', '--cgroup-root', sb.root], { json: true });
+    expect(r.json?.error?.code, r.stdout).toBe('EPIN_DIR');
+    expect(fs.readdirSync(sb.pinDir)).toEqual(['someone-else']);
+    expect(builds()).toEqual([]);
+    fs.unlinkSync(path.join(sb.pinDir, 'someone-else'));
   });
 });
