@@ -63,6 +63,16 @@ export class BpfLink implements Disposable {
     return new BpfLink(fd);
   }
 
+  /**
+   * XDP on `ifindex` (in the calling thread's netns) through a bpf_link
+   * (Linux 5.9+; bpf_program__attach_xdp does the same): `flags` picks the
+   * mode (XdpFlags.DRV_MODE, SKB_MODE). Unlike a netlink attachment it goes
+   * away with its last fd or pin, and bpf_link_update swaps its program.
+   */
+  static xdp(prog: BpfProgram | number, ifindex: number, flags = 0): BpfLink {
+    return BpfLink.create(prog, ifindex, AttachType.XDP, flags);
+  }
+
   /** Opens a pinned link; missing pin: BpfError 'ENOENT'. */
   static openPinned(path: string): BpfLink {
     return new BpfLink(getPinned(path));

@@ -96,6 +96,9 @@ export function pinAtomically(final: string, pin: (p: string) => void): void {
   fs.renameSync(tmp, final);
 }
 
+/** links/ entries that are an uplink's XDP link (uplink-xdp-IFINDEX), not a program of up's. */
+export const XDP_LINK_PREFIX = 'uplink-xdp-';
+
 /** Entries of the pin dir's top level that l3iso creates. */
 export function isOwnTopEntry(name: string): boolean {
   return (

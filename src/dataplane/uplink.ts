@@ -1,12 +1,15 @@
 /**
- * `attach` / `detach`: the uplink programs on a network interface (XDP on
- * ingress, tc on egress). These are netlink attachments: they stay after
- * the CLI exits, and l3_uplinks records them so `detach` and `down` remove
- * exactly what l3iso put there and nothing of another tool's.
+ * `attach` / `detach`: the uplink programs on a network interface (XDP or
+ * tc on ingress, tc on egress). XDP is a bpf_link pinned in the pin dir
+ * (links/uplink-xdp-IFINDEX), like every other program; the tc filters are
+ * netlink attachments. l3_uplinks records them so `detach` and `down`
+ * remove exactly what l3iso put there and nothing of another tool's.
  */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import {
   BpfError,
+  BpfLink,
   MapUpdate,
   TcAttachPoint,
   XdpFlags,
@@ -14,13 +17,13 @@ import {
   tcAttach,
   tcDetach,
   tcHookCreate,
-  xdpAttach,
   xdpDetach,
   xdpQueryId,
 } from '../../loader';
 import { L3isoError } from '../errors';
 import { decodeUplink, encodeUplink, type Uplink } from '../codecs/layout';
 import { loadWithPinnedMaps } from './objects';
+import { XDP_LINK_PREFIX, pinAtomically, type PinLayout } from './paths';
 import { withLock } from './lock';
 import { UPLINK_OBJECT } from './programs';
 import type { EngineState } from './state';
@@ -135,6 +138,7 @@ interface Choice {
  * NIC whose driver takes it, tc ingress on one whose driver does not.
  */
 function attachIngress(
+  layout: PinLayout,
   ifindex: number,
   iface: string,
   link: LinkInfo,
@@ -159,12 +163,12 @@ function attachIngress(
     return { ...choice, xdpProgId: 0, tcIngressProgId: f.progId };
   }
   try {
-    xdpAttach(ifindex, fds.xdp, modeFlags(choice.mode));
+    attachXdpLink(layout, ifindex, fds.xdp, modeFlags(choice.mode));
   } catch (err) {
     if (requested || !(err instanceof BpfError)) throw err;
     // No native XDP in this driver: tc ingress, not generic XDP, which
     // would linearise every GSO packet.
-    const tc = attachIngress(ifindex, iface, link, 'tc', fds);
+    const tc = attachIngress(layout, ifindex, iface, link, 'tc', fds);
     return { ...tc, reason: `${iface}: the driver refused native XDP (${err.code}); tc ingress` };
   }
   return { ...choice, xdpProgId: xdpQueryId(ifindex, modeFlags(choice.mode)), tcIngressProgId: 0 };
@@ -193,8 +197,8 @@ export function attachUplink(
       // Leaving XDP for tc keeps it until tc ingress is on (no gap).
       const wanted = requested ?? (link.kind ? 'tc' : 'native');
       if (previous?.xdpProgId && wanted !== 'tc' && previous.xdpFlags !== modeFlags(wanted))
-        xdpDetach(ifindex, previous.xdpFlags);
-      const ingress = attachIngress(ifindex, iface, link, requested, {
+        removeXdp(state.layout, ifindex, previous.xdpFlags, previous.xdpProgId);
+      const ingress = attachIngress(state.layout, ifindex, iface, link, requested, {
         xdp: obj.program('l3_xdp').fd,
         tcIngress: obj.program('l3_tc_ingress').fd,
       });
@@ -210,7 +214,12 @@ export function attachUplink(
         // Nothing half-applied: an ingress filter without its tc egress
         // half would count ingress but let spoofed frames out.
         if (!previous)
-          removeIngress(ifindex, ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode), ingress);
+          removeIngress(
+            state.layout,
+            ifindex,
+            ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
+            ingress,
+          );
         throw err;
       }
       const record: Uplink = {
@@ -221,12 +230,15 @@ export function attachUplink(
       };
       // The half of the previous attachment the new mode does not use.
       if (previous?.xdpProgId && ingress.mode === 'tc')
-        removeIngress(ifindex, previous.xdpFlags, {
+        removeIngress(state.layout, ifindex, previous.xdpFlags, {
           xdpProgId: previous.xdpProgId,
           tcIngressProgId: 0,
         });
       if (previous?.tcIngressProgId && ingress.mode !== 'tc')
-        removeIngress(ifindex, 0, { xdpProgId: 0, tcIngressProgId: previous.tcIngressProgId });
+        removeIngress(state.layout, ifindex, 0, {
+          xdpProgId: 0,
+          tcIngressProgId: previous.tcIngressProgId,
+        });
       state.map('l3_uplinks').update(uplinkKey(ifindex), encodeUplink(record), MapUpdate.ANY);
       const cost = requested ? offloadCost(ingress.mode, link.kind) : undefined;
       return {
@@ -245,6 +257,60 @@ export function attachUplink(
   });
 }
 
+/** Where the XDP link of an uplink is pinned (links/uplink-xdp-IFINDEX). */
+export function xdpLinkPin(layout: PinLayout, ifindex: number): string {
+  return layout.link(`${XDP_LINK_PREFIX}${ifindex}`);
+}
+
+/**
+ * XDP through a bpf_link (Linux 5.9+), pinned like every other program of
+ * the engine: it stays attached after the CLI exits because the pin holds
+ * it, and the pin is all detach and down have to remove. A re-attach in the
+ * same mode swaps the program in place (bpf_link_update: no instant
+ * without the filter).
+ */
+function attachXdpLink(layout: PinLayout, ifindex: number, progFd: number, flags: number): void {
+  const pin = xdpLinkPin(layout, ifindex);
+  if (fs.existsSync(pin)) {
+    const link = BpfLink.openPinned(pin);
+    try {
+      link.update(progFd);
+      return;
+    } catch (err) {
+      // Its device went away (a defunct link): a new one below.
+      if (!isErrno(err, 'ENOLINK')) throw err;
+    } finally {
+      link.close();
+    }
+    fs.rmSync(pin, { force: true });
+  }
+  const link = BpfLink.xdp(progFd, ifindex, flags);
+  try {
+    pinAtomically(pin, (p) => link.pin(p));
+  } finally {
+    link.close();
+  }
+}
+
+/** Takes our XDP program off: its pinned link (detached, then unpinned), or
+ * one an older l3iso attached over netlink, if it is still the one there. */
+function removeXdp(layout: PinLayout, ifindex: number, xdpFlags: number, progId: number): void {
+  const pin = xdpLinkPin(layout, ifindex);
+  if (fs.existsSync(pin)) {
+    const link = BpfLink.openPinned(pin);
+    try {
+      link.detach();
+    } catch (err) {
+      if (!isErrno(err, 'ENOLINK') && !isErrno(err, 'EINVAL')) throw err;
+    } finally {
+      link.close();
+    }
+    fs.rmSync(pin, { force: true });
+    return;
+  }
+  if (xdpQueryId(ifindex, xdpFlags) === progId) xdpDetach(ifindex, xdpFlags);
+}
+
 function readUplink(state: EngineState, ifindex: number): Uplink | undefined {
   const raw = state.map('l3_uplinks').lookup(uplinkKey(ifindex));
   return raw ? decodeUplink(raw) : undefined;
@@ -260,18 +326,18 @@ function detachTc(ifindex: number, point: TcAttachPoint): void {
 
 /** Takes our ingress filter off, XDP or tc, if it is still the one there. */
 function removeIngress(
+  layout: PinLayout,
   ifindex: number,
   xdpFlags: number,
   ids: { xdpProgId: number; tcIngressProgId: number },
 ): void {
-  if (ids.xdpProgId && xdpQueryId(ifindex, xdpFlags) === ids.xdpProgId)
-    xdpDetach(ifindex, xdpFlags);
+  if (ids.xdpProgId) removeXdp(layout, ifindex, xdpFlags, ids.xdpProgId);
   if (ids.tcIngressProgId) detachTc(ifindex, TcAttachPoint.INGRESS);
 }
 
 /** Removes our ingress filter and tc egress filter, if they are still ours. */
 function removeUplink(state: EngineState, ifindex: number, record: Uplink): void {
-  removeIngress(ifindex, record.xdpFlags, record);
+  removeIngress(state.layout, ifindex, record.xdpFlags, record);
   detachTc(ifindex, TcAttachPoint.EGRESS);
   state.map('l3_uplinks').delete(uplinkKey(ifindex));
 }

@@ -31,6 +31,7 @@ import { PinDirLock } from '../dataplane/lock';
 import { bumpGeneration } from '../dataplane/generation';
 import {
   TEMP_NAME,
+  XDP_LINK_PREFIX,
   buildDirsOf,
   buildLayout,
   isOwnTopEntry,
@@ -636,6 +637,7 @@ function attachOrReplace(
 function retireUnknownLinks(layout: PinLayout): void {
   const known = new Set(ALL_PROGRAMS.map((p) => p.program));
   for (const entry of fs.readdirSync(layout.linksDir)) {
+    if (entry.startsWith(XDP_LINK_PREFIX)) continue; // attach's, not up's
     if (!known.has(entry)) fs.unlinkSync(path.join(layout.linksDir, entry));
   }
 }

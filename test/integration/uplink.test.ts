@@ -11,7 +11,9 @@
 // which veth never merges. bpf/uplink.bpf.c counts whole frames: at XDP
 // `end - data`, at tc `skb->len`, both from the Ethernet header on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { BpfMap, BpfObject, XdpFlags, inNetns, xdpAttach, xdpDetach } from '../../loader';
 import {
   Drop,
@@ -746,6 +748,32 @@ describe('uplink: generic XDP, and down on an attached engine', () => {
     const link = await linkJson(sb, out.engineIf);
     expect(link.xdp?.mode).toBe(1);
     expect(link.xdp?.prog?.id).toBe(r.json.xdpProgId);
+  });
+
+  it('XDP is a pinned bpf_link: it outlives the CLI, a re-attach updates it in place', async () => {
+    const ifindex = (await linkJson(sb, out.engineIf)).ifindex as number;
+    const pin = path.join(sb.pinDir, 'links', `uplink-xdp-${ifindex}`);
+    const show = (): { id: number; type: string; prog_id: number; ifindex?: number } => {
+      const r = spawnSync('bpftool', ['-j', 'link', 'show', 'pinned', pin], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    // The CLI that attached it has exited: the pin holds the link.
+    expect(fs.existsSync(pin)).toBe(true);
+    const before = show();
+    expect(before.type).toBe('xdp');
+    expect((await linkJson(sb, out.engineIf)).xdp?.prog?.id).toBe(before.prog_id);
+    const r = await sb.cliOk(['attach', out.engineIf, '--mode', 'native', '--json']);
+    const after = show();
+    expect(after.id).toBe(before.id); // the same link, its program swapped
+    expect(after.prog_id).toBe(r.json.xdpProgId);
+    expect(after.prog_id).not.toBe(before.prog_id);
+    // detach destroys the link with its pin
+    await sb.cliOk(['detach', out.engineIf]);
+    expect(fs.existsSync(pin)).toBe(false);
+    expect((await linkJson(sb, out.engineIf)).xdp).toBeUndefined();
+    await sb.cliOk(['attach', out.engineIf, '--mode', 'native']);
+    expect(fs.existsSync(pin)).toBe(true);
   });
 
   it('down on an attached engine removes XDP and the tc filter', async () => {
