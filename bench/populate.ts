@@ -1,12 +1,12 @@
 /**
  * Fills an engine's maps with synthetic cells for the benchmark: made-up
  * cgroup ids (no cgroup exists for them) written with batch updates into
- * l3_cells, l3_owners and l3_cell_stats, with non-zero counters.
+ * l3_cells, l3_owners and l3_cell_stats, with non-zero counters, through
+ * the Engine (Engine.writeEntries).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { MapUpdate, isErrno, possibleCpus, type BpfMap } from '../loader';
+import { possibleCpus } from '../loader';
 import { W } from '../src/observe/counters';
-import type { EngineState } from '../src/dataplane/state';
+import type { Engine } from '../src/engine/engine';
 import { LAYOUT, encodeAddr, encodeCell, encodeCellKey, encodeOwner } from '../src/codecs/layout';
 import { addressFromBytes } from '../src/model/address';
 
@@ -48,34 +48,9 @@ function statsValue(i: number, cpus: number, uplink: boolean): Buffer {
   return buf;
 }
 
-/**
- * bpf_map_update_batch in chunks. l3_cell_stats is a per-CPU hash without
- * preallocation: the kernel's per-CPU allocator refills its pool in the
- * background and answers ENOMEM when a burst outruns it, so a failed chunk
- * is retried after a pause (BPF_ANY updates are idempotent). Returns how
- * many retries that took.
- */
-export async function putAll(map: BpfMap, keys: Buffer[], values: Buffer[]): Promise<number> {
-  const CHUNK = 1000;
-  let retries = 0;
-  for (let i = 0; i < keys.length; i += CHUNK) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        map.updateBatch(keys.slice(i, i + CHUNK), values.slice(i, i + CHUNK), MapUpdate.ANY);
-        break;
-      } catch (err) {
-        if (!isErrno(err, 'ENOMEM') || attempt > 500) throw err;
-        retries++;
-        await sleep(20);
-      }
-    }
-  }
-  return retries;
-}
-
 /** Writes `cells` synthetic cells (cells and owners only when `withCells`). */
 export async function populate(
-  state: EngineState,
+  engine: Engine,
   cells: number,
   profile: Profile,
   withCells: boolean,
@@ -97,10 +72,10 @@ export async function populate(
       ownerKeys.push(encodeAddr(a));
       owners.push(encodeOwner({ cell: ID_BASE + BigInt(i), flags: 0 }));
     }
-    retries += await putAll(state.map('l3_cells'), ids, values);
-    retries += await putAll(state.map('l3_owners'), ownerKeys, owners);
+    retries += engine.writeEntries('l3_cells', ids, values);
+    retries += engine.writeEntries('l3_owners', ownerKeys, owners);
   }
   const stats = ids.map((_, i) => statsValue(i, cpus, profile.uplink));
-  retries += await putAll(state.map('l3_cell_stats'), ids, stats);
+  retries += engine.writeEntries('l3_cell_stats', ids, stats);
   return { ms: Number(process.hrtime.bigint() - t) / 1e6, retries };
 }

@@ -21,7 +21,7 @@ import * as path from 'node:path';
 import { possibleCpus } from '../loader';
 import { createSandbox, type Sandbox } from '../src/demo/sandbox';
 import { packageRoot } from '../src/dataplane/paths';
-import { EngineState } from '../src/dataplane/state';
+import { Engine } from '../src/engine/engine';
 import { PROFILES, populate, type Profile } from './populate';
 
 const CELLS = Number(process.env.L3ISO_BENCH_CELLS ?? 100_000);
@@ -90,9 +90,9 @@ function cliMetrics(sb: Sandbox, runs: number): Timing {
   return { label: '`l3iso metrics` > /dev/null, node start included', runs: times };
 }
 
-async function benchProfile(sb: Sandbox, state: EngineState, profile: Profile, first: boolean) {
+async function benchProfile(sb: Sandbox, engine: Engine, profile: Profile, first: boolean) {
   console.log(`\n== ${profile.name} ==`);
-  const p = await populate(state, CELLS, profile, first);
+  const p = await populate(engine, CELLS, profile, first);
   console.log(
     `  populated ${CELLS} cells in ${p.ms.toFixed(0)} ms` +
       (p.retries ? ` (${p.retries} ENOMEM retries while the per-CPU allocator caught up)` : ''),
@@ -162,10 +162,10 @@ async function main(): Promise<number> {
   );
 
   const sb = createSandbox('l3bench', []);
-  let state: EngineState | undefined;
+  let engine: Engine | undefined;
   const cleanup = () => {
-    state?.close();
-    state = undefined;
+    engine?.close();
+    engine = undefined;
     sb.destroy();
   };
   const onSignal = () => {
@@ -177,10 +177,10 @@ async function main(): Promise<number> {
   try {
     const up = sb.cli(['up', '--cgroup-root', sb.cgroupRoot, '--max-cells', String(CELLS + 1024)]);
     if (up.status !== 0) throw new Error(`up failed: ${up.stderr}`);
-    state = EngineState.open(sb.pinDir);
+    engine = Engine.open(sb.pinDir, { write: true });
     const results = [];
     for (const [i, profile] of PROFILES.entries()) {
-      results.push({ profile, ...(await benchProfile(sb, state, profile, i === 0)) });
+      results.push({ profile, ...(await benchProfile(sb, engine, profile, i === 0)) });
     }
     console.log(`\nsummary (median, ${CELLS} cells):`);
     for (const r of results) {

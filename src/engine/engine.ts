@@ -29,7 +29,10 @@ import type { AttachResult } from '../dataplane/uplink';
 import type { PreexistingSocket } from '../dataplane/preexisting';
 import type { CapabilityWarning } from '../model/capabilities';
 import type { PinLayout } from '../dataplane/paths';
+import { MapUpdate, isErrno, type BpfMap } from '../../loader';
 import { L3isoError } from '../errors';
+import { sleepSync } from '../sleep';
+import { withLock } from '../dataplane/lock';
 import { EngineState } from '../dataplane/state';
 import type { DownOptions, DownResult, UpOptions, UpResult } from './lifecycle';
 
@@ -230,6 +233,24 @@ export class Engine implements Disposable {
     return this.read(() => uplink().uplinkOffloadWarnings(this.state));
   }
 
+  // ---- bulk ----------------------------------------------------------------
+
+  /**
+   * Writes prepared entries with batch updates, under the lock: how the
+   * bench fills an engine with synthetic cells (no cgroups behind them). The
+   * per-CPU allocator of maps without preallocation refills in the
+   * background: a chunk that outruns it (ENOMEM) is written again after a
+   * pause (ANY: rewriting is harmless). Returns how many pauses it took.
+   */
+  writeEntries(
+    name: 'l3_cells' | 'l3_owners' | 'l3_cell_stats',
+    keys: readonly Buffer[],
+    values: readonly Buffer[],
+  ): number {
+    this.writes();
+    return withLock(this.state, () => writeChunks(this.state.map(name), keys, values));
+  }
+
   // ---- internals -----------------------------------------------------------
 
   private read<T>(fn: () => T): T {
@@ -243,4 +264,23 @@ export class Engine implements Disposable {
         `internal: a write to the engine in ${this.pinDir} through a read-only Engine`,
       );
   }
+}
+
+const CHUNK = 1000;
+
+function writeChunks(map: BpfMap, keys: readonly Buffer[], values: readonly Buffer[]): number {
+  let retries = 0;
+  for (let i = 0; i < keys.length; i += CHUNK) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        map.updateBatch(keys.slice(i, i + CHUNK), values.slice(i, i + CHUNK), MapUpdate.ANY);
+        break;
+      } catch (err) {
+        if (!isErrno(err, 'ENOMEM') || attempt > 500) throw err;
+        retries++;
+        sleepSync(20);
+      }
+    }
+  }
+  return retries;
 }

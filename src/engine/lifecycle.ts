@@ -686,10 +686,11 @@ export interface DownOptions {
  */
 export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   const layout = pinLayout(pinDir);
+  // What a killed fresh up left beside the pin dir, attached programs included.
+  removeStaleBuilds(layout);
   if (!fs.existsSync(layout.root)) {
     throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root}`);
   }
-  removeStaleBuilds(layout);
   let rootId: bigint | undefined;
   const lock = PinDirLock.open(layout.root);
   let result: DownResult;
