@@ -25,6 +25,8 @@ export const preexistingModule = (): typeof import('./engine/preexisting') =>
 export const uplinkModule = (): typeof import('./engine/uplink') => require('./engine/uplink');
 export const ociHookModule = (): typeof import('./runtime/oci-hook') =>
   require('./runtime/oci-hook');
+export const ociRequestModule = (): typeof import('./runtime/oci-request') =>
+  require('./runtime/oci-request');
 export const ociStateModule = (): typeof import('./runtime/oci-state') =>
   require('./runtime/oci-state');
 export const countersModule = (): typeof import('./engine/counters') =>
