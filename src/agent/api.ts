@@ -115,6 +115,9 @@ export interface HealthResponse {
   watched: number;
   /** cells the watcher released because their cgroup went away */
   releasedByWatch: number;
+  /** with --watch-docker: the `docker events` stream, clean-up events
+   * handled, containers whose recorded cell was released */
+  docker?: { running: boolean; events: number; released: number };
 }
 
 /** Every error answer. `code` is one of src/errors.ts (or EINTERNAL). */
