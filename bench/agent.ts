@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox } from '../src/demo/sandbox';
 import { up } from '../src/engine/lifecycle';
-import { packageRoot } from '../src/engine/paths';
+import { packageRoot } from '../src/dataplane/paths';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);

@@ -5,9 +5,9 @@
  * engine returns in-process (and the CLI prints with --json), so the CLI
  * prints the same whether the agent or the engine answered.
  */
-import type { AssignResult, ReleaseResult } from '../engine/cells';
-import type { CellDetail, CellView } from '../engine/inventory';
-import type { PolicyResult } from '../engine/policy';
+import type { AssignResult, ReleaseResult } from '../cells/cells';
+import type { CellDetail, CellView } from '../cells/inventory';
+import type { PolicyResult } from '../cells/policy';
 import type { ApplyResult } from '../declarative/apply';
 import type { EngineStatus, ExportResult } from '../declarative/export';
 import type { StateDocument } from '../declarative/schema';

@@ -6,14 +6,14 @@
 import { applyState } from '../declarative/apply';
 import { engineStatus, exportState } from '../declarative/export';
 import { StateFileError, type StateDocument } from '../declarative/schema';
-import { assign, release } from '../engine/cells';
-import { listCells, showCell } from '../engine/inventory';
-import { setPolicy, type PolicyChange } from '../engine/policy';
-import { releaseCellById } from '../engine/release-id';
+import { assign, release } from '../cells/cells';
+import { listCells, showCell } from '../cells/inventory';
+import { setPolicy, type PolicyChange } from '../cells/policy';
+import { releaseCellById } from '../cells/release-id';
 import { ociAssign, ociRelease } from '../runtime/oci-hook';
 import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 import { drainInChild } from './drain';
-import { EngineState } from '../engine/state';
+import { EngineState } from '../dataplane/state';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {

@@ -9,7 +9,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import type { MetricsExporter } from '../engine/metrics';
+import type { MetricsExporter } from '../observe/metrics';
 import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';

@@ -8,8 +8,8 @@
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import { L3isoError } from '../errors';
-import { DEFAULT_HOOKS_DIR } from '../engine/defaults';
-import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { DEFAULT_HOOKS_DIR } from '../model/defaults';
+import { DEFAULT_PIN_DIR } from '../dataplane/paths';
 import { log } from '../log';
 import type { HookResult } from '../runtime/oci-hook';
 import type { OciState } from '../runtime/oci-state';

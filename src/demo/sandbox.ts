@@ -8,7 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findCgroup2Mount, removeCgroupTree } from '../model/cgroup';
-import { packageRoot } from '../engine/paths';
+import { packageRoot } from '../dataplane/paths';
 
 export interface Sandbox {
   netns: string;

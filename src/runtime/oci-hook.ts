@@ -11,11 +11,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { assign, parseAddresses, type AssignResult } from '../engine/cells';
-import { setPolicy } from '../engine/policy';
-import { parsePrefixes } from '../engine/prefixes';
-import { releaseCellById } from '../engine/release-id';
-import { EngineState } from '../engine/state';
+import { assign, parseAddresses, type AssignResult } from '../cells/cells';
+import { setPolicy } from '../cells/policy';
+import { parsePrefixes } from '../dataplane/prefixes';
+import { releaseCellById } from '../cells/release-id';
+import { EngineState } from '../dataplane/state';
 import { cgroupId } from '../model/cgroup';
 import {
   createRequestOf,
@@ -141,7 +141,7 @@ export function ociRelease(pinDir: string, req: OciPoststopRequest): HookResult 
 
 // ---- hooks.d ------------------------------------------------------------
 
-export { DEFAULT_HOOKS_DIR } from '../engine/defaults';
+export { DEFAULT_HOOKS_DIR } from '../model/defaults';
 /** Matches every io.l3iso.* annotation, not only addresses: one the hook
  * refuses (a pool, a typo) must fail the start, not be skipped. */
 export const HOOK_ANNOTATION_MATCH = '^io\\.l3iso\\.';

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { pinLayout } from '../engine/paths';
+import { pinLayout } from '../dataplane/paths';
 
 export const RECORDS_ROOT = '/run/l3iso/oci';
 

@@ -10,8 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
-import { decodeConfig, encodeConfig, L3_LAYOUT_VERSION } from '../../src/maps/layout';
-import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/engine/programs';
+import { decodeConfig, encodeConfig, L3_LAYOUT_VERSION } from '../../src/codecs/layout';
+import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/dataplane/programs';
 import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
 
 const VERBS: string[][] = [

@@ -6,10 +6,10 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_AGENT_SOCKET } from '../../src/agent/api';
-import { DEFAULT_PIN_DIR, pinLayout } from '../../src/engine/paths';
+import { DEFAULT_PIN_DIR, pinLayout } from '../../src/dataplane/paths';
 import { RECORDS_ROOT } from '../../src/runtime/records';
-import { STAT_WORDS, type StatsTable } from '../../src/engine/counters';
-import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/engine/metrics';
+import { STAT_WORDS, type StatsTable } from '../../src/observe/counters';
+import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/observe/metrics';
 import {
   HOOK_STAGES,
   SHIPPED_HOOK_ARGV,

@@ -64,7 +64,7 @@ import {
   sumCellStats,
   type CellStats,
   type StructLayout,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import { addressFromBytes, parseAddress, parsePrefix } from '../../src/model/address';
 
 const HEADER_DIR = path.resolve(__dirname, '../../bpf');
