@@ -134,7 +134,7 @@ export class EngineState {
         `engine in ${this.layout.root} has layout version ${config.version}, made by ${which} l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
         config.version > L3_LAYOUT_VERSION
           ? 'use the l3iso that brought it up'
-          : 'run `l3iso down` and `up` again (this drops the assignments)',
+          : 'an engine of an older layout cannot be reused: run `l3iso down`, then `l3iso up` (this drops the assignments)',
       );
     }
     if (!((config.flags ?? 0) & L3_CONFIG_COMPLETE) && !incompleteOk)
