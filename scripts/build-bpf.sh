@@ -18,5 +18,10 @@ for src in bpf/*.bpf.c; do
 		-I bpf -I "$arch_inc" -c "$src" -o "$out"
 done
 # The TypeScript mirror of bpf/l3iso.h (src/codecs/generated.ts, committed so
-# a fresh clone type-checks before any build): rewritten when it changed.
-node scripts/gen-layout.js
+# a fresh clone type-checks before any build): rewritten when it changed. In
+# CI a stale committed copy fails the build instead of being fixed silently.
+if [ -n "${CI:-}" ]; then
+	node scripts/gen-layout.js --check
+else
+	node scripts/gen-layout.js
+fi
