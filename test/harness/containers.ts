@@ -57,6 +57,8 @@ export interface BundleOptions {
   cgroup: string;
   /** hook stages in config.json (default both) */
   stages?: ('createRuntime' | 'poststop')[];
+  /** the hooks' environment (runc gives a hook none of its own) */
+  hookEnv?: string[];
 }
 
 /** An OCI bundle for runc whose hooks run this checkout's CLI on the sandbox's pin dir. */
@@ -71,6 +73,7 @@ export function makeBundle(sb: Sandbox, dir: string, rootfs: string, o: BundleOp
   const hook = (stage: string) => ({
     path: process.execPath,
     args: [process.execPath, CLI, '--pin-dir', sb.pinDir, 'oci-hook', stage],
+    ...(o.hookEnv ? { env: o.hookEnv } : {}),
   });
   spec.root = { path: rootfs, readonly: true };
   spec.process.terminal = false;
