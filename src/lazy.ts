@@ -15,6 +15,8 @@ export const featuresModule = (): typeof import('./doctor/features') =>
   require('./doctor/features');
 export const ociHookModule = (): typeof import('./runtime/oci-hook') =>
   require('./runtime/oci-hook');
+export const ociRequestModule = (): typeof import('./runtime/oci-request') =>
+  require('./runtime/oci-request');
 export const ociStateModule = (): typeof import('./runtime/oci-state') =>
   require('./runtime/oci-state');
 export const countersModule = (): typeof import('./observe/counters') =>

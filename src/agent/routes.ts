@@ -5,6 +5,8 @@
  */
 import { StateFileError, type StateDocument } from '../declarative/schema';
 import type { PolicyChange } from '../cells/policy';
+import { ociAssign, ociRelease } from '../runtime/oci-hook';
+import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 import { drainInChild } from './drain';
 import { Engine } from '../engine/engine';
 import { HttpStatus, L3isoError } from '../errors';
@@ -159,6 +161,39 @@ function doApply(ctx: RouteContext, b: Body): Reply {
   }
 }
 
+/** The OCI hook's createRuntime, the hook having resolved the cgroup in the runtime's namespaces. */
+function doOciCreate(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, [
+    'container',
+    'cgroup',
+    'addresses',
+    'allowFrom',
+  ] satisfies (keyof OciCreateRequest)[]);
+  const addresses = strList(b, 'addresses');
+  if (!addresses) throw usage('"addresses" is required');
+  const cgroup = str(b, 'cgroup', true);
+  if (!cgroup.startsWith('/')) throw usage('"cgroup" must be an absolute path');
+  const allowFrom = strList(b, 'allowFrom');
+  const r = ociAssign(ctx.engine(), {
+    container: str(b, 'container', true),
+    cgroup,
+    addresses,
+    ...(allowFrom ? { allowFrom } : {}),
+  });
+  if (r.action === 'assigned') ctx.onAssigned(BigInt(r.cell.id), r.cell.path);
+  return { status: 200, body: r };
+}
+
+function doOciPoststop(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, ['container', 'annotated'] satisfies (keyof OciPoststopRequest)[]);
+  const annotated = bool(b, 'annotated');
+  if (annotated === undefined) throw usage('"annotated" is required');
+  return {
+    status: 200,
+    body: ociRelease(ctx.pinDir, { container: str(b, 'container', true), annotated }),
+  };
+}
+
 function health(ctx: RouteContext): Reply {
   const up = Engine.isUp(ctx.pinDir);
   const body: HealthResponse = { ok: up, pinDir: ctx.pinDir, up, ...ctx.health() };
@@ -189,6 +224,10 @@ export async function route(
       return { status: 200, body: ctx.engine().status() };
     case 'GET /v1/export':
       return { status: 200, body: ctx.engine().export() };
+    case 'POST /v1/oci/create-runtime':
+      return doOciCreate(ctx, body);
+    case 'POST /v1/oci/poststop':
+      return doOciPoststop(ctx, body);
     case 'GET /healthz':
       return health(ctx);
     case 'GET /metrics': {

@@ -14,6 +14,7 @@ import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
 import { EngineHolder } from './holder';
+import { DockerWatcher } from './docker-watch';
 import { CellWatcher, type WatchLog } from './watch';
 
 export interface AgentOptions {
@@ -24,6 +25,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** a listening socket handed over by systemd (socket activation) */
   listenFd?: number;
+  /** follow `docker events` and clean up after containers that end */
+  watchDocker?: boolean;
 }
 
 /**
@@ -135,6 +138,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   const requests: Record<string, number> = {};
   const engine = new EngineHolder(o.pinDir);
   const watcher = new CellWatcher({ engine, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
+  const docker = o.watchDocker ? new DockerWatcher({ pinDir: o.pinDir, log: o.log }) : undefined;
   const ctx: RouteContext = {
     pinDir: o.pinDir,
     engine: () => engine.get(),
@@ -144,6 +148,9 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       requests: { ...requests },
       watched: watcher.watched,
       releasedByWatch: watcher.released,
+      ...(docker
+        ? { docker: { running: docker.running, events: docker.events, released: docker.released } }
+        : {}),
     }),
     metrics: metricsOf(o.pinDir),
   };
@@ -155,12 +162,14 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   server.keepAliveTimeout = 5000;
   await listen(server, o);
   watcher.start();
+  docker?.start();
   o.log.info({ socket: o.socket, pinDir: o.pinDir, watched: watcher.watched }, 'agent listening');
   return {
     socket: o.socket,
     close: () =>
       new Promise<void>((resolve) => {
         watcher.stop();
+        docker?.stop();
         server.close(() => {
           engine.close();
           resolve();

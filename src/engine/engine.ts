@@ -243,7 +243,7 @@ export class Engine implements Disposable {
    * pause (ANY: rewriting is harmless). Returns how many pauses it took.
    */
   writeEntries(
-    name: 'l3_cells' | 'l3_owners' | 'l3_cell_stats',
+    name: 'l3_cells' | 'l3_owners' | 'l3_cell_stats' | 'l3_cell_denials',
     keys: readonly Buffer[],
     values: readonly Buffer[],
   ): number {

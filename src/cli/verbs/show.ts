@@ -1,6 +1,7 @@
 /** `l3iso show`: one cell, its addresses, processes, counters. */
 import type { Command } from 'commander';
 import type { CellDetail } from '../../cells/inventory';
+import { TRAFFIC_GROUPS, type TrafficName } from '../../codecs/counters';
 import { viaAgent, withEngine, type Runner } from '../context';
 import { examples, jsonOption } from '../options';
 import { printJson, warnCapabilities } from '../output';
@@ -14,8 +15,15 @@ function nonzero(r: Record<string, number>): string {
   );
 }
 
+/** `show`'s traffic: one line per L3_TRAFFIC group ("  rx          3 pkts 252 B"). */
+function trafficLines(t: Record<TrafficName, number>): string {
+  return TRAFFIC_GROUPS.map(
+    (g) =>
+      `  ${g.group.padEnd(11)} ${g.fields.map((f) => `${t[f.name]} ${f.bytes ? 'B' : 'pkts'}`).join(' ')}\n`,
+  ).join('');
+}
+
 function showText(c: CellDetail): string {
-  const t = c.traffic;
   return (
     `cell ${c.cell}  (cgroup ${c.path}, id ${c.id})\n` +
     `  addresses   ${c.addresses.join(' ') || '-'}\n` +
@@ -23,8 +31,7 @@ function showText(c: CellDetail): string {
     `  loopback    127.0.0.1 -> ${c.loopback4} (private)\n` +
     `  raw sockets ${c.allowRaw ? 'allowed' : 'denied'}\n` +
     `  processes   ${c.processes.join(' ') || '-'}\n` +
-    `  sockets     rx ${t.rxPackets} pkts ${t.rxBytes} B, tx ${t.txPackets} pkts ${t.txBytes} B\n` +
-    `  uplink      rx ${t.uplinkRxPackets} pkts ${t.uplinkRxBytes} B, tx ${t.uplinkTxPackets} pkts ${t.uplinkTxBytes} B\n` +
+    trafficLines(c.traffic) +
     `  refused     ${nonzero(c.refused)}\n` +
     `  dropped     ${nonzero(c.dropped)}\n`
   );
