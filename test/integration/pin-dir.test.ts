@@ -334,6 +334,12 @@ describe('pin dirs', () => {
   });
 });
 
+// The built Engine: it loads each verb's module with require(), which the
+// test runner's TypeScript transform does not serve.
+const { Engine } =
+  require('../../dist/src/engine/engine') as typeof import('../../src/engine/engine');
+const { openFds } = require('../../dist/loader') as typeof import('../../loader');
+
 // Issue 12: the lock is a flock on the pin dir itself (shared for readers,
 // exclusive for writers, never a file that can be unlinked while held), and
 // a fresh up is built aside and renamed into place.
@@ -394,6 +400,23 @@ describe('the pin dir is the lock', () => {
     const w = await writer.done;
     expect(w.status, w.stderr).toBe(0);
     expect(JSON.stringify(await sb.list())).toContain(V4(6));
+  });
+
+  it('an Engine holds its fds until closed; a read-only one refuses every write', async () => {
+    const names = (await sb.list()).map((c: { cell: string }) => c.cell);
+    const before = openFds();
+    const engine = Engine.open(sb.pinDir);
+    try {
+      expect(engine.list().cells.map((c) => c.cell)).toEqual(names);
+      expect(openFds()).toBeGreaterThan(before);
+      expect(() => engine.assign('r', [V4(9)])).toThrow(/read-only Engine/);
+      expect(() => engine.gc()).toThrow(/read-only Engine/);
+    } finally {
+      engine.close();
+    }
+    expect(openFds()).toBe(before);
+    using again = Engine.open(sb.pinDir);
+    expect(JSON.stringify(again.list())).not.toContain(V4(9));
   });
 
   it('a writer that waited while the engine was removed and brought up again writes nothing', async () => {
