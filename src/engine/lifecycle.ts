@@ -28,6 +28,7 @@ import {
   relativeCellName,
 } from '../model/cgroup';
 import { reconcile } from '../cells/cells';
+import { pidAlive } from '../model/process';
 import { requireFeatures } from '../doctor/features';
 import { PinDirLock } from '../dataplane/lock';
 import { bumpGeneration } from '../dataplane/generation';
@@ -223,6 +224,10 @@ function discardBuild(build: PinLayout): void {
 /** Build dirs of ups that died (their lock is free): the next up removes them. */
 function removeStaleBuilds(layout: PinLayout): void {
   for (const dir of buildDirsOf(layout)) {
+    // Its builder is alive: it may not have taken the build's lock yet
+    // (one with our pid is a leftover of a reused pid).
+    const pid = Number(dir.slice(dir.lastIndexOf('-') + 1));
+    if (pid !== process.pid && pidAlive(pid)) continue;
     let lock: PinDirLock;
     try {
       lock = PinDirLock.open(dir);

@@ -17,6 +17,19 @@ export function lockFree(dir: string, mode: 'shared' | 'exclusive'): boolean {
   return r.status === 0;
 }
 
+/** The flocks on dir (from /proc/locks: no probe that takes the lock itself). */
+export function flocksOn(dir: string): { pid: number; mode: 'shared' | 'exclusive' }[] {
+  const ino = fs.statSync(dir).ino;
+  const out: { pid: number; mode: 'shared' | 'exclusive' }[] = [];
+  for (const line of fs.readFileSync('/proc/locks', 'utf8').split('\n')) {
+    // 1: FLOCK  ADVISORY  WRITE 1234 00:28:5678 0 EOF   ("->" marks a waiter)
+    const m = /^\d+: FLOCK\s+\S+\s+(READ|WRITE)\s+(\d+)\s+[0-9a-f]+:[0-9a-f]+:(\d+)\s/.exec(line);
+    if (m && Number(m[3]) === ino)
+      out.push({ pid: Number(m[2]), mode: m[1] === 'READ' ? 'shared' : 'exclusive' });
+  }
+  return out;
+}
+
 /** A flock(1) holding dir's lock until release() (stdin closed). */
 export async function holdLock(
   dir: string,
@@ -26,7 +39,11 @@ export async function holdLock(
   const child = spawn('flock', [mode === 'shared' ? '-s' : '-x', dir, 'sh', '-c', script], {
     stdio: ['pipe', 'ignore', 'ignore'],
   });
-  await until(() => !lockFree(dir, 'exclusive'), `flock ${mode} of ${dir} held`);
+  // Watched in /proc/locks: a probe taking the lock could starve the holder.
+  await until(
+    () => flocksOn(dir).some((l) => l.pid === child.pid && l.mode === mode),
+    `flock ${mode} of ${dir} held`,
+  );
   return {
     send: (line) => child.stdin!.write(line + '\n'),
     release: async () => {
@@ -39,6 +56,8 @@ export async function holdLock(
 
 export interface Cli {
   child: ChildProcess;
+  /** what it printed so far */
+  output(): string;
   done: Promise<{ status: number | null; stdout: string; stderr: string }>;
 }
 
@@ -66,7 +85,7 @@ export function spawnCli(nsPath: string, pinDir: string, args: string[], wrap: s
   const done = new Promise<{ status: number | null; stdout: string; stderr: string }>((r) =>
     child.once('exit', (status) => r({ status, stdout, stderr })),
   );
-  return { child, done };
+  return { child, done, output: () => stdout + stderr };
 }
 
 /** The main thread of pid is inside flock(2), waiting. */
@@ -103,7 +122,7 @@ export function childrenOf(pid: number): number[] {
 }
 
 /** Waits for cond, polling; fails (naming what) after a generous bound. */
-export async function until(cond: () => boolean, what: string, boundMs = 60_000): Promise<void> {
+export async function until(cond: () => boolean, what: string, boundMs = 120_000): Promise<void> {
   const end = Date.now() + boundMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`never happened: ${what}`);

@@ -6,7 +6,7 @@
 // CI: 8 CLIs on 200 addresses; L3ISO_LONG=1: 16 CLIs on 1,000.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSandbox, type Sandbox } from '../harness/sandbox';
-import { childrenOf, inFlock, lockFree, spawnCli, stopped, until } from '../harness/lock';
+import { childrenOf, flocksOn, inFlock, lockFree, spawnCli, stopped, until } from '../harness/lock';
 
 const LONG = process.env.L3ISO_LONG === '1';
 const WORKERS = LONG ? 16 : 8;
@@ -101,13 +101,17 @@ describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
       ],
     );
     // Once it holds the lock it stays inside: the STOP is delivered as the
-    // flock returns.
-    await until(() => !lockFree(sb.pinDir, 'shared'), 'the first writer took the lock');
+    // flock returns. Watched in /proc/locks, which takes no lock itself.
     let node = 0;
     await until(() => {
       node = childrenOf(first.child.pid!)[0] ?? 0;
-      return node > 0 && stopped(node);
-    }, 'the first writer stopped inside its critical section');
+      const held = flocksOn(sb.pinDir);
+      return (
+        node > 0 && stopped(node) && held.some((l) => l.pid === node && l.mode === 'exclusive')
+      );
+    }, 'the first writer stopped inside its critical section').catch((err: Error) => {
+      throw new Error(`${err.message}: ${first.output()}`);
+    });
     expect(lockFree(sb.pinDir, 'shared')).toBe(false);
     const second = spawnCli(sb.nsPath, sb.pinDir, ['assign', 's2', '10.78.0.2']);
     const reader = spawnCli(sb.nsPath, sb.pinDir, ['--json', 'list']);
@@ -122,5 +126,5 @@ describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
     expect(r.stdout).toContain('10.78.0.1');
     const cells = await sb.list();
     expect(cells.find((c) => c.cell === 's2')?.addresses).toEqual(['10.78.0.2']);
-  }, 120_000);
+  }, 400_000);
 });
