@@ -21,7 +21,7 @@ export const L3_OWNER_RELEASING = 0x2;
 /** `release --drain` is running: as RELEASING, and new connections are refused. */
 export const L3_OWNER_DRAINING = 0x4;
 export const L3_CELL_ALLOW_RAW = 0x1;
-export const L3_LAYOUT_VERSION = 2;
+export const L3_LAYOUT_VERSION = 3;
 /** l3_config.magic: "l3isocfg" little-endian; marks the pin dir as ours. */
 export const L3_CONFIG_MAGIC = 0x6766636f7369336cn;
 /** l3_config.flags: every pin of the instance exists (set last by the first up). */
@@ -763,3 +763,47 @@ export function decodeUplink(raw: Uint8Array): Uplink {
     tcIngressProgId: buf.readUInt32LE(F.tc_ingress_prog_id.offset),
   };
 }
+
+// ---- BEGIN hand-written block (h1, reverse index) --------------------------
+// struct l3_cell_slot, L3_CONFIG_KEPT_LISTENERS and L3_REVOKE_* of bpf/l3iso.h, written by
+// hand until the header-to-codecs generator covers them; checked by
+// test/unit/layout.test.ts like every struct of LAYOUT.
+
+/** l3_config.flags: a `release --force` left a TCP listener on an address it released. */
+export const L3_CONFIG_KEPT_LISTENERS = 0x2;
+/** Addresses per walk of the revocation iterator (its target map's size). */
+export const L3_REVOKE_BATCH = 65536;
+/** l3_revoke_mode: destroy the sockets on the target addresses ... */
+export const L3_REVOKE_DESTROY = 0;
+/** ... or count the live ones (listeners included), changing nothing. */
+export const L3_REVOKE_COUNT = 1;
+
+export const INDEX_LAYOUT = {
+  l3_cell_slot: {
+    size: 16,
+    fields: {
+      cell: { offset: 0, size: 8 },
+      slot: { offset: 8, size: 4 },
+      pad: { offset: 12, size: 4 },
+    },
+  },
+} as const satisfies Record<string, StructLayout>;
+
+export const L3_CELL_SLOT_SIZE = INDEX_LAYOUT.l3_cell_slot.size;
+
+export function encodeCellSlot(cell: bigint, slot: number): Buffer {
+  const F = INDEX_LAYOUT.l3_cell_slot.fields;
+  const buf = Buffer.alloc(L3_CELL_SLOT_SIZE);
+  buf.writeBigUInt64LE(cell, F.cell.offset);
+  buf.writeUInt32LE(slot, F.slot.offset);
+  return buf;
+}
+
+export function decodeCellSlot(raw: Uint8Array): { cell: bigint; slot: number } {
+  const F = INDEX_LAYOUT.l3_cell_slot.fields;
+  if (raw.length !== L3_CELL_SLOT_SIZE)
+    throw new L3isoError('EKERNEL', `malformed l3_cell_slot: ${raw.length} bytes`);
+  const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  return { cell: buf.readBigUInt64LE(F.cell.offset), slot: buf.readUInt32LE(F.slot.offset) };
+}
+// ---- END hand-written block (h1) ---------------------------------------------

@@ -47,6 +47,8 @@ import { nonLocalAddresses } from '../dataplane/local-routes';
 import { drainsRunning, withLock } from '../dataplane/lock';
 import { recordCellNames } from '../cells/names';
 import { setAllowList } from '../dataplane/prefixes';
+import { listIntentsBatch, slotCounts } from '../dataplane/cell-index';
+import { forgetKeptListeners } from '../cells/kept-listeners';
 import { requireRevoker } from '../dataplane/revoke';
 import { EngineState } from '../dataplane/state';
 import { engineConflicts, planApply, summarize, type CellChange, type Plan } from './diff';
@@ -283,11 +285,17 @@ function converge(
   }
   const claimedKeys = claims.map((e) => encodeAddr(e.address));
   try {
+    // Listed before claimed, as assign does (src/dataplane/cell-index.ts).
+    listIntentsBatch(state, slotCounts(state), claims);
     writeBatch(
       state.map('l3_owners'),
       claimedKeys,
       claims.map((e) => encodeOwner(e.owner)),
       'l3_owners',
+    );
+    forgetKeptListeners(
+      state,
+      claims.map((e) => e.address),
     );
     writeNewCells(state, fresh, groupOwners(claims));
     for (const u of updated) setCellPolicy(state, u.id, u.change);
@@ -424,8 +432,8 @@ function rollback(state: EngineState, claimedKeys: Buffer[], ids: bigint[]): voi
   try {
     for (let i = 0; i < claimedKeys.length; i += CHUNK)
       state.map('l3_owners').deleteBatch(claimedKeys.slice(i, i + CHUNK));
-    const after = groupOwners(state.owners());
-    for (const id of ids) reconcile(state, id, { owned: after.get(id) ?? [] });
+    // Through each cell's index: its intents of the undone claims go too.
+    for (const id of ids) reconcile(state, id);
   } catch {
     /* the original error matters more; gc finishes the rest */
   }

@@ -50,6 +50,7 @@ import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefi
 import { loadWithPinnedMaps } from '../dataplane/objects';
 import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
 import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from '../dataplane/state';
+import { rebuildIndex, type IndexedOwner } from '../dataplane/cell-index';
 import { detachAllUplinks } from '../dataplane/uplink';
 import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
@@ -119,6 +120,7 @@ export function up(opts: UpOptions): UpResult {
           maxCells: previous?.maxCells || opts.maxCells || DEFAULT_MAX_CELLS,
           previous,
           rebuildCells: found.missing.includes('l3_cells'),
+          rebuildIndex: found.missing.includes('l3_cell_addrs'),
         },
         undo,
         progress,
@@ -315,6 +317,7 @@ interface BringUp {
   maxCells: number;
   previous: Config | undefined;
   rebuildCells: boolean;
+  rebuildIndex: boolean;
 }
 
 function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => void): UpResult {
@@ -345,6 +348,8 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
         if (i === 0) {
           writeConfig(b);
           // Before any program is swapped in: they would see an empty cell map.
+          // The index first: rebuilding cells reads their owners through it.
+          if (b.rebuildIndex || b.rebuildCells) reindex(layout);
           if (b.rebuildCells) rebuildCells(layout);
         }
         for (const p of spec.programs) {
@@ -368,6 +373,22 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
   pinRevoker(layout);
   if (b.previous === undefined) undo.push(() => unpinRevoker(layout));
   return result;
+}
+
+/** --repair: the reverse index of l3_owners, from the owner map. */
+function reindex(layout: PinLayout): void {
+  const state = EngineState.open(layout.root, { incomplete: true });
+  try {
+    const byCell = new Map<bigint, IndexedOwner[]>();
+    for (const e of state.owners()) {
+      const list = byCell.get(e.owner.cell);
+      if (list) list.push(e);
+      else byCell.set(e.owner.cell, [e]);
+    }
+    rebuildIndex(state, byCell);
+  } finally {
+    state.close();
+  }
 }
 
 /** --repair: every cell the owner map proves (it owns a loopback alias)
