@@ -36,12 +36,7 @@ import {
   relativeCellName,
   resolveCellPath,
 } from '../model/cgroup';
-import {
-  describeSockets,
-  socketsOfProcesses,
-  socketsOn,
-  type LiveSocket,
-} from './holders';
+import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
 import { drainsRunning, holdDrainLock, withLock } from '../dataplane/lock';
 import { nonLocalAddresses } from '../dataplane/local-routes';
 import { appendCellName, pruneCellNames } from './names';

@@ -232,7 +232,8 @@ export function indexProblems(
     if (hole >= 0) out.push(`index of #${id} has a hole at slot ${hole} of ${slots.length}`);
     const mine = new Set((owners.get(id) ?? []).map((e) => e.address.text));
     for (const a of slots)
-      if (a && !mine.has(a.text)) out.push(`index of #${id} lists ${a.text}, which it does not own`);
+      if (a && !mine.has(a.text))
+        out.push(`index of #${id} lists ${a.text}, which it does not own`);
   }
   for (const [id, owned] of owners) {
     const slots = index.get(id) ?? [];

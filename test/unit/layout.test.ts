@@ -215,10 +215,7 @@ interface Probe {
   >;
   constants: Record<string, number>;
   reasons: Record<string, number>;
-  samples: Record<
-    'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'origin' | 'slot',
-    string
-  >;
+  samples: Record<'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'origin' | 'slot', string>;
 }
 
 let tmp: string;
