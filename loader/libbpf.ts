@@ -207,7 +207,6 @@ function open<T>(name: string | null, decl: Decl): T {
 interface FfiBindings {
   ffi_call(cif: Buffer, fn: Buffer, result: Buffer, args: Buffer): void;
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const bindings = require('@2060.io/ffi-napi/lib/bindings') as FfiBindings;
 
 /**
