@@ -14,7 +14,8 @@
  * rebuilds the whole index from the owner map. Writers hold the instance
  * lock; readers without it (show) only ever see a superset.
  */
-import { MapUpdate, isErrno } from '../../loader';
+import { MapUpdate, isErrno, type BpfMap } from '../../loader';
+import { CHUNK, writeBatch } from './batch';
 import { L3isoError } from '../errors';
 import { sleepSync } from '../sleep';
 import {
@@ -30,9 +31,6 @@ import type { CellAddress } from '../model/address';
 import type { EngineState } from './state';
 
 export type IndexedOwner = { address: CellAddress; owner: Owner };
-
-/** Entries per batch call. */
-const CHUNK = 8192;
 
 /** The cell's listed addresses, in slot order (duplicates possible after a crash). */
 export function listed(state: EngineState, id: bigint): CellAddress[] {
@@ -250,27 +248,28 @@ export function indexProblems(
 }
 
 function writeChunks(state: EngineState, keys: Buffer[], values: Buffer[]): void {
+  if (keys.length === 0) return;
   const map = state.map('l3_cell_addrs');
-  for (let i = 0; i < keys.length; i += CHUNK) {
-    const k = keys.slice(i, i + CHUNK);
-    const v = values.slice(i, i + CHUNK);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (k.length === 1) map.update(k[0]!, v[0]!, MapUpdate.ANY);
-        else map.updateBatch(k, v, MapUpdate.ANY);
-        break;
-      } catch (err) {
-        if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC'))
-          throw new L3isoError(
-            'EMAP_FULL',
-            'map l3_cell_addrs is full',
-            'bring the engine up with a larger --max-cells (run `down` first)',
-            { cause: err },
-          );
-        // Maps without preallocation refill a per-CPU cache asynchronously.
-        if (!(isErrno(err, 'ENOMEM') && attempt < 20)) throw err;
-        sleepSync(attempt);
-      }
+  if (keys.length === 1) writeOne(map, keys[0]!, values[0]!);
+  else writeBatch(map, keys, values, 'l3_cell_addrs');
+}
+
+function writeOne(map: BpfMap, key: Buffer, value: Buffer): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      map.update(key, value, MapUpdate.ANY);
+      return;
+    } catch (err) {
+      if (isErrno(err, 'E2BIG') || isErrno(err, 'ENOSPC'))
+        throw new L3isoError(
+          'EMAP_FULL',
+          'map l3_cell_addrs is full',
+          'bring the engine up with a larger --max-cells (run `down` first)',
+          { cause: err },
+        );
+      // Maps without preallocation refill a per-CPU cache asynchronously.
+      if (!(isErrno(err, 'ENOMEM') && attempt < 20)) throw err;
+      sleepSync(attempt);
     }
   }
 }

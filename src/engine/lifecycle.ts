@@ -617,7 +617,10 @@ function openForDown(
   layout: PinLayout,
 ): { state: EngineState | undefined; rootId: bigint | undefined } | undefined {
   const foreign = foreignEntries(layout);
-  const ours = fs.readdirSync(layout.root).filter(isOwnTopEntry);
+  const entries = fs.readdirSync(layout.root);
+  // An empty dir is a down killed before its last step (the rmdir): finish it.
+  if (entries.length === 0) return undefined;
+  const ours = entries.filter(isOwnTopEntry);
   if (ours.length === 0) {
     throw new L3isoError(
       'EPIN_DIR',
