@@ -44,6 +44,16 @@ struct {
 	__type(value, struct l3_cell_stats);
 } l3_cell_stats SEC(".maps");
 
+/* Refusals and drops: rare, so one shared copy per cell (atomic adds)
+ * instead of one per CPU, created by the first one a cell has. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct l3_cell_denials);
+} l3_cell_denials SEC(".maps");
+
 /* Reverse index of l3_owners for the control plane (struct l3_cell_slot);
  * no program reads it. */
 struct {

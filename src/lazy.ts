@@ -27,6 +27,8 @@ export const uplinkModule = (): typeof import('./dataplane/uplink') =>
   require('./dataplane/uplink');
 export const ociHookModule = (): typeof import('./runtime/oci-hook') =>
   require('./runtime/oci-hook');
+export const ociRequestModule = (): typeof import('./runtime/oci-request') =>
+  require('./runtime/oci-request');
 export const ociStateModule = (): typeof import('./runtime/oci-state') =>
   require('./runtime/oci-state');
 export const countersModule = (): typeof import('./observe/counters') =>

@@ -23,7 +23,7 @@ import {
   decodeCellSlot,
   encodeAddr,
   encodeCellSlot,
-  INDEX_LAYOUT,
+  LAYOUT,
   L3_CELL_SLOT_SIZE,
   type Owner,
 } from '../codecs/layout';
@@ -174,7 +174,7 @@ export function rebuildIndex(
 export function slotCounts(state: EngineState): Map<bigint, number> {
   const out = new Map<bigint, number>();
   const size = L3_CELL_SLOT_SIZE;
-  const F = INDEX_LAYOUT.l3_cell_slot.fields;
+  const F = LAYOUT.l3_cell_slot.fields;
   state.map('l3_cell_addrs').scan((keys, _values, n) => {
     for (let i = 0; i < n; i++) {
       const cell = keys.readBigUInt64LE(i * size + F.cell.offset);

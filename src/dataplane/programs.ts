@@ -109,6 +109,7 @@ export const SHARED_MAPS = [
   'l3_owners',
   'l3_cell_addrs',
   'l3_cell_stats',
+  'l3_cell_denials',
   'l3_sock_origin',
   'l3_listeners',
   'l3_managed',
@@ -139,6 +140,7 @@ export const SHARED_MAP_SHAPES: Readonly<Record<SharedMapName, MapShape>> = {
     valueSize: LAYOUT.l3_addr.size,
   },
   l3_cell_stats: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: LAYOUT.l3_cell_stats.size },
+  l3_cell_denials: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell_denials.size },
   l3_sock_origin: {
     type: MapType.SK_STORAGE,
     keySize: 4,
@@ -170,6 +172,7 @@ export function mapCapacity(name: string, maxCells: number): number | undefined 
       // a superset of l3_owners: room for the intents of a few failed claims
       return maxCells * 5 + 4096;
     case 'l3_cell_stats':
+    case 'l3_cell_denials':
       return maxCells + 1; // + key 0: sockets outside every cell
     case 'l3_listeners':
       return maxCells * 4; // a few listening ports per cell

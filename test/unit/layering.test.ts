@@ -20,6 +20,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['src/cells', 'src/observe', 'src/doctor', 'src/exec'],
   // programs, pinned maps, pin-dir lock, routes: what the kernel holds
   ['src/dataplane'],
+  // the hermetic netns/cgroup/pin-dir world of the demo, bench and tests
+  ['src/sandbox'],
   ['src/codecs', 'src/model'],
   ['loader', 'src/errors.ts', 'src/log.ts', 'src/sleep.ts'],
 ];
