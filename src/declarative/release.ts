@@ -18,7 +18,8 @@ import {
 } from '../codecs/layout';
 import { derive, type OwnerEntry } from '../cells/cells';
 import { pruneCellNames } from '../cells/names';
-import { countLiveSockets, destroySockets } from '../dataplane/revoke';
+import { destroySockets } from '../dataplane/revoke';
+import { boundAddresses } from '../cells/holders';
 import { clearLists, slotCounts } from '../dataplane/cell-index';
 import { markKeptListeners } from '../cells/kept-listeners';
 import type { EngineState } from '../dataplane/state';
@@ -69,12 +70,14 @@ export function releaseCells(
     cellValues.push(encodeCell(derive(cell, flagged, cell.loopback4)));
   }
   writeBatch(state.map('l3_cells'), cellKeys, cellValues, 'l3_cells');
-  // After the flags (no new bind can take these addresses). One walk of the
-  // socket tables serves every address.
-  const addresses = owned.map((e) => e.address);
+  // After the flags (no new bind can take these addresses): one read of the
+  // socket table says which addresses some socket is on; only those go to
+  // the iterator (100,000s of cells, mostly without sockets).
+  const bound = boundAddresses();
+  const busy = owned.filter((e) => bound.has(e.address.text)).map((e) => e.address);
   // Listeners stay (see finishRelease): the next claimers must forget them.
-  if (countLiveSockets(state.layout, addresses) > 0) markKeptListeners(state);
-  const destroyed = destroySockets(state.layout, addresses);
+  if (busy.length > 0) markKeptListeners(state);
+  const destroyed = destroySockets(state.layout, busy);
   deleteAll(
     state,
     'l3_owners',
