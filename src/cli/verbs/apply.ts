@@ -3,12 +3,16 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import { L3isoError } from '../../errors';
 import type { ApplyResult } from '../../declarative/apply';
-import { StateFileError, parseState, type DesiredState } from '../../declarative/schema';
-import { describeSockets } from '../../cells/holders';
+import type { DesiredState, StateFileError } from '../../declarative/schema';
+import { declarativeSchema, holdersModule } from '../../lazy';
 import { log } from '../../log';
 import { withEngine, type GlobalOptions, type Runner } from '../context';
 import { EXIT_USAGE, printJson } from '../output';
 import { examples, jsonOption } from '../options';
+
+/** The schema (and its YAML parser) load when apply runs, not with the CLI. */
+const isFileError = (err: unknown): err is StateFileError =>
+  err instanceof declarativeSchema().StateFileError;
 
 /** One line per problem, each naming its path in the file; exit 2. */
 function reportFileErrors(err: StateFileError, file: string, g: GlobalOptions): number {
@@ -72,9 +76,9 @@ export function registerApply(program: Command, run: Runner): void {
       run((g) => {
         let desired: DesiredState;
         try {
-          desired = parseState(readFile(opts.file), opts.file);
+          desired = declarativeSchema().parseState(readFile(opts.file), opts.file);
         } catch (err) {
-          if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
+          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
           throw err;
         }
         const o = {
@@ -87,11 +91,13 @@ export function registerApply(program: Command, run: Runner): void {
         try {
           r = withEngine(g, (e) => e.apply(desired, o), opts.dryRun ? {} : { write: 'apply' });
         } catch (err) {
-          if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
+          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
           throw err;
         }
         if (r.sockets.length && !r.dryRun)
-          log.warn(`apply took addresses from live sockets: ${describeSockets(r.sockets)}`);
+          log.warn(
+            `apply took addresses from live sockets: ${holdersModule().describeSockets(r.sockets)}`,
+          );
         if (r.notLocal.length)
           log.warn(
             `${r.notLocal.length} addresses are neither local in the engine's network namespace nor in a managed prefix (binds to them fail with EADDRNOTAVAIL): ${r.notLocal.slice(0, 8).join(', ')}${r.notLocal.length > 8 ? ', ...' : ''}`,

@@ -1,6 +1,6 @@
 /** `l3iso export`: the live state in the format apply reads. */
 import type { Command } from 'commander';
-import { stringify as toYaml } from 'yaml';
+import { yamlModule } from '../../lazy';
 import { log } from '../../log';
 import { asRoot, withEngine, type Runner } from '../context';
 import { printJson } from '../output';
@@ -26,7 +26,7 @@ export function registerExport(program: Command, run: Runner): void {
         const r = withEngine(g, (e) => e.export());
         for (const s of r.skipped)
           log.warn(`cell ${s} is not exported: its cgroup is gone (run \`l3iso gc\`)`);
-        if (opts.yaml) process.stdout.write(toYaml(r.document));
+        if (opts.yaml) process.stdout.write(yamlModule().stringify(r.document));
         else printJson(r.document);
       }),
     );
