@@ -43,3 +43,4 @@ export function prepareEngine(): void {
   const { log } = logModule();
   loader.setLibbpfLogger((level, msg) => log.debug({ libbpf: level }, msg.trimEnd()));
 }
+export const poolsModule = (): typeof import('./pools/pools') => require('./pools/pools');

@@ -14,6 +14,7 @@ import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
 import { CellWatcher, type WatchLog } from './watch';
+import { localPools, type PoolBackend } from './pools';
 
 export interface AgentOptions {
   pinDir: string;
@@ -23,6 +24,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** a listening socket handed over by systemd (socket activation) */
   listenFd?: number;
+  /** pool requests: default this host's record (no etcd) */
+  pools?: PoolBackend;
 }
 
 /**
@@ -143,6 +146,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       releasedByWatch: watcher.released,
     }),
     metrics: metricsOf(o.pinDir),
+    pools: o.pools ?? localPools(o.pinDir),
   };
   const server = http.createServer((req, res) => {
     const key = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
@@ -158,7 +162,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
     close: () =>
       new Promise<void>((resolve) => {
         watcher.stop();
-        server.close(() => resolve());
+        server.close(() => void ctx.pools.close().then(resolve, resolve));
         server.closeAllConnections();
       }),
   };

@@ -22,6 +22,7 @@ import {
   ociHookModule,
   pathsModule,
   policyModule,
+  poolsModule,
   preexistingModule,
   prepareEngine,
   stateModule,
@@ -31,6 +32,7 @@ import { registerAgentCommand } from './agent';
 import { registerDeclarativeCommands } from './declarative';
 import { registerObserveCommands } from './observe';
 import { registerOciHookCommands } from './oci-hook';
+import { registerPoolCommands } from './verbs/pool';
 import { examples, jsonOption, positiveInt, positiveSeconds } from './options';
 import { ReportedError, printJson, table, warnCapabilities } from './output';
 
@@ -48,7 +50,7 @@ export interface GlobalOptions {
  * pin dir answers (then the verb runs in this process, printing the same).
  * An error the agent reports is thrown as it came.
  */
-async function viaAgent<T>(
+export async function viaAgent<T>(
   g: GlobalOptions,
   method: 'GET' | 'POST',
   url: string,
@@ -82,12 +84,27 @@ function cellRow(c: CellView): string[] {
   return [c.cell, c.addresses.join(',') || '-', c.loopback4, policy || '-', c.id];
 }
 
+function printAssign(g: GlobalOptions, r: AssignResult): void {
+  if (r.sockets.length)
+    log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
+  const notLocal = r.notLocal ?? [];
+  if (notLocal.length)
+    log.warn(
+      `${r.cell}: ${notLocal.join(', ')} ${notLocal.length > 1 ? 'are' : 'is'} neither local in the engine's network namespace nor in a managed prefix: binds to ${notLocal.length > 1 ? 'them' : 'it'} fail with EADDRNOTAVAIL until ${notLocal.length > 1 ? 'they are' : 'it is'} added to an interface, or the engine is brought up with --managed-prefix covering ${notLocal.length > 1 ? 'them' : 'it'}`,
+    );
+  if (g.json) return printJson(r);
+  const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
+  const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
+  process.stdout.write(`${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`);
+}
+
 export function registerCommands(program: Command, run: Runner): void {
   registerEngineCommands(program, run);
   registerObserveCommands(program, run);
   registerDeclarativeCommands(program, run);
   registerOciHookCommands(program, run);
   registerAgentCommand(program, run);
+  registerPoolCommands(program, run);
 }
 
 function registerEngineCommands(program: Command, run: Runner): void {
@@ -192,13 +209,21 @@ function registerEngineCommands(program: Command, run: Runner): void {
     .command('assign')
     .summary('give addresses to a cell')
     .description(
-      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6). The first address of each ' +
+      'Make CGROUP a cell owning ADDR... (IPv4 and/or IPv6), or --count addresses of a pool ' +
+        "(--from-pool: the lowest free ones; the cell ends up with --count of the pool's " +
+        'addresses, so re-running takes none). The first address of each ' +
         'family a cell gets is its primary: wildcard binds land there. An address belongs to ' +
         'at most one cell; the claim is atomic in the kernel. Re-running is harmless. ' +
         'CGROUP is an absolute path or a path relative to the cgroup root.',
     )
     .argument('<cgroup>', 'cell cgroup (absolute or relative to the cgroup root)')
-    .argument('<addr...>', 'IPv4 or IPv6 addresses')
+    .argument('[addr...]', 'IPv4 or IPv6 addresses (none with --from-pool)')
+    .option('--from-pool <name>', 'take the addresses from this pool (see `l3iso pool`)')
+    .option(
+      '--count <k>',
+      "with --from-pool: how many of the pool's addresses the cell holds (default 1)",
+      positiveInt('--count'),
+    )
     .option(
       '--force',
       'make the cgroup a cell although its processes already hold sockets (they keep what they are bound to; see doctor)',
@@ -209,33 +234,42 @@ function registerEngineCommands(program: Command, run: Runner): void {
       examples([
         'l3iso assign web 192.0.2.10 2001:db8::10',
         'l3iso assign /sys/fs/cgroup/unified/containers/db 192.0.2.11',
+        'l3iso assign api --from-pool web --count 2',
       ]),
     )
-    .action((cgroup: string, addrs: string[], opts: { force?: boolean }) =>
-      lazy(async (g) => {
-        const r =
-          (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
-            cgroup,
-            addresses: addrs,
-            ...(opts.force ? { force: true } : {}),
-            checkLocal: true,
-          } satisfies AssignRequest)) ??
-          cellsModule().assign(g.pinDir, cgroup, addrs, {
-            force: opts.force === true,
-            checkLocal: true,
-          });
-        if (r.sockets.length)
-          log.warn(`${r.cell} already had sockets: ${holdersModule().describeSockets(r.sockets)}`);
-        const notLocal = r.notLocal ?? [];
-        if (notLocal.length)
-          log.warn(
-            `${r.cell}: ${notLocal.join(', ')} ${notLocal.length > 1 ? 'are' : 'is'} neither local in the engine's network namespace nor in a managed prefix: binds to ${notLocal.length > 1 ? 'them' : 'it'} fail with EADDRNOTAVAIL until ${notLocal.length > 1 ? 'they are' : 'it is'} added to an interface, or the engine is brought up with --managed-prefix covering ${notLocal.length > 1 ? 'them' : 'it'}`,
-          );
-        if (g.json) return printJson(r);
-        const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
-        const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
-        process.stdout.write(`${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`);
-      }),
+    .action(
+      (
+        cgroup: string,
+        addrs: string[],
+        opts: { force?: boolean; fromPool?: string; count?: number },
+      ) =>
+        lazy(async (g) => {
+          if (opts.fromPool !== undefined && addrs.length)
+            throw new L3isoError('EUSAGE', 'give addresses or --from-pool, not both');
+          if (opts.fromPool === undefined && opts.count !== undefined)
+            throw new L3isoError('EUSAGE', '--count needs --from-pool');
+          if (opts.fromPool === undefined && !addrs.length)
+            throw new L3isoError('EUSAGE', 'assign needs addresses or --from-pool NAME');
+          const pool =
+            opts.fromPool !== undefined ? { pool: opts.fromPool, count: opts.count ?? 1 } : {};
+          const r =
+            (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+              cgroup,
+              ...(addrs.length ? { addresses: addrs } : pool),
+              ...(opts.force ? { force: true } : {}),
+              checkLocal: true,
+            } satisfies AssignRequest)) ??
+            (opts.fromPool !== undefined
+              ? poolsModule().assignFromPool(g.pinDir, cgroup, opts.fromPool, opts.count ?? 1, {
+                  force: opts.force === true,
+                  checkLocal: true,
+                })
+              : cellsModule().assign(g.pinDir, cgroup, addrs, {
+                  force: opts.force === true,
+                  checkLocal: true,
+                }));
+          printAssign(g, r);
+        }),
     );
 
   program

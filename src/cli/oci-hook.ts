@@ -11,7 +11,9 @@ import { log } from '../log';
 import type { HookResult } from '../runtime/oci-hook';
 import type { OciState } from '../runtime/oci-state';
 import { ociHookModule, ociStateModule } from '../lazy';
-import type { Runner } from './commands';
+import type { AssignRequest } from '../agent/api';
+import type { AssignResult } from '../engine/cells';
+import { viaAgent, type Runner } from './commands';
 import { examples, jsonOption } from './options';
 import { printJson } from './output';
 
@@ -42,15 +44,15 @@ function report(r: HookResult, json: boolean): void {
  * parse or of `fn`, goes to `failed` with the container id when it was read
  * (each stage decides whether a failure fails the runtime).
  */
-function onStdinState(
-  fn: (state: OciState) => void,
+async function onStdinState(
+  fn: (state: OciState) => void | Promise<void>,
   failed: (id: string | undefined, err: unknown) => void,
-): void {
+): Promise<void> {
   let id: string | undefined;
   try {
     const state = ociStateModule().parseOciState(readStdin());
     id = state.id;
-    fn(state);
+    await fn(state);
   } catch (err) {
     failed(id, err);
   }
@@ -76,7 +78,17 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .action(() =>
       run((g) =>
         onStdinState(
-          (state) => report(ociHookModule().ociCreateRuntime(g.pinDir, state), g.json),
+          async (state) =>
+            report(
+              await ociHookModule().ociCreateRuntime(g.pinDir, state, (cgroup, pool, count) =>
+                viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+                  cgroup,
+                  pool,
+                  count,
+                } satisfies AssignRequest),
+              ),
+              g.json,
+            ),
           (id, err) => {
             throw inContainer(id, err);
           },
@@ -89,8 +101,8 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .summary('release the cell of the stopped container (state on stdin)')
     .addOption(jsonOption('print the result as JSON'))
     .action(() =>
-      run((g) => {
-        onStdinState(
+      run(async (g) => {
+        await onStdinState(
           (state) => report(ociHookModule().ociPoststop(g.pinDir, state), g.json),
           (id, err) => {
             // The container is gone either way; gc finishes what failed here.

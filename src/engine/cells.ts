@@ -138,15 +138,54 @@ export function assign(
   requireRoot('assign');
   if (addressTexts.length === 0)
     throw new L3isoError('EUSAGE', 'assign needs at least one address');
-  const addrs = parseAddresses(addressTexts);
+  return assignTo(pinDir, cgroupArg, parseAddresses(addressTexts), opts);
+}
+
+/**
+ * Where an assign takes addresses it is not given by name (a pool, or the
+ * blocks a fleet host holds of one): the engine knows nothing of pools, only
+ * that the cell must end up with `count` of the source's addresses, claimed
+ * lowest first, each with BPF_NOEXIST like any other claim.
+ */
+export interface AddressSource {
+  count: number;
+  /** the address is one of the source's (the cell's own count towards `count`) */
+  has(a: CellAddress): boolean;
+  /** candidates, lowest first, skipping `owned` (canonical texts the owner map holds) */
+  candidates(owned: ReadonlySet<string>): Iterable<CellAddress>;
+  /** the error when the candidates run out `missing` short */
+  exhausted(missing: number): L3isoError;
+}
+
+/** Tops the cell up to `source.count` addresses of the source (none taken
+ * when it has them already: re-running is harmless, as with addresses). */
+export function assignFrom(
+  pinDir: string,
+  cgroupArg: string,
+  source: AddressSource,
+  opts: AssignOptions = {},
+): AssignResult {
+  requireRoot('assign');
+  if (!Number.isInteger(source.count) || source.count < 1)
+    throw new L3isoError('EUSAGE', 'the address count must be a positive integer');
+  return assignTo(pinDir, cgroupArg, source, opts);
+}
+
+function assignTo(
+  pinDir: string,
+  cgroupArg: string,
+  what: CellAddress[] | AddressSource,
+  opts: AssignOptions,
+): AssignResult {
   const target = openCellTarget(pinDir, cgroupArg);
   try {
     assertRecordableDepth(target.path, target.root);
-    const r = withLock(target.state.layout, () => assignLocked(target, addrs, opts));
+    const r = withLock(target.state.layout, () => assignLocked(target, what, opts));
     if (!opts.checkLocal) return r;
     // Outside the lock, and only where asked (the CLI and the agent): it asks
     // the kernel's routing tables, an `ip` per family, which costs more than
     // the assignment itself.
+    const addrs = [...r.added, ...r.unchanged].map((t) => parseAddress(t));
     const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
     return notLocal.length ? { ...r, notLocal } : r;
   } finally {
@@ -154,7 +193,35 @@ export function assign(
   }
 }
 
-function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions): AssignResult {
+/** Claims `source.count` minus what the cell holds of it; a candidate some
+ * other claimer took first is skipped, never an error. */
+function claimFromSource(
+  state: EngineState,
+  id: bigint,
+  source: AddressSource,
+  claimed: CellAddress[],
+  unchanged: CellAddress[],
+): void {
+  const owners = state.owners();
+  for (const o of owners)
+    if (o.owner.cell === id && isUsable(o) && source.has(o.address)) unchanged.push(o.address);
+  let need = source.count - unchanged.length;
+  if (need <= 0) return;
+  const owned = new Set(owners.map((o) => o.address.text));
+  for (const a of source.candidates(owned)) {
+    if (state.claim(a, { cell: id, flags: 0 }).claimed) {
+      claimed.push(a);
+      if (--need === 0) return;
+    }
+  }
+  throw source.exhausted(need);
+}
+
+function assignLocked(
+  t: CellTarget,
+  what: CellAddress[] | AddressSource,
+  opts: AssignOptions,
+): AssignResult {
   const { state, id } = t;
   const claimed: CellAddress[] = [];
   const unchanged: CellAddress[] = [];
@@ -174,13 +241,16 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
         );
       }
     }
-    for (const a of addrs) {
-      const r = state.claim(a, { cell: id, flags: 0 });
-      if (r.claimed) claimed.push(a);
-      else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
-        unchanged.push(a);
-      else throw ownedError(a, r.owner, t.root, id);
-    }
+    if (!Array.isArray(what)) claimFromSource(state, id, what, claimed, unchanged);
+    else
+      for (const a of what) {
+        const r = state.claim(a, { cell: id, flags: 0 });
+        if (r.claimed) claimed.push(a);
+        else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
+          unchanged.push(a);
+        else throw ownedError(a, r.owner, t.root, id);
+      }
+    const addrs = Array.isArray(what) ? what : [...unchanged, ...claimed];
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
     forgetListeners(state, listenersOn(claimed));

@@ -575,6 +575,7 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   // After the lock is released: a writer waiting on it finds ENOT_UP.
   if (!fs.existsSync(layout.root)) {
     fs.rmSync(layout.lockFile, { force: true });
+    fs.rmSync(layout.poolsFile, { force: true });
     forgetCellNames(layout);
   }
   return result;

@@ -16,6 +16,9 @@ export interface PinLayout {
   readonly revokeDir: string;
   /** Serialises control-plane writers of one instance (not on bpffs: it has no regular files). */
   readonly lockFile: string;
+  /** The instance's address pools (src/pools/store.ts): a record on tmpfs
+   * beside the lock, keyed by the instance id, removed by down. */
+  readonly poolsFile: string;
   map(name: string): string;
   link(name: string): string;
 }
@@ -32,6 +35,7 @@ export function pinLayout(pinDir: string): PinLayout {
     linksDir,
     revokeDir,
     lockFile: path.join('/run/l3iso', `${tag}.lock`),
+    poolsFile: path.join('/run/l3iso', `${tag}.pools`),
     map: (name) => path.join(mapsDir, name),
     link: (name) => path.join(linksDir, name),
   };

@@ -18,6 +18,8 @@ import { releaseCellById } from '../engine/release-id';
 import { EngineState } from '../engine/state';
 import { cgroupId, findCgroup2Mount } from '../model/cgroup';
 import { cellRequest, unifiedCgroupOf, type OciState } from './oci-state';
+import { assignFromPool } from '../pools/pools';
+import { checkPoolName } from '../pools/store';
 import { gcRecords, readRecord, removeRecord, writeRecord, type ContainerRecord } from './records';
 
 export const HOOK_STAGES = ['createRuntime', 'poststop'] as const;
@@ -53,11 +55,27 @@ export function cgroupOfPid(pid: number, procRoot = '/proc'): string {
   return path.join(findCgroup2Mount(), rel);
 }
 
-export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
+/**
+ * Assigns `count` addresses of a pool: in fleet mode the agent must do it
+ * (the pool and this host's blocks are in etcd); by default this host's
+ * pool record.
+ */
+export type PoolAssigner = (
+  cgroupPath: string,
+  pool: string,
+  count: number,
+) => Promise<AssignResult | undefined>;
+
+export async function ociCreateRuntime(
+  pinDir: string,
+  state: OciState,
+  viaAgent?: PoolAssigner,
+): Promise<HookResult> {
   const req = cellRequest(state.annotations);
   if (!req) return { container: state.id, action: 'none' };
   // Validated before anything changes.
-  parseAddresses(req.addresses);
+  if (req.addresses) parseAddresses(req.addresses);
+  else checkPoolName(req.pool.name);
   if (req.allowFrom) parsePrefixes(req.allowFrom);
   if (state.pid === undefined)
     throw new L3isoError(
@@ -67,7 +85,10 @@ export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
 
   const cgroupPath = cgroupOfPid(state.pid);
   refuseForeignCell(pinDir, state.id, cgroupPath);
-  const cell = assign(pinDir, cgroupPath, req.addresses);
+  const cell = req.addresses
+    ? assign(pinDir, cgroupPath, req.addresses)
+    : ((await viaAgent?.(cgroupPath, req.pool.name, req.pool.count)) ??
+      assignFromPool(pinDir, cgroupPath, req.pool.name, req.pool.count));
   const id = BigInt(cell.id);
   try {
     if (req.allowFrom) setPolicy(pinDir, cell.path, { allowFrom: req.allowFrom });
