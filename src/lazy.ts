@@ -44,3 +44,6 @@ export function prepareEngine(): void {
   loader.setLibbpfLogger((level, msg) => log.debug({ libbpf: level }, msg.trimEnd()));
 }
 export const poolsModule = (): typeof import('./pools/pools') => require('./pools/pools');
+/** Fleet mode only (`agent --etcd`): the etcd client is never loaded otherwise. */
+export const fleetModule = (): typeof import('./fleet/host') => require('./fleet/host');
+export const announceModule = (): typeof import('./fleet/announce') => require('./fleet/announce');

@@ -154,4 +154,6 @@ export interface PoolsResponse {
   blocks?: BlockView[];
   /** fleet mode: this host's id */
   host?: string;
+  /** fleet mode: blocks this host's cells use that another host holds */
+  conflicts?: string[];
 }

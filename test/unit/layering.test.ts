@@ -13,7 +13,7 @@ const REPO = path.resolve(__dirname, '..', '..');
 const LAYERS: readonly (readonly string[])[] = [
   // lazy.ts: the front ends' one table of deferred requires
   ['src/cli', 'src/agent', 'src/demo', 'src/lazy.ts'],
-  ['src/declarative', 'src/runtime', 'src/pools'],
+  ['src/declarative', 'src/runtime', 'src/pools', 'src/fleet'],
   ['src/engine'],
   ['src/maps', 'src/model'],
   ['loader', 'src/errors.ts', 'src/log.ts', 'src/sleep.ts'],
