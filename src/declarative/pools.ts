@@ -6,7 +6,7 @@
  * named by no cell of the file; what --prune is about to free is not
  * counted, so a pool is never double-booked within one apply. Pure.
  */
-import { contains, freeAddresses, parsePoolCidr, toInt } from '../pools/cidr';
+import { contains, freeAddresses, ownedInts, parsePoolCidr, toInt } from '../pools/cidr';
 import { clash } from '../pools/defs';
 import type { PoolDef } from '../pools/store';
 import type { LiveCell } from './diff';
@@ -37,9 +37,9 @@ export function resolvePoolCells(
   pools: readonly PoolDef[],
   errs: string[],
 ): DesiredCell[] {
-  const taken = new Set<string>();
-  for (const l of live) for (const a of l.addresses) taken.add(a);
-  for (const d of cells) for (const a of d.addresses) taken.add(a);
+  const texts = [...live.flatMap((l) => l.addresses), ...cells.flatMap((d) => d.addresses)];
+  const all = texts.map(parseAddress);
+  const taken = { 4: ownedInts(all, 4), 6: ownedInts(all, 6) };
   const byName = new Map(live.map((l) => [l.cgroup, l]));
   return cells.map((d, i) => {
     if (d.pool === undefined) return d;
@@ -60,8 +60,8 @@ export function resolvePoolCells(
       .map((a) => a.text);
     const addresses = [...mine];
     if (addresses.length < want)
-      for (const a of freeAddresses(r, taken)) {
-        taken.add(a.text);
+      for (const a of freeAddresses(r, taken[r.family])) {
+        taken[r.family].add(toInt(a));
         addresses.push(a.text);
         if (addresses.length === want) break;
       }

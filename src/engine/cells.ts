@@ -20,6 +20,9 @@ import {
   L3_OWNER_DRAINING,
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
+  decodeAddr,
+  decodeAddrBytes,
+  decodeOwner,
   encodeCell,
   type Cell,
   type Owner,
@@ -147,12 +150,15 @@ export function assign(
  * that the cell must end up with `count` of the source's addresses, claimed
  * lowest first, each with BPF_NOEXIST like any other claim.
  */
+/** An owner map key, compared but never printed. */
+export type OwnedAddress = Pick<CellAddress, 'family' | 'bytes'>;
+
 export interface AddressSource {
   count: number;
   /** the address is one of the source's (the cell's own count towards `count`) */
   has(a: CellAddress): boolean;
-  /** candidates, lowest first, skipping `owned` (canonical texts the owner map holds) */
-  candidates(owned: ReadonlySet<string>): Iterable<CellAddress>;
+  /** candidates, lowest first, skipping `owned` (every address the owner map holds) */
+  candidates(owned: readonly OwnedAddress[]): Iterable<CellAddress>;
   /** the error when the candidates run out `missing` short */
   exhausted(missing: number): L3isoError;
 }
@@ -202,13 +208,18 @@ function claimFromSource(
   claimed: CellAddress[],
   unchanged: CellAddress[],
 ): void {
-  const owners = state.owners();
-  for (const o of owners)
-    if (o.owner.cell === id && isUsable(o) && source.has(o.address)) unchanged.push(o.address);
+  // One scan, no text per entry: at density this scan is the cost of a pool
+  // assign, and only the cell's own addresses are ever printed.
+  const { keys, values } = state.map('l3_owners').lookupBatch();
+  keys.forEach((k, i) => {
+    const owner = decodeOwner(values[i]!);
+    if (owner.cell !== id || owner.flags & (L3_OWNER_LOOPBACK | GONE)) return;
+    const a = decodeAddr(k);
+    if (source.has(a)) unchanged.push(a);
+  });
   let need = source.count - unchanged.length;
   if (need <= 0) return;
-  const owned = new Set(owners.map((o) => o.address.text));
-  for (const a of source.candidates(owned)) {
+  for (const a of source.candidates(keys.map(decodeAddrBytes))) {
     if (state.claim(a, { cell: id, flags: 0 }).claimed) {
       claimed.push(a);
       if (--need === 0) return;

@@ -16,7 +16,7 @@ import { withLock } from '../engine/lock';
 import { requireRoot } from '../engine/privilege';
 import { EngineState } from '../engine/state';
 import type { CellAddress } from '../model/address';
-import { contains, freeAddresses, parsePoolCidr, sizeOf, type Range } from './cidr';
+import { contains, freeAddresses, ownedInts, parsePoolCidr, sizeOf, type Range } from './cidr';
 import { clash, findPool, poolDef } from './defs';
 import { checkPoolName, readPools, writePools, type PoolDef } from './store';
 
@@ -146,7 +146,8 @@ export function rangesSource(
     count,
     has: within,
     *candidates(owned) {
-      for (const r of ranges) yield* freeAddresses(r, owned);
+      const ints = { 4: ownedInts(owned, 4), 6: ownedInts(owned, 6) };
+      for (const r of ranges) yield* freeAddresses(r, ints[r.family]);
     },
     exhausted,
   };

@@ -248,6 +248,23 @@ describe('fleet: three hosts, one etcd', () => {
       30_000,
     );
     expect(await kv.get('/l3iso/ipam/v1/hosts/h0').string()).toBeNull();
+    // a live host's id is not for another engine to take
+    const thief = dead.sb.spawnOnHost([
+      process.execPath,
+      CLI,
+      '--pin-dir',
+      dead.sb.pinDir,
+      'agent',
+      '--socket',
+      path.join(dir, 'thief.sock'),
+      '--etcd',
+      etcd.unixUrl,
+      '--host-id',
+      alive.id,
+    ]);
+    const exit = await thief.exited;
+    expect(exit.status).toBe(1);
+    expect(thief.stderr).toMatch(/host id h1 is held by another live agent/);
     // The lowest free block is now one the dead host had.
     const cell = path.basename(alive.sb.cg('taker'));
     alive.cells.push(cell);

@@ -22,6 +22,7 @@ import {
 import { clash, poolDef } from '../../src/pools/defs';
 import { resolvePoolCells } from '../../src/declarative/pools';
 import { validateState } from '../../src/declarative/schema';
+import { parseAddress } from '../../src/model/address';
 
 const v4Pool = fc
   .tuple(fc.integer({ min: 1, max: 0xdfffffff }), fc.integer({ min: 8, max: 30 }))
@@ -98,12 +99,17 @@ describe('block arithmetic', () => {
 
   it('free addresses: lowest first, skipping owned, lazily on a huge pool', () => {
     const r = parsePoolCidr('10.0.0.0/30');
-    expect([...freeAddresses(r, new Set(['10.0.0.1']))].map((a) => a.text)).toEqual([
-      '10.0.0.0',
-      '10.0.0.2',
-      '10.0.0.3',
-    ]);
-    const it6 = freeAddresses(parsePoolCidr('fd00::/48'), new Set(['fd00::']));
+    expect(
+      [...freeAddresses(r, new Set([toInt(parseAddress('10.0.0.1'))]))].map((a) => a.text),
+    ).toEqual(['10.0.0.0', '10.0.0.2', '10.0.0.3']);
+    const full = parsePoolCidr('10.0.0.4/31');
+    expect([
+      ...freeAddresses(
+        full,
+        new Set([toInt(parseAddress('10.0.0.4')), toInt(parseAddress('10.0.0.5'))]),
+      ),
+    ]).toEqual([]);
+    const it6 = freeAddresses(parsePoolCidr('fd00::/48'), new Set([toInt(parseAddress('fd00::'))]));
     expect(it6.next().value?.text).toBe('fd00::1');
   });
 
