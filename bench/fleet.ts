@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { createSandbox } from '../src/demo/sandbox';
-import { assign, release } from '../src/engine/cells';
+import { assign, release } from '../src/cells/cells';
 import { up } from '../src/engine/lifecycle';
 import { FleetPools } from '../src/fleet/host';
 import { freeAddresses, parsePoolCidr } from '../src/pools/cidr';

@@ -45,6 +45,9 @@ command -v promtool >/dev/null || need_pkgs+=(prometheus)
 # their own bird2 (inside test netns); etcdctl comes with etcd-client.
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 command -v bird >/dev/null || need_pkgs+=(bird2)
+# The Kubernetes API schema the manifests are checked against, offline (the
+# official client's generated models), for Debian's own python3.
+/usr/bin/python3 -c 'import kubernetes.client' 2>/dev/null || need_pkgs+=(python3-kubernetes)
 # Services these packages ship: the tests start their own instances (own
 # config and data in temp dirs, inside a test netns), so none may run on the
 # host.

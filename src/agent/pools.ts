@@ -2,7 +2,7 @@
  * Where the agent's pool requests go: this host's pool record (the default,
  * no etcd at all), or the fleet's datastore (`agent --etcd`, src/fleet/).
  */
-import type { AssignOptions, AssignResult } from '../engine/cells';
+import type { AssignOptions, AssignResult } from '../cells/cells';
 import {
   addPool,
   assignFromPool,

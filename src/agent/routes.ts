@@ -6,14 +6,16 @@
 import { applyState } from '../declarative/apply';
 import { engineStatus, exportState } from '../declarative/export';
 import { StateFileError, type StateDocument } from '../declarative/schema';
-import { assign, release } from '../engine/cells';
-import { listCells, showCell } from '../engine/inventory';
-import { setPolicy, type PolicyChange } from '../engine/policy';
-import { releaseCellById } from '../engine/release-id';
+import { assign, release } from '../cells/cells';
+import { listCells, showCell } from '../cells/inventory';
+import { setPolicy, type PolicyChange } from '../cells/policy';
+import { releaseCellById } from '../cells/release-id';
+import { ociAssign, ociRelease } from '../runtime/oci-hook';
+import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 import { drainInChild } from './drain';
 import { poolDef } from '../pools/pools';
 import type { PoolBackend } from './pools';
-import { EngineState } from '../engine/state';
+import { EngineState } from '../dataplane/state';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {
@@ -205,6 +207,49 @@ function doApply(ctx: RouteContext, b: Body): Reply {
   }
 }
 
+/** The OCI hook's createRuntime, the hook having resolved the cgroup in the runtime's namespaces. */
+async function doOciCreate(ctx: RouteContext, b: Body): Promise<Reply> {
+  onlyKeys(b, [
+    'container',
+    'cgroup',
+    'addresses',
+    'pool',
+    'count',
+    'allowFrom',
+  ] satisfies (keyof OciCreateRequest)[]);
+  const addresses = strList(b, 'addresses');
+  const pool = str(b, 'pool', false);
+  const n = count(b);
+  if ((addresses === undefined) === (pool === undefined))
+    throw usage('give either "addresses" or "pool"');
+  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
+  const cgroup = str(b, 'cgroup', true);
+  if (!cgroup.startsWith('/')) throw usage('"cgroup" must be an absolute path');
+  const allowFrom = strList(b, 'allowFrom');
+  const r = await ociAssign(
+    ctx.pinDir,
+    {
+      container: str(b, 'container', true),
+      cgroup,
+      ...(addresses ? { addresses } : { pool: pool!, ...(n !== undefined ? { count: n } : {}) }),
+      ...(allowFrom ? { allowFrom } : {}),
+    },
+    (c, p, k) => ctx.pools.assign(c, p, k, {}),
+  );
+  if (r.action === 'assigned') ctx.onAssigned(BigInt(r.cell.id), r.cell.path);
+  return { status: 200, body: r };
+}
+
+function doOciPoststop(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, ['container', 'annotated'] satisfies (keyof OciPoststopRequest)[]);
+  const annotated = bool(b, 'annotated');
+  if (annotated === undefined) throw usage('"annotated" is required');
+  return {
+    status: 200,
+    body: ociRelease(ctx.pinDir, { container: str(b, 'container', true), annotated }),
+  };
+}
+
 function health(ctx: RouteContext): Reply {
   const up = EngineState.isUp(ctx.pinDir);
   const body: HealthResponse = { ok: up, pinDir: ctx.pinDir, up, ...ctx.health() };
@@ -244,6 +289,10 @@ export async function route(
       return { status: 200, body: engineStatus(ctx.pinDir) };
     case 'GET /v1/export':
       return { status: 200, body: exportState(ctx.pinDir) };
+    case 'POST /v1/oci/create-runtime':
+      return doOciCreate(ctx, body);
+    case 'POST /v1/oci/poststop':
+      return doOciPoststop(ctx, body);
     case 'GET /healthz':
       return health(ctx);
     case 'GET /metrics': {

@@ -9,10 +9,11 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import type { MetricsExporter } from '../engine/metrics';
+import type { MetricsExporter } from '../observe/metrics';
 import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
+import { DockerWatcher } from './docker-watch';
 import { CellWatcher, type WatchLog } from './watch';
 import { localPools, type PoolBackend } from './pools';
 
@@ -26,6 +27,8 @@ export interface AgentOptions {
   listenFd?: number;
   /** pool requests: default this host's record (no etcd) */
   pools?: PoolBackend;
+  /** follow `docker events` and clean up after containers that end */
+  watchDocker?: boolean;
 }
 
 /**
@@ -136,6 +139,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   if (o.listenFd === undefined) await claimSocket(o.socket);
   const requests: Record<string, number> = {};
   const watcher = new CellWatcher({ pinDir: o.pinDir, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
+  const docker = o.watchDocker ? new DockerWatcher({ pinDir: o.pinDir, log: o.log }) : undefined;
   const ctx: RouteContext = {
     pinDir: o.pinDir,
     onAssigned: (id, p) => watcher.add(id, p),
@@ -144,6 +148,9 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       requests: { ...requests },
       watched: watcher.watched,
       releasedByWatch: watcher.released,
+      ...(docker
+        ? { docker: { running: docker.running, events: docker.events, released: docker.released } }
+        : {}),
     }),
     metrics: metricsOf(o.pinDir),
     pools: o.pools ?? localPools(o.pinDir),
@@ -156,12 +163,14 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   server.keepAliveTimeout = 5000;
   await listen(server, o);
   watcher.start();
+  docker?.start();
   o.log.info({ socket: o.socket, pinDir: o.pinDir, watched: watcher.watched }, 'agent listening');
   return {
     socket: o.socket,
     close: () =>
       new Promise<void>((resolve) => {
         watcher.stop();
+        docker?.stop();
         server.close(() => void ctx.pools.close().then(resolve, resolve));
         server.closeAllConnections();
       }),

@@ -20,6 +20,7 @@ import { examples, positiveInt, positiveSeconds } from './options';
 interface AgentFlags {
   socket?: string;
   resync: number;
+  watchDocker?: boolean;
   etcd?: string;
   hostId?: string;
   leaseTtl: number;
@@ -87,6 +88,10 @@ export function registerAgentCommand(program: Command, run: Runner): void {
       30,
     )
     .option(
+      '--watch-docker',
+      'follow `docker events` (DOCKER_HOST picks the daemon): when a container dies or is destroyed, release its runtime record and the cell it names; never a --cgroup-parent cell',
+    )
+    .option(
       '--etcd <urls>',
       'fleet mode: share pools through etcd (http://HOST:PORT, https://..., unix:///PATH; comma-separated)',
     )
@@ -113,6 +118,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
       examples([
         'l3iso agent',
         'l3iso agent --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --host-id node-a',
+        'l3iso agent --watch-docker',
         'l3iso agent --socket /run/l3iso/lab.sock --resync 10',
         'curl -s --unix-socket /run/l3iso/agent.sock http://l3iso/v1/cells',
       ]),
@@ -135,6 +141,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
           socket,
           log,
           resyncMs: opts.resync * 1000,
+          watchDocker: opts.watchDocker === true,
           ...(listenFd !== undefined ? { listenFd } : {}),
         });
         await new Promise<void>((resolve) => {

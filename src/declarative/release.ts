@@ -1,6 +1,6 @@
 /**
  * Whole-cell release of many cells at once (apply --prune, bench), in the
- * order of finishCellRelease (src/engine/cells.ts) but with one batch call
+ * order of finishCellRelease (src/cells/cells.ts) but with one batch call
  * per map per step: flag every alias RELEASING (the mark of a whole-cell
  * release, so reconcile/gc finish it after a crash), then every address;
  * re-derive the cells (no usable address left); destroy the sockets;
@@ -10,21 +10,22 @@ import {
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
   decodeAllowKey,
+  decodeCellKey,
   encodeAddr,
   encodeCell,
   encodeCellKey,
   encodeOwner,
-} from '../maps/layout';
-import { derive, type OwnerEntry } from '../engine/cells';
-import { pruneCellNames } from '../engine/names';
-import { boundAddresses } from '../engine/holders';
-import { destroySockets } from '../engine/revoke';
-import type { EngineState } from '../engine/state';
+} from '../codecs/layout';
+import { derive, type OwnerEntry } from '../cells/cells';
+import { pruneCellNames } from '../cells/names';
+import { boundAddresses } from '../cells/holders';
+import { destroySockets } from '../dataplane/revoke';
+import type { EngineState } from '../dataplane/state';
 import { CHUNK, writeBatch } from './batch';
 
 function deleteAll(
   state: EngineState,
-  name: 'l3_owners' | 'l3_cells' | 'l3_cell_stats' | 'l3_allow',
+  name: 'l3_owners' | 'l3_cells' | 'l3_cell_stats' | 'l3_cell_denials' | 'l3_allow',
   keys: Buffer[],
 ): void {
   for (let i = 0; i < keys.length; i += CHUNK)
@@ -88,6 +89,11 @@ export function releaseCells(
   deleteAll(state, 'l3_cells', keys);
   deleteAll(state, 'l3_cell_stats', keys);
   const doomed = new Set(ids);
+  // Sparse (only cells that had a denial): delete what is there, not every key.
+  const denied = [...state.map('l3_cell_denials').keys()].filter((k) =>
+    doomed.has(decodeCellKey(k)),
+  );
+  deleteAll(state, 'l3_cell_denials', denied);
   const allow = [...state.map('l3_allow').keys()].filter((k) => doomed.has(decodeAllowKey(k).cell));
   deleteAll(state, 'l3_allow', allow);
   pruneCellNames(state.layout, new Set([...state.cells().keys()]));

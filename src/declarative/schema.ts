@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseAddress, parsePrefix, type CellAddress } from '../model/address';
-import { prefixText } from '../engine/prefixes';
+import { prefixText } from '../dataplane/prefixes';
 import { clash, poolDef } from '../pools/defs';
 import { POOL_NAME, type PoolDef } from '../pools/store';
 

@@ -16,8 +16,10 @@ import {
   L3_INSTANCE_LEN,
   L3_LAYOUT_VERSION,
   L3_OWNER_LOOPBACK,
+  LAYOUT,
+  decodeConfig,
   type Config,
-} from '../maps/layout';
+} from '../codecs/layout';
 import {
   cgroupId,
   cgroupLevel,
@@ -25,12 +27,18 @@ import {
   findCgroup2Mount,
   relativeCellName,
 } from '../model/cgroup';
-import { reconcile } from './cells';
-import { requireFeatures } from './features';
-import { withLock } from './lock';
-import { TEMP_NAME, isOwnTopEntry, pinAtomically, pinLayout, type PinLayout } from './paths';
-import { forgetCellNames } from './names';
-import { requireRoot } from './privilege';
+import { reconcile } from '../cells/cells';
+import { requireFeatures } from '../doctor/features';
+import { withLock } from '../dataplane/lock';
+import {
+  TEMP_NAME,
+  isOwnTopEntry,
+  pinAtomically,
+  pinLayout,
+  type PinLayout,
+} from '../dataplane/paths';
+import { forgetCellNames } from '../cells/names';
+import { requireRoot } from '../dataplane/privilege';
 import {
   ALL_PROGRAMS,
   ATTACHED_OBJECTS,
@@ -39,13 +47,13 @@ import {
   SHARED_MAPS,
   type ProgramAttachment,
   type SharedMapName,
-} from './programs';
-import { allowList, parsePrefixes, setManagedPrefixes } from './prefixes';
-import { loadWithPinnedMaps } from './objects';
-import { pinRevoker, unpinRevoker } from './revoke';
-import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from './state';
-import { detachAllUplinks } from './uplink';
-import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from './local-routes';
+} from '../dataplane/programs';
+import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefixes';
+import { loadWithPinnedMaps } from '../dataplane/objects';
+import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
+import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from '../dataplane/state';
+import { detachAllUplinks } from '../dataplane/uplink';
+import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
 export interface UpOptions {
   pinDir: string;
@@ -622,13 +630,20 @@ function openForDown(
   }
 }
 
-/** 1 when the dir is an engine of layout version 1 (l3_config of its size). */
+/** The layout version of an engine an older l3iso brought up (1: l3_config
+ * of its size; 2: this l3_config with an older version and l3iso's
+ * marker), which `down` takes down without reading its other maps. */
 function legacyVersion(layout: PinLayout): number | undefined {
   const map = BpfMap.openPinned(layout.map('l3_config'));
   try {
-    if (map.type !== MapType.ARRAY || map.valueSize !== L3_CONFIG_V1_SIZE) return undefined;
+    if (map.type !== MapType.ARRAY) return undefined;
     const raw = map.lookup(Buffer.alloc(4));
-    return raw && raw.readUInt32LE(12) === 1 ? 1 : undefined;
+    if (!raw) return undefined;
+    if (map.valueSize === L3_CONFIG_V1_SIZE) return raw.readUInt32LE(12) === 1 ? 1 : undefined;
+    if (map.valueSize !== LAYOUT.l3_config.size) return undefined;
+    const config = decodeConfig(raw);
+    const older = config.magic === L3_CONFIG_MAGIC && config.version < L3_LAYOUT_VERSION;
+    return older && config.version > 1 ? config.version : undefined;
   } finally {
     map.close();
   }

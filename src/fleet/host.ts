@@ -14,9 +14,9 @@
  */
 import type { Etcd3, Lease } from 'etcd3';
 import { L3isoError } from '../errors';
-import { assignFrom, type AssignOptions, type AssignResult } from '../engine/cells';
-import { EngineState } from '../engine/state';
-import { L3_OWNER_LOOPBACK } from '../maps/layout';
+import { assignFrom, type AssignOptions, type AssignResult } from '../cells/cells';
+import { EngineState } from '../dataplane/state';
+import { L3_OWNER_LOOPBACK } from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import {
   blockAt,

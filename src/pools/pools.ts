@@ -11,10 +11,10 @@ import {
   type AddressSource,
   type AssignOptions,
   type AssignResult,
-} from '../engine/cells';
-import { withLock } from '../engine/lock';
-import { requireRoot } from '../engine/privilege';
-import { EngineState } from '../engine/state';
+} from '../cells/cells';
+import { withLock } from '../dataplane/lock';
+import { requireRoot } from '../dataplane/privilege';
+import { EngineState } from '../dataplane/state';
 import type { CellAddress } from '../model/address';
 import { contains, freeAddresses, ownedInts, parsePoolCidr, sizeOf, type Range } from './cidr';
 import { clash, findPool, poolDef } from './defs';

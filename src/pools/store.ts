@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import type { PinLayout } from '../engine/paths';
+import type { PinLayout } from '../dataplane/paths';
 
 export interface PoolDef {
   name: string;

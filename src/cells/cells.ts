@@ -26,7 +26,7 @@ import {
   encodeCell,
   type Cell,
   type Owner,
-} from '../maps/layout';
+} from '../codecs/layout';
 import { isErrno } from '../../loader';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
@@ -46,14 +46,14 @@ import {
   socketsOn,
   type LiveSocket,
 } from './holders';
-import { drainsRunning, holdDrainLock, withLock } from './lock';
-import { nonLocalAddresses } from './local-routes';
+import { drainsRunning, holdDrainLock, withLock } from '../dataplane/lock';
+import { nonLocalAddresses } from '../dataplane/local-routes';
 import { pruneCellNames, recordCellName } from './names';
-import { setAllowList } from './prefixes';
-import { destroySockets, forgetListeners, requireRevoker } from './revoke';
+import { setAllowList } from '../dataplane/prefixes';
+import { destroySockets, forgetListeners, requireRevoker } from '../dataplane/revoke';
 import { sleepSync } from '../sleep';
-import { requireRoot } from './privilege';
-import { EngineState } from './state';
+import { requireRoot } from '../dataplane/privilege';
+import { EngineState } from '../dataplane/state';
 
 export interface AssignResult {
   cell: string;
@@ -809,7 +809,7 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
     if (what.length > 0) result.repaired.push({ cell: id.toString(), what });
   }
   const remaining = state.cells();
-  for (const id of state.statsIds()) {
+  for (const id of new Set([...state.statsIds(), ...state.denialIds()])) {
     if (id === 0n || remaining.has(id)) continue;
     state.deleteStats(id);
     setAllowList(state, id, []);
@@ -860,6 +860,8 @@ export function inconsistencies(state: EngineState, drains = false): string[] {
     }
   }
   for (const id of stats) if (id !== 0n && !cells.has(id)) out.push(`counters of no cell: #${id}`);
+  for (const id of state.denialIds())
+    if (id !== 0n && !cells.has(id)) out.push(`denial counters of no cell: #${id}`);
   return out;
 }
 

@@ -3,7 +3,7 @@
  * (l3iso_map_pressure) and `status`. Kept apart from metrics.ts so a verb
  * that reports pressure does not load prom-client.
  */
-import type { EngineState } from './state';
+import type { EngineState } from '../dataplane/state';
 
 export interface MapFill {
   map: string;
@@ -17,6 +17,7 @@ export const PRESSURE_MAPS = [
   'l3_cells',
   'l3_owners',
   'l3_cell_stats',
+  'l3_cell_denials',
   'l3_listeners',
   'l3_allow',
   'l3_managed',
