@@ -52,6 +52,7 @@ import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefi
 import { loadWithPinnedMaps } from '../dataplane/objects';
 import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
 import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from '../dataplane/state';
+import { rebuildIndex, type IndexedOwner } from '../dataplane/cell-index';
 import { detachAllUplinks } from '../dataplane/uplink';
 import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
@@ -121,6 +122,7 @@ export function up(opts: UpOptions): UpResult {
           maxCells: previous?.maxCells || opts.maxCells || DEFAULT_MAX_CELLS,
           previous,
           rebuildCells: found.missing.includes('l3_cells'),
+          rebuildIndex: found.missing.includes('l3_cell_addrs'),
         },
         undo,
         progress,
@@ -317,6 +319,7 @@ interface BringUp {
   maxCells: number;
   previous: Config | undefined;
   rebuildCells: boolean;
+  rebuildIndex: boolean;
 }
 
 function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => void): UpResult {
@@ -347,6 +350,8 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
         if (i === 0) {
           writeConfig(b);
           // Before any program is swapped in: they would see an empty cell map.
+          // The index first: rebuilding cells reads their owners through it.
+          if (b.rebuildIndex || b.rebuildCells) reindex(layout);
           if (b.rebuildCells) rebuildCells(layout);
         }
         for (const p of spec.programs) {
@@ -370,6 +375,22 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
   pinRevoker(layout);
   if (b.previous === undefined) undo.push(() => unpinRevoker(layout));
   return result;
+}
+
+/** --repair: the reverse index of l3_owners, from the owner map. */
+function reindex(layout: PinLayout): void {
+  const state = EngineState.open(layout.root, { incomplete: true });
+  try {
+    const byCell = new Map<bigint, IndexedOwner[]>();
+    for (const e of state.owners()) {
+      const list = byCell.get(e.owner.cell);
+      if (list) list.push(e);
+      else byCell.set(e.owner.cell, [e]);
+    }
+    rebuildIndex(state, byCell);
+  } finally {
+    state.close();
+  }
 }
 
 /** --repair: every cell the owner map proves (it owns a loopback alias)
@@ -599,7 +620,10 @@ function openForDown(
   layout: PinLayout,
 ): { state: EngineState | undefined; rootId: bigint | undefined } | undefined {
   const foreign = foreignEntries(layout);
-  const ours = fs.readdirSync(layout.root).filter(isOwnTopEntry);
+  const entries = fs.readdirSync(layout.root);
+  // An empty dir is a down killed before its last step (the rmdir): finish it.
+  if (entries.length === 0) return undefined;
+  const ours = entries.filter(isOwnTopEntry);
   if (ours.length === 0) {
     throw new L3isoError(
       'EPIN_DIR',
