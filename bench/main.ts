@@ -28,4 +28,7 @@ if (!quick) {
   step('isolation', process.execPath, [path.join(dist, 'isolation.js')]);
   step('metrics scrape', process.execPath, [path.join(dist, 'run.js')]);
   step('declarative apply/release', process.execPath, [path.join(dist, 'declarative.js')]);
+  step('fleet allocation (etcd per block vs per address)', process.execPath, [
+    path.join(dist, 'fleet.js'),
+  ]);
 }

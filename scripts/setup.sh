@@ -41,6 +41,10 @@ command -v podman >/dev/null || need_pkgs+=(podman)
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# Fleet mode: the tests start their own etcd (loopback, temp data dir) and
+# their own bird2 (inside test netns); etcdctl comes with etcd-client.
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+command -v bird >/dev/null || need_pkgs+=(bird2)
 # The Kubernetes API schema the manifests are checked against, offline (the
 # official client's generated models), for Debian's own python3.
 /usr/bin/python3 -c 'import kubernetes.client' 2>/dev/null || need_pkgs+=(python3-kubernetes)
@@ -49,7 +53,8 @@ command -v promtool >/dev/null || need_pkgs+=(prometheus)
 # host.
 host_units=(nginx.service redis-server.service prometheus.service podman.service
 	podman.socket podman-restart.service podman-auto-update.service
-	podman-auto-update.timer docker.service docker.socket containerd.service)
+	podman-auto-update.timer docker.service docker.socket containerd.service
+	etcd.service bird.service)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	say "installing ${need_pkgs[*]}"
 	# policy-rc.d refuses every start during the install (invoke-rc.d and

@@ -25,6 +25,13 @@ export const ErrorCodes = {
   EAGENT_RUNNING: 'another l3iso agent already answers on this socket',
   EAGENT_MISMATCH: 'the agent on this socket serves another engine instance (pin dir)',
   ENOT_FOUND: 'the agent has no such endpoint',
+  EPOOL_UNKNOWN: 'no address pool of that name',
+  EPOOL_EXISTS: 'an address pool of that name already exists with another definition',
+  EPOOL_OVERLAP: 'the pool overlaps another pool',
+  EPOOL_EXHAUSTED: 'the pool (or the blocks this host holds of it) has no free address left',
+  EPOOL_IN_USE: 'addresses of the pool are still assigned (use --force)',
+  EFLEET_UNAVAILABLE: 'the fleet datastore (etcd) cannot be reached, or did not answer in time',
+  EFLEET_CONFLICT: 'the fleet datastore says another host holds this block or host id',
 } as const satisfies Record<ErrorCode, string>;
 
 export type ErrorCode =
@@ -48,7 +55,14 @@ export type ErrorCode =
   | 'ESOCKETS_LIVE'
   | 'EAGENT_RUNNING'
   | 'EAGENT_MISMATCH'
-  | 'ENOT_FOUND';
+  | 'ENOT_FOUND'
+  | 'EPOOL_UNKNOWN'
+  | 'EPOOL_EXISTS'
+  | 'EPOOL_OVERLAP'
+  | 'EPOOL_EXHAUSTED'
+  | 'EPOOL_IN_USE'
+  | 'EFLEET_UNAVAILABLE'
+  | 'EFLEET_CONFLICT';
 
 /**
  * The agent's HTTP status for each code: 4xx for what the caller can fix
@@ -76,6 +90,13 @@ export const HttpStatus = {
   EAGENT_RUNNING: 409,
   EAGENT_MISMATCH: 421,
   ENOT_FOUND: 404,
+  EPOOL_UNKNOWN: 404,
+  EPOOL_EXISTS: 409,
+  EPOOL_OVERLAP: 409,
+  EPOOL_EXHAUSTED: 507,
+  EPOOL_IN_USE: 409,
+  EFLEET_UNAVAILABLE: 503,
+  EFLEET_CONFLICT: 409,
 } as const satisfies Record<ErrorCode, number>;
 
 export class L3isoError extends Error {

@@ -41,3 +41,7 @@ export function prepareEngine(): void {
   // a bug to fix (every owner closes its fds).
   loader.setLeakReporter((fd, what) => log.debug({ fd, what }, 'closed a leaked fd'));
 }
+export const poolsModule = (): typeof import('./pools/pools') => require('./pools/pools');
+/** Fleet mode only (`agent --etcd`): the etcd client is never loaded otherwise. */
+export const fleetModule = (): typeof import('./fleet/host') => require('./fleet/host');
+export const announceModule = (): typeof import('./fleet/announce') => require('./fleet/announce');

@@ -12,6 +12,7 @@ import type { ApplyResult } from '../declarative/apply';
 import type { EngineStatus, ExportResult } from '../declarative/export';
 import type { StateDocument } from '../declarative/schema';
 import type { ErrorCode } from '../errors';
+import type { PoolView } from '../pools/pools';
 import type { HookResult } from '../runtime/oci-hook';
 import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 
@@ -33,7 +34,11 @@ export const PIN_DIR_HEADER = 'x-l3iso-pin-dir';
 export interface AssignRequest {
   /** absolute, or relative to the engine's cgroup root */
   cgroup: string;
-  addresses: string[];
+  /** these addresses, or `count` of `pool`'s (exactly one of the two) */
+  addresses?: string[];
+  pool?: string;
+  /** with pool: how many of its addresses the cell holds (default 1) */
+  count?: number;
   force?: boolean;
   /** also report addresses no bind could use (`notLocal`), as the CLI
    * does; costs an `ip` call per address family */
@@ -129,4 +134,39 @@ export interface ErrorResponse {
     /** the kernel's errno name, for EKERNEL */
     errno?: string;
   };
+}
+
+/** POST /v1/pools/add */
+export interface PoolAddRequest {
+  name: string;
+  cidr: string;
+  /** prefix length of a block (default /26 IPv4, /122 IPv6) */
+  blockSize?: number;
+}
+
+/** POST /v1/pools/del */
+export interface PoolDelRequest {
+  name: string;
+  /** delete although addresses of it are assigned (the cells keep them) */
+  force?: boolean;
+}
+
+/** A block a fleet host holds (fleet mode only). */
+export interface BlockView {
+  pool: string;
+  cidr: string;
+  host: string;
+  /** addresses of the block assigned on this host */
+  assigned: number;
+}
+
+/** GET /v1/pools */
+export interface PoolsResponse {
+  pools: PoolView[];
+  /** fleet mode: the blocks this host holds */
+  blocks?: BlockView[];
+  /** fleet mode: this host's id */
+  host?: string;
+  /** fleet mode: blocks this host's cells use that another host holds */
+  conflicts?: string[];
 }

@@ -9,6 +9,8 @@ import { ociAssign, ociRelease } from '../runtime/oci-hook';
 import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 import { drainInChild } from './drain';
 import { Engine } from '../engine/engine';
+import { poolDef } from '../pools/pools';
+import type { PoolBackend } from './pools';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {
@@ -17,6 +19,8 @@ import type {
   ErrorResponse,
   HealthResponse,
   PolicyRequest,
+  PoolAddRequest,
+  PoolDelRequest,
   ReleaseRequest,
 } from './api';
 
@@ -35,6 +39,8 @@ export interface RouteContext {
   onAssigned(id: bigint, path: string): void;
   health(): Omit<HealthResponse, 'ok' | 'pinDir' | 'up'>;
   metrics(): Promise<{ text: string; contentType: string }>;
+  /** pools: this host's record, or the fleet's (etcd) */
+  pools: PoolBackend;
 }
 
 type Body = Record<string, unknown>;
@@ -72,16 +78,53 @@ function onlyKeys(b: Body, keys: readonly string[]): void {
   if (extra.length) throw usage(`unknown field${extra.length > 1 ? 's' : ''}: ${extra.join(', ')}`);
 }
 
-function doAssign(ctx: RouteContext, b: Body): Reply {
-  onlyKeys(b, ['cgroup', 'addresses', 'force', 'checkLocal'] satisfies (keyof AssignRequest)[]);
+function count(b: Body): number | undefined {
+  const v = b.count;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw usage('"count" must be a positive integer');
+  return v;
+}
+
+async function doAssign(ctx: RouteContext, b: Body): Promise<Reply> {
+  onlyKeys(b, [
+    'cgroup',
+    'addresses',
+    'pool',
+    'count',
+    'force',
+    'checkLocal',
+  ] satisfies (keyof AssignRequest)[]);
   const addresses = strList(b, 'addresses');
-  if (!addresses) throw usage('"addresses" is required');
-  const r = ctx.engine().assign(str(b, 'cgroup', true), addresses, {
-    force: bool(b, 'force') === true,
-    checkLocal: bool(b, 'checkLocal') === true,
-  });
+  const pool = str(b, 'pool', false);
+  const n = count(b);
+  if ((addresses === undefined) === (pool === undefined))
+    throw usage('give either "addresses" or "pool"');
+  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
+  const opts = { force: bool(b, 'force') === true, checkLocal: bool(b, 'checkLocal') === true };
+  const cgroup = str(b, 'cgroup', true);
+  const r = addresses
+    ? ctx.engine().assign(cgroup, addresses, opts)
+    : await ctx.pools.assign(cgroup, pool!, n ?? 1, opts);
   ctx.onAssigned(BigInt(r.id), r.path);
   return { status: 200, body: r };
+}
+
+async function doPoolAdd(ctx: RouteContext, b: Body): Promise<Reply> {
+  onlyKeys(b, ['name', 'cidr', 'blockSize'] satisfies (keyof PoolAddRequest)[]);
+  const size = b.blockSize;
+  if (size !== undefined && (typeof size !== 'number' || !Number.isInteger(size)))
+    throw usage('"blockSize" must be an integer (a prefix length)');
+  const def = poolDef(str(b, 'name', true), str(b, 'cidr', true), size as number | undefined);
+  return { status: 200, body: await ctx.pools.add(def) };
+}
+
+async function doPoolDel(ctx: RouteContext, b: Body): Promise<Reply> {
+  onlyKeys(b, ['name', 'force'] satisfies (keyof PoolDelRequest)[]);
+  return {
+    status: 200,
+    body: await ctx.pools.del(str(b, 'name', true), bool(b, 'force') === true),
+  };
 }
 
 async function doRelease(ctx: RouteContext, b: Body): Promise<Reply> {
@@ -162,24 +205,34 @@ function doApply(ctx: RouteContext, b: Body): Reply {
 }
 
 /** The OCI hook's createRuntime, the hook having resolved the cgroup in the runtime's namespaces. */
-function doOciCreate(ctx: RouteContext, b: Body): Reply {
+async function doOciCreate(ctx: RouteContext, b: Body): Promise<Reply> {
   onlyKeys(b, [
     'container',
     'cgroup',
     'addresses',
+    'pool',
+    'count',
     'allowFrom',
   ] satisfies (keyof OciCreateRequest)[]);
   const addresses = strList(b, 'addresses');
-  if (!addresses) throw usage('"addresses" is required');
+  const pool = str(b, 'pool', false);
+  const n = count(b);
+  if ((addresses === undefined) === (pool === undefined))
+    throw usage('give either "addresses" or "pool"');
+  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
   const cgroup = str(b, 'cgroup', true);
   if (!cgroup.startsWith('/')) throw usage('"cgroup" must be an absolute path');
   const allowFrom = strList(b, 'allowFrom');
-  const r = ociAssign(ctx.engine(), {
-    container: str(b, 'container', true),
-    cgroup,
-    addresses,
-    ...(allowFrom ? { allowFrom } : {}),
-  });
+  const r = await ociAssign(
+    ctx.engine(),
+    {
+      container: str(b, 'container', true),
+      cgroup,
+      ...(addresses ? { addresses } : { pool: pool!, ...(n !== undefined ? { count: n } : {}) }),
+      ...(allowFrom ? { allowFrom } : {}),
+    },
+    (c, p, k) => ctx.pools.assign(c, p, k, {}),
+  );
   if (r.action === 'assigned') ctx.onAssigned(BigInt(r.cell.id), r.cell.path);
   return { status: 200, body: r };
 }
@@ -212,8 +265,17 @@ export async function route(
   switch (key) {
     case 'POST /v1/assign':
       return doAssign(ctx, body);
-    case 'POST /v1/release':
-      return doRelease(ctx, body);
+    case 'POST /v1/release': {
+      const r = await doRelease(ctx, body);
+      await ctx.pools.released();
+      return r;
+    }
+    case 'GET /v1/pools':
+      return { status: 200, body: await ctx.pools.list() };
+    case 'POST /v1/pools/add':
+      return doPoolAdd(ctx, body);
+    case 'POST /v1/pools/del':
+      return doPoolDel(ctx, body);
     case 'POST /v1/policy':
       return doPolicy(ctx, body);
     case 'GET /v1/cells':

@@ -16,6 +16,7 @@ import { errorReply, route, type Reply, type RouteContext } from './routes';
 import { EngineHolder } from './holder';
 import { DockerWatcher } from './docker-watch';
 import { CellWatcher, type WatchLog } from './watch';
+import { localPools, type PoolBackend } from './pools';
 
 export interface AgentOptions {
   pinDir: string;
@@ -25,6 +26,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** a listening socket handed over by systemd (socket activation) */
   listenFd?: number;
+  /** pool requests: default this host's record (no etcd) */
+  pools?: PoolBackend;
   /** follow `docker events` and clean up after containers that end */
   watchDocker?: boolean;
 }
@@ -153,6 +156,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
         : {}),
     }),
     metrics: metricsOf(o.pinDir),
+    pools: o.pools ?? localPools(() => engine.get()),
   };
   const server = http.createServer((req, res) => {
     const key = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
@@ -171,7 +175,10 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
         watcher.stop();
         docker?.stop();
         server.close(() => {
-          engine.close();
+          void ctx.pools.close().then(
+            () => engine.close(),
+            () => engine.close(),
+          );
           resolve();
         });
         server.closeAllConnections();

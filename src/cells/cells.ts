@@ -20,6 +20,9 @@ import {
   L3_OWNER_DRAINING,
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
+  decodeAddr,
+  decodeAddrBytes,
+  decodeOwner,
   encodeCell,
   type Cell,
   type Owner,
@@ -140,19 +143,109 @@ export function assign(
 ): AssignResult {
   if (addressTexts.length === 0)
     throw new L3isoError('EUSAGE', 'assign needs at least one address');
-  const addrs = parseAddresses(addressTexts);
+  return assignTo(state, cgroupArg, parseAddresses(addressTexts), opts);
+}
+
+/**
+ * Where an assign takes addresses it is not given by name (a pool, or the
+ * blocks a fleet host holds of one): the engine knows nothing of pools, only
+ * that the cell must end up with `count` of the source's addresses, claimed
+ * lowest first, each with BPF_NOEXIST like any other claim.
+ */
+/** An owner map key, compared but never printed. */
+export type OwnedAddress = Pick<CellAddress, 'family' | 'bytes'>;
+
+export interface AddressSource {
+  count: number;
+  /** the address is one of the source's (the cell's own count towards `count`) */
+  has(a: CellAddress): boolean;
+  /** candidates, lowest first, skipping `owned` (every address the owner map holds) */
+  candidates(owned: readonly OwnedAddress[]): Iterable<CellAddress>;
+  /** the error when the candidates run out `missing` short */
+  exhausted(missing: number): L3isoError;
+}
+
+/** Tops the cell up to `source.count` addresses of the source (none taken
+ * when it has them already: re-running is harmless, as with addresses). */
+export function assignFrom(
+  state: EngineState,
+  cgroupArg: string,
+  source: AddressSource,
+  opts: AssignOptions = {},
+): AssignResult {
+  if (!Number.isInteger(source.count) || source.count < 1)
+    throw new L3isoError('EUSAGE', 'the address count must be a positive integer');
+  return assignTo(state, cgroupArg, source, opts);
+}
+
+function assignTo(
+  state: EngineState,
+  cgroupArg: string,
+  what: CellAddress[] | AddressSource,
+  opts: AssignOptions,
+): AssignResult {
   const target = openCellTarget(state, cgroupArg);
   assertRecordableDepth(target.path, target.root);
-  const r = withLock(target.state, () => assignLocked(target, addrs, opts));
+  const r = withLock(target.state, () => assignLocked(target, what, opts));
   if (!opts.checkLocal) return r;
   // Outside the lock, and only where asked (the CLI and the agent): it asks
   // the kernel's routing tables, an `ip` per family, which costs more than
   // the assignment itself.
+  const addrs = [...r.added, ...r.unchanged].map((t) => parseAddress(t));
   const notLocal = (nonLocalAddresses(target.state, addrs) ?? []).map((a) => a.text);
   return notLocal.length ? { ...r, notLocal } : r;
 }
 
-function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions): AssignResult {
+/**
+ * Claims `source.count` minus what the cell holds of it; a candidate some
+ * other claimer took first is skipped, never an error. Each batch of
+ * candidates is listed in the cell's index before it is claimed (a
+ * candidate lost to another claimer leaves an extra entry, which the index
+ * allows and reconcile drops). Returns the cell's list.
+ */
+function claimFromSource(
+  state: EngineState,
+  id: bigint,
+  source: AddressSource,
+  list: CellAddress[],
+  claimed: CellAddress[],
+  unchanged: CellAddress[],
+): CellAddress[] {
+  // One scan, no text per entry: the free addresses of a pool are the ones
+  // no cell owns, which only the whole owner map tells; only the cell's own
+  // addresses are ever printed.
+  const { keys, values } = state.map('l3_owners').lookupBatch();
+  keys.forEach((k, i) => {
+    const owner = decodeOwner(values[i]!);
+    if (owner.cell !== id || owner.flags & (L3_OWNER_LOOPBACK | GONE)) return;
+    const a = decodeAddr(k);
+    if (source.has(a)) unchanged.push(a);
+  });
+  let need = source.count - unchanged.length;
+  const candidates = source.candidates(keys.map(decodeAddrBytes))[Symbol.iterator]();
+  while (need > 0) {
+    const batch: CellAddress[] = [];
+    while (batch.length < need) {
+      const n = candidates.next();
+      if (n.done) break;
+      batch.push(n.value);
+    }
+    if (batch.length === 0) throw source.exhausted(need);
+    list = listIntents(state, id, list, batch);
+    for (const a of batch)
+      if (state.claim(a, { cell: id, flags: 0 }).claimed) {
+        claimed.push(a);
+        need--;
+      }
+  }
+  return list;
+}
+
+function assignLocked(
+  t: CellTarget,
+  what: CellAddress[] | AddressSource,
+  opts: AssignOptions,
+): AssignResult {
   const { state, id } = t;
   const claimed: CellAddress[] = [];
   const unchanged: CellAddress[] = [];
@@ -174,14 +267,19 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
       }
     }
     // Listed before claimed: the index stays a superset of what the cell owns.
-    let list = listIntents(state, id, listed(state, id), addrs);
-    for (const a of addrs) {
-      const r = state.claim(a, { cell: id, flags: 0 });
-      if (r.claimed) claimed.push(a);
-      else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
-        unchanged.push(a);
-      else throw ownedError(a, r.owner, t.root, id);
+    let list = listed(state, id);
+    if (!Array.isArray(what)) list = claimFromSource(state, id, what, list, claimed, unchanged);
+    else {
+      list = listIntents(state, id, list, what);
+      for (const a of what) {
+        const r = state.claim(a, { cell: id, flags: 0 });
+        if (r.claimed) claimed.push(a);
+        else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
+          unchanged.push(a);
+        else throw ownedError(a, r.owner, t.root, id);
+      }
     }
+    const addrs = Array.isArray(what) ? what : [...unchanged, ...claimed];
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
     forgetKeptListeners(state, claimed);

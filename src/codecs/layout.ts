@@ -137,6 +137,19 @@ export function decodeAddr(raw: Uint8Array): CellAddress {
   throw new L3isoError('EKERNEL', `malformed l3_addr: unknown family ${family}`);
 }
 
+/** decodeAddr without the canonical text: for scans of the whole owner map
+ * that only compare addresses (formatting each one costs more than the scan). */
+export function decodeAddrBytes(raw: Uint8Array): Pick<CellAddress, 'family' | 'bytes'> {
+  const F = LAYOUT.l3_addr.fields;
+  const buf = checkSize('l3_addr', raw);
+  const family = buf.readUInt8(F.family.offset);
+  if (family === L3_FAMILY_V4)
+    return { family: 4, bytes: buf.subarray(F.addr.offset, F.addr.offset + 4) };
+  if (family === L3_FAMILY_V6)
+    return { family: 6, bytes: buf.subarray(F.addr.offset, F.addr.offset + 16) };
+  throw new L3isoError('EKERNEL', `malformed l3_addr: unknown family ${family}`);
+}
+
 // ---- struct l3_owner ---------------------------------------------------
 
 export interface Owner {

@@ -24,6 +24,9 @@ export interface PinLayout {
   readonly tag: string;
   /** Where a fresh `up` builds the engine before renaming it to root. */
   readonly buildDir: string;
+  /** The instance's address pools (src/pools/store.ts): a record in runDir,
+   * keyed by the instance id, removed by down. */
+  readonly poolsFile: string;
   map(name: string): string;
   link(name: string): string;
 }
@@ -66,6 +69,7 @@ function layoutAt(root: string, tag: string): PinLayout {
     runDir: RUN_DIR,
     tag,
     buildDir: `${root}-tmp-${process.pid}`,
+    poolsFile: path.join(RUN_DIR, `${tag}.pools`),
     map: (name) => path.join(mapsDir, name),
     link: (name) => path.join(linksDir, name),
   };

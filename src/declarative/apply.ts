@@ -55,6 +55,8 @@ import { engineConflicts, planApply, summarize, type CellChange, type Plan } fro
 import { groupOwners, readLive, type LiveState } from './live';
 import { CHUNK, writeBatch } from './batch';
 import { releaseCells } from './release';
+import { mergePools, resolvePoolCells } from './pools';
+import { readPools, writePools, type PoolDef } from '../pools/store';
 import {
   StateFileError,
   validateState,
@@ -91,6 +93,8 @@ export interface ApplyResult {
   repaired: string[];
   /** added addresses neither local in the engine's netns nor managed (binds fail) */
   notLocal: string[];
+  /** pools of the file the engine did not have, added */
+  poolsAdded: string[];
 }
 
 /**
@@ -117,6 +121,10 @@ interface Prepared {
   /** cgroup id of each listed cell whose cgroup exists */
   ids: Map<string, bigint>;
   sockets: LiveSocket[];
+  /** the file's cells, pool cells resolved to addresses */
+  cells: DesiredCell[];
+  /** pools the file defines that the engine lacks, and the record's instance */
+  pools: { added: PoolDef[]; all: PoolDef[]; instance: string };
 }
 
 /** Every check, nothing written. Problems are collected, then thrown together. */
@@ -137,7 +145,10 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
   });
   const live = readLive(state, new Map([...ids].map(([name, id]) => [id, name])));
   errs.unshift(...engineConflicts(desired.engine, live.engine));
-  const plan = planApply(desired.cells, live.cells, { prune: opts.prune === true });
+  const instance = state.config().instance ?? '';
+  const pools = mergePools(readPools(state.layout, instance), desired.pools ?? [], errs);
+  const cells = resolvePoolCells(desired.cells, live.cells, pools.pools, errs);
+  const plan = planApply(cells, live.cells, { prune: opts.prune === true });
   errs.push(...plan.conflicts);
   if (errs.length > 0) throw new StateFileError(errs);
   const sockets = liveSockets(plan, root);
@@ -147,7 +158,16 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
       `apply would take addresses from, or make cells of, live sockets: ${describeSockets(sockets)}`,
       'restart them, or apply with --force (connections on released addresses are reset)',
     );
-  return { live, plan, root, missing, ids, sockets };
+  return {
+    live,
+    plan,
+    root,
+    missing,
+    ids,
+    sockets,
+    cells,
+    pools: { added: pools.added, all: pools.pools, instance },
+  };
 }
 
 /**
@@ -206,7 +226,9 @@ function populated(dir: string): boolean {
 function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptions): ApplyResult {
   const p = prepare(state, desired, opts);
   const summary = summarize(p.plan.changes);
-  const changed = p.plan.changes.some((c) => c.action !== 'unchanged' && c.action !== 'kept');
+  const changed =
+    p.pools.added.length > 0 ||
+    p.plan.changes.some((c) => c.action !== 'unchanged' && c.action !== 'kept');
   const result: ApplyResult = {
     dryRun: opts.dryRun === true,
     prune: opts.prune === true,
@@ -218,13 +240,15 @@ function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptio
     socketsDestroyed: 0,
     repaired: [],
     notLocal: [],
+    poolsAdded: p.pools.added.map((d) => d.name),
   };
   const added = p.plan.changes.flatMap((c) => c.added).map(parseAddress);
   if (added.length > 0)
     result.notLocal = (nonLocalAddresses(state, added) ?? []).map((a) => a.text);
   if (opts.dryRun || !changed) return result;
   for (const dir of p.missing) fs.mkdirSync(dir, { recursive: true });
-  const wanted = new Map(desired.cells.map((d) => [d.cgroup, d]));
+  if (p.pools.added.length) writePools(state.layout, p.pools.instance, p.pools.all);
+  const wanted = new Map(p.cells.map((d) => [d.cgroup, d]));
   runReleases(state, p, result);
   converge(state, p, wanted, result);
   return result;

@@ -8,6 +8,7 @@ import { netnsInode } from '../dataplane/netns';
 import { managedPrefixes, prefixText } from '../dataplane/prefixes';
 import { EngineState } from '../dataplane/state';
 import { liveUplinks, readLive } from './live';
+import { readPools } from '../pools/store';
 import { STATE_VERSION, type DesiredUplink, type StateDocument } from './schema';
 
 export interface ExportResult {
@@ -20,6 +21,10 @@ export function exportState(engine: EngineState): ExportResult {
   return withSharedRead(engine, (state) => {
     const live = readLive(state);
     const skipped = live.cells.filter((c) => c.cgroup.startsWith('#')).map((c) => c.cgroup);
+    // The pools, so that apply on a fresh engine defines them again; cells
+    // are exported with their addresses (what they hold, not how they got
+    // them), so the round trip restores exactly the same assignment.
+    const pools = readPools(state.layout, state.config().instance ?? '');
     const document: StateDocument = {
       version: STATE_VERSION,
       engine: {
@@ -27,6 +32,7 @@ export function exportState(engine: EngineState): ExportResult {
         managedPrefixes: live.engine.managedPrefixes,
         uplinks: live.engine.uplinks,
       },
+      ...(pools.length ? { pools } : {}),
       cells: live.cells
         .filter((c) => !c.cgroup.startsWith('#'))
         .map((c) => ({

@@ -8,6 +8,15 @@ import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseAddress, parsePrefix, type CellAddress } from '../model/address';
 import { prefixText } from '../dataplane/prefixes';
+import { clash, poolDef } from '../pools/defs';
+import { POOL_NAME, type PoolDef } from '../pools/store';
+
+/** Why `def` cannot join `pools`, or undefined. */
+function clashOf(def: PoolDef, pools: readonly PoolDef[]): string | undefined {
+  if (pools.some((p) => p.name === def.name)) return `pool ${def.name} is listed twice`;
+  const c = clash(def, pools);
+  return c instanceof Error ? c.message : undefined;
+}
 
 export const STATE_VERSION = 1;
 
@@ -27,8 +36,12 @@ export interface DesiredEngine {
 export interface DesiredCell {
   /** path relative to the cgroup root, normalised ('a/b') */
   cgroup: string;
-  /** canonical texts, in file order */
+  /** canonical texts, in file order; empty for a pool cell until apply
+   * resolves it against the live owners (src/declarative/pools.ts) */
   addresses: string[];
+  /** instead of addresses: `count` addresses of this pool */
+  pool?: string;
+  count?: number;
   allowRaw: boolean;
   /** null: no allow-list (every source is admitted) */
   allowFrom: string[] | null;
@@ -37,6 +50,8 @@ export interface DesiredCell {
 export interface DesiredState {
   version: number;
   engine: DesiredEngine;
+  /** pool definitions apply adds (absent: none listed) */
+  pools?: PoolDef[];
   cells: DesiredCell[];
 }
 
@@ -48,9 +63,12 @@ export interface StateDocument {
     managedPrefixes?: string[];
     uplinks?: (string | DesiredUplink)[];
   };
+  pools?: { name: string; cidr: string; blockSize?: number }[];
   cells: {
     cgroup: string;
-    addresses: string[];
+    addresses?: string[];
+    pool?: string;
+    count?: number;
     allowRaw?: boolean;
     allowFrom?: string[] | null;
   }[];
@@ -213,21 +231,84 @@ function cellOf(v: Json, i: number, seen: Seen, errs: string[]): DesiredCell | u
     errs.push(`${at}: must be a mapping with cgroup and addresses, not ${show(v)}`);
     return undefined;
   }
-  unknownKeys(v, ['cgroup', 'addresses', 'allowRaw', 'allowFrom'], at, errs);
+  unknownKeys(v, ['cgroup', 'addresses', 'pool', 'count', 'allowRaw', 'allowFrom'], at, errs);
   const cgroup = cgroupName(v.cgroup, `${at}.cgroup`, errs);
   if (cgroup !== undefined) {
     const first = seen.cgroups.get(cgroup);
     if (first !== undefined) errs.push(`${at}.cgroup: ${show(cgroup)} is also cells[${first}]`);
     else seen.cgroups.set(cgroup, i);
   }
-  const addresses = addressesOf(v.addresses, `${at}.addresses`, seen, errs);
+  const pool = poolOf(v, at, errs);
+  const addresses =
+    pool === null ? undefined : pool ? [] : addressesOf(v.addresses, `${at}.addresses`, seen, errs);
   if (v.allowRaw !== undefined && typeof v.allowRaw !== 'boolean')
     errs.push(`${at}.allowRaw: must be true or false, not ${show(v.allowRaw)}`);
   let allowFrom: string[] | null | undefined = null;
   if (v.allowFrom !== undefined && v.allowFrom !== null)
     allowFrom = prefixes(v.allowFrom, `${at}.allowFrom`, errs, true);
   if (cgroup === undefined || !addresses || allowFrom === undefined) return undefined;
-  return { cgroup, addresses, allowRaw: v.allowRaw === true, allowFrom };
+  return {
+    cgroup,
+    addresses,
+    ...(pool ? { pool: pool.name, count: pool.count } : {}),
+    allowRaw: v.allowRaw === true,
+    allowFrom,
+  };
+}
+
+/** `pool: NAME, count: K` (count default 1) instead of addresses; undefined:
+ * an address cell; null: a bad pool cell (reported). */
+function poolOf(
+  v: Record<string, Json>,
+  at: string,
+  errs: string[],
+): { name: string; count: number } | undefined | null {
+  if (v.pool === undefined) {
+    if (v.count === undefined) return undefined;
+    errs.push(`${at}.count: needs pool`);
+    return null;
+  }
+  let ok = true;
+  // `addresses: []` beside a pool is what a validated pool cell holds
+  // until apply resolves it: validated state re-validates to itself.
+  if (v.addresses !== undefined && !(Array.isArray(v.addresses) && v.addresses.length === 0)) {
+    errs.push(`${at}: give addresses or pool, not both`);
+    ok = false;
+  }
+  if (typeof v.pool !== 'string' || !POOL_NAME.test(v.pool)) {
+    errs.push(`${at}.pool: ${show(v.pool)} is not a pool name`);
+    ok = false;
+  }
+  const count = v.count ?? 1;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1) {
+    errs.push(`${at}.count: must be a positive integer, not ${show(v.count)}`);
+    ok = false;
+  }
+  return ok ? { name: v.pool as string, count: count as number } : null;
+}
+
+function poolsOf(v: Json, errs: string[]): PoolDef[] {
+  if (!Array.isArray(v)) {
+    errs.push(`pools: must be a list, not ${show(v)}`);
+    return [];
+  }
+  const out: PoolDef[] = [];
+  v.forEach((p: Json, i) => {
+    const at = `pools[${i}]`;
+    if (!isObject(p)) return errs.push(`${at}: must be a mapping with name and cidr`);
+    unknownKeys(p, ['name', 'cidr', 'blockSize'], at, errs);
+    if (p.blockSize !== undefined && typeof p.blockSize !== 'number')
+      return errs.push(`${at}.blockSize: must be a prefix length, not ${show(p.blockSize)}`);
+    try {
+      const def = poolDef(p.name as string, p.cidr as string, p.blockSize as number | undefined);
+      const clash = clashOf(def, out);
+      if (clash) return errs.push(`${at}: ${clash}`);
+      out.push(def);
+    } catch (err) {
+      errs.push(`${at}: ${reason(err)}`);
+    }
+  });
+  return out;
 }
 
 function addressesOf(v: Json, at: string, seen: Seen, errs: string[]): string[] | undefined {
@@ -263,10 +344,11 @@ export function validateState(doc: Json): DesiredState {
     throw new StateFileError([
       `(top): must be a mapping with version, engine and cells, not ${show(doc)}`,
     ]);
-  unknownKeys(doc, ['version', 'engine', 'cells'], '', errs);
+  unknownKeys(doc, ['version', 'engine', 'pools', 'cells'], '', errs);
   if (doc.version !== undefined && doc.version !== STATE_VERSION)
     errs.push(`version: must be ${STATE_VERSION}, not ${show(doc.version)}`);
   const engine = engineOf(doc.engine, errs);
+  const pools = doc.pools === undefined ? undefined : poolsOf(doc.pools, errs);
   const cells: DesiredCell[] = [];
   if (!Array.isArray(doc.cells))
     errs.push(`cells: must be a list (may be empty), not ${show(doc.cells)}`);
@@ -278,7 +360,7 @@ export function validateState(doc: Json): DesiredState {
     });
   }
   if (errs.length > 0) throw new StateFileError(errs);
-  return { version: STATE_VERSION, engine, cells };
+  return { version: STATE_VERSION, engine, ...(pools ? { pools } : {}), cells };
 }
 
 export function parseState(text: string, fileName = ''): DesiredState {

@@ -14,7 +14,15 @@
  * for the verb it runs (README "How it works").
  */
 import type { UplinkMode } from '../model/defaults';
-import type { AssignOptions, AssignResult, GcResult, ReleaseOptions } from '../cells/cells';
+import type {
+  AddressSource,
+  AssignOptions,
+  AssignResult,
+  GcResult,
+  ReleaseOptions,
+} from '../cells/cells';
+import type { PoolAddResult, PoolDelResult, PoolView } from '../pools/pools';
+import type { PoolDef } from '../pools/store';
 import type { ReleaseResult } from '../cells/cells';
 import type { CellDetail, CellView } from '../cells/inventory';
 import type { PolicyChange, PolicyResult } from '../cells/policy';
@@ -48,6 +56,7 @@ const applyModule = (): typeof import('../declarative/apply') => require('../dec
 const exportModule = (): typeof import('../declarative/export') => require('../declarative/export');
 const execModule = (): typeof import('../exec/exec') => require('../exec/exec');
 const lifecycle = (): typeof import('./lifecycle') => require('./lifecycle');
+const pools = (): typeof import('../pools/pools') => require('../pools/pools');
 
 export interface EngineOpenOptions {
   /** the caller will change the engine (assign, release, apply...); a
@@ -123,6 +132,44 @@ export class Engine implements Disposable {
   assign(cgroup: string, addresses: readonly string[], o: AssignOptions = {}): AssignResult {
     this.writes();
     return cells().assign(this.state, cgroup, addresses, o);
+  }
+
+  /** Tops the cell up to `source.count` of the source's addresses (a pool,
+   * a fleet host's blocks), the lowest free ones first. */
+  assignFrom(cgroup: string, source: AddressSource, o: AssignOptions = {}): AssignResult {
+    this.writes();
+    return cells().assignFrom(this.state, cgroup, source, o);
+  }
+
+  assignFromPool(
+    cgroup: string,
+    pool: string,
+    count: number,
+    o: AssignOptions = {},
+  ): AssignResult & { pool: string } {
+    this.writes();
+    return pools().assignFromPool(this.state, cgroup, pool, count, o);
+  }
+
+  // ---- pools -------------------------------------------------------------
+
+  poolAdd(name: string, cidr: string, blockSize?: number): PoolAddResult {
+    this.writes();
+    return pools().addPool(this.state, name, cidr, blockSize);
+  }
+
+  poolDel(name: string, o: { force?: boolean } = {}): PoolDelResult {
+    this.writes();
+    return pools().deletePool(this.state, name, o);
+  }
+
+  poolList(): PoolView[] {
+    return pools().listPools(this.state);
+  }
+
+  /** The pool definitions of this instance. */
+  poolDefs(): PoolDef[] {
+    return pools().readPoolsOf(this.state);
   }
 
   release(cgroup: string, addresses: readonly string[], o: ReleaseOptions = {}): ReleaseResult {

@@ -731,7 +731,10 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   releaseRoot(layout, rootId);
   // The pin dir is gone: waiters on its lock find their fd names no pin dir
   // any more (ENOT_UP); the names it kept go with it.
-  if (!fs.existsSync(layout.root)) forgetCellNames(layout);
+  if (!fs.existsSync(layout.root)) {
+    fs.rmSync(layout.poolsFile, { force: true });
+    forgetCellNames(layout);
+  }
   return result;
 }
 

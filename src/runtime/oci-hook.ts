@@ -22,6 +22,7 @@ import {
   type OciPoststopRequest,
 } from './oci-request';
 import type { OciState } from './oci-state';
+import { checkPoolName } from '../pools/store';
 import { gcRecords, readRecord, removeRecord, writeRecord, type ContainerRecord } from './records';
 
 export const HOOK_STAGES = ['createRuntime', 'poststop'] as const;
@@ -39,7 +40,7 @@ export type HookResult =
     };
 
 /** createRuntime, directly on the engine. */
-export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
+export async function ociCreateRuntime(pinDir: string, state: OciState): Promise<HookResult> {
   const req = createRequestOf(state);
   return req ? ociAssign(pinDir, req) : { container: state.id, action: 'none' };
 }
@@ -52,20 +53,47 @@ function withEngine<T>(target: string | Engine, fn: (engine: Engine) => T): T {
 }
 
 /**
+ * Assigns `count` addresses of a pool. In fleet mode the agent passes its
+ * own (the pool and this host's blocks are in etcd); by default this host's
+ * pool record.
+ */
+export type PoolAssigner = (cgroup: string, pool: string, count: number) => Promise<AssignResult>;
+
+const localPool: (engine: Engine) => PoolAssigner = (engine) => (cgroup, pool, count) =>
+  Promise.resolve(engine.assignFromPool(cgroup, pool, count));
+
+/**
  * Makes the container's cgroup a cell and records it, or changes nothing.
  * The agent's POST /v1/oci/create-runtime runs this very function, on its Engine.
  */
-export function ociAssign(target: string | Engine, req: OciCreateRequest): HookResult {
+export async function ociAssign(
+  target: string | Engine,
+  req: OciCreateRequest,
+  pools?: PoolAssigner,
+): Promise<HookResult> {
   // Validated before anything changes.
-  parseAddresses(req.addresses);
+  if (req.addresses) parseAddresses(req.addresses);
+  else checkPoolName(req.pool);
   if (req.allowFrom) parsePrefixes(req.allowFrom);
-  return withEngine(target, (engine) => assignRecorded(engine, req));
+  if (typeof target !== 'string') return assignRecorded(target, req, pools ?? localPool(target));
+  const engine = Engine.open(target, { write: true });
+  try {
+    return await assignRecorded(engine, req, pools ?? localPool(engine));
+  } finally {
+    engine.close();
+  }
 }
 
-function assignRecorded(engine: Engine, req: OciCreateRequest): HookResult {
+async function assignRecorded(
+  engine: Engine,
+  req: OciCreateRequest,
+  pools: PoolAssigner,
+): Promise<HookResult> {
   const pinDir = engine.pinDir;
   refuseForeignCell(engine, req.container, req.cgroup);
-  const cell = engine.assign(req.cgroup, req.addresses);
+  const cell = req.addresses
+    ? engine.assign(req.cgroup, req.addresses)
+    : await pools(req.cgroup, req.pool, req.count ?? 1);
   const id = BigInt(cell.id);
   try {
     if (req.allowFrom) engine.policy(cell.path, { allowFrom: req.allowFrom });

@@ -12,13 +12,16 @@ import { findCgroup2Mount } from '../model/cgroup';
 import { cellRequest, unifiedCgroupOf, type OciState } from './oci-state';
 
 /** createRuntime of an annotated container (agent: POST /v1/oci/create-runtime). */
-export interface OciCreateRequest {
+export type OciCreateRequest = {
   container: string;
   /** absolute path of the container's cgroup2 directory */
   cgroup: string;
-  addresses: string[];
   allowFrom?: string[];
-}
+} & (
+  | { addresses: string[]; pool?: undefined; count?: undefined }
+  /** io.l3iso.pool: `count` addresses of the pool (default 1) */
+  | { addresses?: undefined; pool: string; count?: number }
+);
 
 /** poststop (agent: POST /v1/oci/poststop). */
 export interface OciPoststopRequest {
@@ -58,7 +61,9 @@ export function createRequestOf(state: OciState): OciCreateRequest | undefined {
   return {
     container: state.id,
     cgroup: cgroupOfPid(state.pid),
-    addresses: req.addresses,
+    ...(req.addresses
+      ? { addresses: req.addresses }
+      : { pool: req.pool.name, count: req.pool.count }),
     ...(req.allowFrom ? { allowFrom: req.allowFrom } : {}),
   };
 }

@@ -20,7 +20,13 @@ export const ANNOTATION_PREFIX = 'io.l3iso.';
 export const ANNOTATION_ADDRESSES = 'io.l3iso.addresses';
 export const ANNOTATION_ALLOW_FROM = 'io.l3iso.allow-from';
 export const ANNOTATION_POOL = 'io.l3iso.pool';
-const KNOWN = new Set([ANNOTATION_ADDRESSES, ANNOTATION_ALLOW_FROM, ANNOTATION_POOL]);
+export const ANNOTATION_POOL_COUNT = 'io.l3iso.pool-count';
+const KNOWN = new Set([
+  ANNOTATION_ADDRESSES,
+  ANNOTATION_ALLOW_FROM,
+  ANNOTATION_POOL,
+  ANNOTATION_POOL_COUNT,
+]);
 
 /** runc's rule for container ids (also a safe file name: no '/', no '..'). */
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$/;
@@ -68,10 +74,11 @@ export function parseOciState(text: string): OciState {
   };
 }
 
-export interface CellRequest {
-  addresses: string[];
-  allowFrom?: string[];
-}
+/** Named addresses, or `count` addresses of a pool (never both). */
+export type CellRequest = (
+  | { addresses: string[]; pool?: undefined }
+  | { addresses?: undefined; pool: { name: string; count: number } }
+) & { allowFrom?: string[] };
 
 function list(value: string, name: string): string[] {
   const items = value
@@ -98,23 +105,46 @@ export function cellRequest(annotations: Record<string, string>): CellRequest | 
         `l3iso knows ${[...KNOWN].join(', ')}`,
       );
   }
-  if (ANNOTATION_POOL in annotations)
+  const allow = annotations[ANNOTATION_ALLOW_FROM];
+  const allowFrom = allow !== undefined ? { allowFrom: list(allow, ANNOTATION_ALLOW_FROM) } : {};
+  const addr = annotations[ANNOTATION_ADDRESSES];
+  const pool = poolRequest(annotations);
+  if (addr !== undefined && pool)
     throw new L3isoError(
       'EUSAGE',
-      `annotation ${ANNOTATION_POOL}: pools are not supported yet`,
-      `name the addresses with ${ANNOTATION_ADDRESSES}`,
+      `annotations ${ANNOTATION_ADDRESSES} and ${ANNOTATION_POOL} exclude each other`,
     );
-  const addr = annotations[ANNOTATION_ADDRESSES];
+  if (pool) return { pool, ...allowFrom };
   if (addr === undefined)
     throw new L3isoError(
       'EUSAGE',
-      `annotation ${ANNOTATION_ALLOW_FROM} needs ${ANNOTATION_ADDRESSES}`,
+      `annotation ${ANNOTATION_ALLOW_FROM} needs ${ANNOTATION_ADDRESSES} or ${ANNOTATION_POOL}`,
     );
-  const allow = annotations[ANNOTATION_ALLOW_FROM];
-  return {
-    addresses: list(addr, ANNOTATION_ADDRESSES),
-    ...(allow !== undefined ? { allowFrom: list(allow, ANNOTATION_ALLOW_FROM) } : {}),
-  };
+  return { addresses: list(addr, ANNOTATION_ADDRESSES), ...allowFrom };
+}
+
+/** io.l3iso.pool=NAME, and io.l3iso.pool-count=K (default 1). */
+function poolRequest(
+  annotations: Record<string, string>,
+): { name: string; count: number } | undefined {
+  const name = annotations[ANNOTATION_POOL]?.trim();
+  const countText = annotations[ANNOTATION_POOL_COUNT];
+  if (name === undefined) {
+    if (countText !== undefined)
+      throw new L3isoError(
+        'EUSAGE',
+        `annotation ${ANNOTATION_POOL_COUNT} needs ${ANNOTATION_POOL}`,
+      );
+    return undefined;
+  }
+  if (name === '') throw new L3isoError('EUSAGE', `annotation ${ANNOTATION_POOL} is empty`);
+  const t = countText?.trim() ?? '1';
+  if (!/^[1-9]\d{0,5}$/.test(t))
+    throw new L3isoError(
+      'EUSAGE',
+      `annotation ${ANNOTATION_POOL_COUNT} must be a positive integer, not ${JSON.stringify(countText)}`,
+    );
+  return { name, count: Number(t) };
 }
 
 /** The cgroup2 path of a process, from its `0::/path` line in /proc/PID/cgroup. */

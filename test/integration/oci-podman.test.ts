@@ -190,7 +190,7 @@ describe('podman runs the OCI hook from hooks.d', () => {
     const exit = await c.exited;
     expect(exit.status).not.toBe(0);
     expect(c.stderr).toMatch(
-      /l3iso: container [0-9a-f]{64}: annotation io\.l3iso\.pool: pools are not supported yet/,
+      /l3iso: container [0-9a-f]{64}: no pool \\?"web\\?" \(no pools defined\)/,
     );
     expect(c.lines).toEqual([]);
     expect(await podmanCells()).toEqual([]);

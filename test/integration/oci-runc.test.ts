@@ -211,7 +211,7 @@ describe('runc runs the OCI hook', () => {
       { 'io.l3iso.addresses': V4(3) },
       /address 192\.0\.2\.3 is owned by cell other/,
     ],
-    ['a pool', { 'io.l3iso.pool': 'web' }, /pools are not supported yet/],
+    ['an unknown pool', { 'io.l3iso.pool': 'web' }, /no pool \\?"web\\?" \(no pools defined\)/],
     ['an invalid address', { 'io.l3iso.addresses': '192.0.2.300' }, /192\.0\.2\.300/],
     [
       'an unknown io.l3iso annotation',

@@ -49,7 +49,7 @@ describe('state file schema', () => {
         ],
       }),
     ).toEqual([
-      'extra: unknown key (allowed: version, engine, cells)',
+      'extra: unknown key (allowed: version, engine, pools, cells)',
       'version: must be 1, not 2',
       expect.stringMatching(/^engine\.managedPrefixes\[0\]: "192\.0\.2\.0\/33" is not a prefix/),
       'engine.uplinks[0].iface: "a b" is not an interface name',
@@ -58,7 +58,7 @@ describe('state file schema', () => {
       'cells[1].addresses[1]: must be a string, not 7',
       expect.stringMatching(/^cells\[1\]\.addresses\[2\]: "127\.0\.0\.5" cannot be owned/),
       'cells[1].allowFrom: must not be empty',
-      'cells[2].policy: unknown key (allowed: cgroup, addresses, allowRaw, allowFrom)',
+      'cells[2].policy: unknown key (allowed: cgroup, addresses, pool, count, allowRaw, allowFrom)',
       'cells[2].cgroup: "x" is also cells[1]',
       'cells[2].addresses[0]: 192.0.2.1 is also cells[1].addresses[0]',
       'cells[3]: must be a mapping with cgroup and addresses, not "nope"',

@@ -13,12 +13,12 @@ const REPO = path.resolve(__dirname, '..', '..');
 const LAYERS: readonly (readonly string[])[] = [
   // lazy.ts: the front ends' one table of deferred requires
   ['src/cli', 'src/agent', 'src/demo', 'src/lazy.ts'],
-  // the OCI runtime integration: a front end of the Engine for runc/podman
-  ['src/runtime'],
+  // the OCI runtime integration and the fleet: front ends of the Engine
+  ['src/runtime', 'src/fleet'],
   // the Engine: the one object the front ends hold, and its lifecycle (up/down)
   ['src/engine'],
   // one concern each, side by side: they may use one another, never the engine
-  ['src/cells', 'src/observe', 'src/doctor', 'src/exec', 'src/declarative'],
+  ['src/cells', 'src/observe', 'src/doctor', 'src/exec', 'src/declarative', 'src/pools'],
   // programs, pinned maps, pin-dir lock, routes: what the kernel holds
   ['src/dataplane'],
   // the hermetic netns/cgroup/pin-dir world of the demo, bench and tests

@@ -42,11 +42,25 @@ describe('cellRequest', () => {
     ).toEqual({ addresses: ['192.0.2.1', '2001:db8::1'], allowFrom: ['198.51.100.0/24'] });
   });
 
+  it('a pool, with a count (default 1)', () => {
+    expect(cellRequest({ 'io.l3iso.pool': 'web' })).toEqual({ pool: { name: 'web', count: 1 } });
+    expect(
+      cellRequest({
+        'io.l3iso.pool': 'web',
+        'io.l3iso.pool-count': '3',
+        'io.l3iso.allow-from': '198.51.100.0/24',
+      }),
+    ).toEqual({ pool: { name: 'web', count: 3 }, allowFrom: ['198.51.100.0/24'] });
+  });
+
   it.each([
-    [{ 'io.l3iso.pool': 'web' }, /pools are not supported yet/],
-    [{ 'io.l3iso.addresses': '192.0.2.1', 'io.l3iso.pool': 'web' }, /pools are not supported yet/],
+    [{ 'io.l3iso.addresses': '192.0.2.1', 'io.l3iso.pool': 'web' }, /exclude each other/],
+    [{ 'io.l3iso.pool': ' ' }, /io\.l3iso\.pool is empty/],
+    [{ 'io.l3iso.pool-count': '2' }, /pool-count needs io\.l3iso\.pool/],
+    [{ 'io.l3iso.pool': 'web', 'io.l3iso.pool-count': '0' }, /must be a positive integer/],
+    [{ 'io.l3iso.pool': 'web', 'io.l3iso.pool-count': 'two' }, /must be a positive integer/],
     [{ 'io.l3iso.adresses': '192.0.2.1' }, /unknown annotation io\.l3iso\.adresses/],
-    [{ 'io.l3iso.allow-from': '198.51.100.0/24' }, /needs io\.l3iso\.addresses/],
+    [{ 'io.l3iso.allow-from': '198.51.100.0/24' }, /needs io\.l3iso\.addresses or io\.l3iso\.pool/],
     [{ 'io.l3iso.addresses': ' , ' }, /io\.l3iso\.addresses is empty/],
   ])('refuses %o', (annotations, message) => {
     expect(() => cellRequest(annotations)).toThrow(message);

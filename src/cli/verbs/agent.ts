@@ -3,9 +3,61 @@
  */
 import type { Command } from 'commander';
 import { DEFAULT_AGENT_SOCKET } from '../../agent/api';
-import { agentClient, agentServer, logModule } from '../../lazy';
+import { L3isoError } from '../../errors';
+import { agentClient, agentServer, announceModule, fleetModule, logModule } from '../../lazy';
+import type { PoolBackend } from '../../agent/pools';
+import type { FleetLog } from '../../fleet/host';
 import { asRoot, type Runner } from '../context';
-import { examples, positiveSeconds } from '../options';
+import { examples, positiveInt, positiveSeconds } from '../options';
+
+interface AgentFlags {
+  socket?: string;
+  resync: number;
+  watchDocker?: boolean;
+  etcd?: string;
+  hostId?: string;
+  leaseTtl: number;
+  etcdTimeout: number;
+  announceBird?: string;
+  birdcSocket?: string;
+}
+
+/** Fleet mode's pools (etcd), or undefined for this host's own. */
+async function fleetPools(
+  pinDir: string,
+  o: AgentFlags,
+  log: FleetLog,
+): Promise<PoolBackend | undefined> {
+  if (o.etcd === undefined) {
+    if (o.hostId !== undefined || o.announceBird !== undefined)
+      throw new L3isoError('EUSAGE', '--host-id and --announce-bird need --etcd');
+    return undefined;
+  }
+  if (o.hostId === undefined) throw new L3isoError('EUSAGE', '--etcd needs --host-id');
+  const fleet = fleetModule();
+  const endpoints = fleet.parseEndpoints(o.etcd);
+  const bird = o.announceBird;
+  const hostId = o.hostId;
+  return fleet.FleetPools.start({
+    pinDir,
+    hostId,
+    endpoints,
+    timeoutMs: o.etcdTimeout * 1000,
+    ttlSeconds: o.leaseTtl,
+    resyncMs: Math.min(o.resync, 5) * 1000,
+    log,
+    ...(bird !== undefined
+      ? {
+          onBlocks: async (blocks) => {
+            await announceModule().announceBird(
+              { dir: bird, host: hostId, ...(o.birdcSocket ? { socket: o.birdcSocket } : {}) },
+              blocks,
+            );
+          },
+        }
+      : {}),
+  });
+}
 
 export function registerAgent(program: Command, run: Runner): void {
   program
@@ -32,24 +84,54 @@ export function registerAgent(program: Command, run: Runner): void {
       '--watch-docker',
       'follow `docker events` (DOCKER_HOST picks the daemon): when a container dies or is destroyed, release its runtime record and the cell it names; never a --cgroup-parent cell',
     )
+    .option(
+      '--etcd <urls>',
+      'fleet mode: share pools through etcd (http://HOST:PORT, https://..., unix:///PATH; comma-separated)',
+    )
+    .option('--host-id <id>', "fleet mode: this host's name in etcd (unique in the fleet)")
+    .option(
+      '--lease-ttl <seconds>',
+      "fleet mode: TTL of the host's lease; a host silent this long loses its blocks",
+      positiveInt('--lease-ttl'),
+      30,
+    )
+    .option(
+      '--etcd-timeout <seconds>',
+      'fleet mode: deadline of each etcd call',
+      positiveSeconds('--etcd-timeout'),
+      3,
+    )
+    .option(
+      '--announce-bird <dir>',
+      'fleet mode: write the held blocks as BIRD 2 static routes (DIR/l3iso4.conf, DIR/l3iso6.conf) and run `birdc configure`',
+    )
+    .option('--birdc-socket <path>', "BIRD's control socket for birdc -s")
     .addHelpText(
       'after',
       examples([
         'l3iso agent',
+        'l3iso agent --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --host-id node-a',
         'l3iso agent --watch-docker',
         'l3iso agent --socket /run/l3iso/lab.sock --resync 10',
         'curl -s --unix-socket /run/l3iso/agent.sock http://l3iso/v1/cells',
       ]),
     )
-    .action((opts: { socket?: string; resync: number; watchDocker?: boolean }) =>
+    .action((opts: AgentFlags) =>
       run(async (g) => {
         const { activationFd, startAgent } = agentServer();
         const listenFd = activationFd();
         const { log } = logModule();
         asRoot('agent');
+        const socket = opts.socket ?? agentClient().agentSocket();
+        // Before fleet mode registers this host: a second agent of the same
+        // engine would take over the first one's host key.
+        if (listenFd === undefined && (await agentServer().socketAnswers(socket)))
+          throw new L3isoError('EAGENT_RUNNING', `another agent answers on ${socket}`);
+        const pools = await fleetPools(g.pinDir, opts, log);
         const agent = await startAgent({
+          ...(pools ? { pools } : {}),
           pinDir: g.pinDir,
-          socket: opts.socket ?? agentClient().agentSocket(),
+          socket,
           log,
           resyncMs: opts.resync * 1000,
           watchDocker: opts.watchDocker === true,

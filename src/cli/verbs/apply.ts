@@ -123,7 +123,7 @@ function applyText(r: ApplyResult): string {
   const verb = r.dryRun ? 'would change' : 'changed';
   lines.push(
     r.changed
-      ? `${verb}: ${s.create} created, ${s.update} updated, ${s.remove} removed, ${s.unchanged} unchanged, ${s.kept} kept; +${s.addressesAdded} -${s.addressesRemoved} addresses`
+      ? `${verb}: ${s.create} created, ${s.update} updated, ${s.remove} removed, ${s.unchanged} unchanged, ${s.kept} kept; +${s.addressesAdded} -${s.addressesRemoved} addresses${r.poolsAdded.length ? `; pools added: ${r.poolsAdded.join(', ')}` : ''}`
       : `nothing to change: ${s.unchanged} cells as in the file${s.kept ? `, ${s.kept} not in it kept (--prune releases them)` : ''}`,
   );
   return lines.join('\n') + '\n';

@@ -21,6 +21,7 @@ import { registerList } from './list';
 import { registerMetrics } from './metrics';
 import { registerOciHook } from './oci-hook';
 import { registerPolicy } from './policy';
+import { registerPool } from './pool';
 import { registerRelease } from './release';
 import { registerServe } from './serve';
 import { registerShow } from './show';
@@ -39,6 +40,7 @@ export const VERBS: readonly Register[] = [
   registerShow,
   registerExec,
   registerPolicy,
+  registerPool,
   registerAttach,
   registerDetach,
   registerGc,

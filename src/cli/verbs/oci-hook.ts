@@ -50,7 +50,7 @@ async function throughAgent(
   g: GlobalOptions,
   url: string,
   body: object,
-  direct: () => HookResult,
+  direct: () => HookResult | Promise<HookResult>,
 ): Promise<HookResult> {
   const a = g.agentSocket
     ? await agentClient().callAgent(g.agentSocket, g.pinDir, 'POST', url, body)

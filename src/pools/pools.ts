@@ -1,0 +1,168 @@
+/**
+ * Address pools of one host: named CIDRs a cell takes addresses from
+ * without naming them. The pool says only where to look; the kernel's
+ * owner map stays the arbiter of who owns what (every address is claimed
+ * with BPF_NOEXIST, and one some other claimer took first is skipped), so a
+ * pool holds no allocation state of its own to go stale.
+ */
+import { L3isoError } from '../errors';
+import {
+  assignFrom,
+  type AddressSource,
+  type AssignOptions,
+  type AssignResult,
+} from '../cells/cells';
+import { withLock } from '../dataplane/lock';
+import type { EngineState } from '../dataplane/state';
+import type { CellAddress } from '../model/address';
+import { contains, freeAddresses, ownedInts, parsePoolCidr, sizeOf, type Range } from './cidr';
+import { clash, findPool, poolDef } from './defs';
+import { checkPoolName, readPools, writePools, type PoolDef } from './store';
+
+export { clash, findPool, poolDef };
+
+export interface PoolView extends PoolDef {
+  family: 4 | 6;
+  /** addresses in the pool, decimal (an IPv6 pool can hold 2^64) */
+  size: string;
+  /** of them assigned to cells now (the owner map's count) */
+  assigned: number;
+}
+
+export interface PoolAddResult {
+  pool: PoolDef;
+  /** false: the same pool was already there */
+  added: boolean;
+}
+
+export interface PoolDelResult {
+  pool: PoolDef;
+  /** addresses of the pool still assigned (kept by the cells; --force) */
+  assigned: number;
+}
+
+function instanceOf(state: EngineState): string {
+  const id = state.config().instance;
+  if (!id) throw new L3isoError('EPIN_DIR', `engine in ${state.layout.root} has no instance id`);
+  return id;
+}
+
+export function addPool(
+  state: EngineState,
+  name: string,
+  cidr: string,
+  blockSize?: number,
+): PoolAddResult {
+  const def = poolDef(name, cidr, blockSize);
+  const instance = instanceOf(state);
+  return withLock(state, () => {
+    const pools = readPools(state.layout, instance);
+    const c = clash(def, pools);
+    if (c === 'same') return { pool: def, added: false };
+    if (c) throw c;
+    writePools(state.layout, instance, [...pools, def]);
+    return { pool: def, added: true };
+  });
+}
+
+/** Assigned addresses per pool, from one read of the owner map. */
+function assignedCounts(state: EngineState, pools: readonly PoolDef[]): number[] {
+  const ranges = pools.map((p) => parsePoolCidr(p.cidr));
+  const counts = ranges.map(() => 0);
+  for (const o of state.owners()) {
+    const i = ranges.findIndex((r) => contains(r, o.address));
+    if (i >= 0) counts[i]! += 1;
+  }
+  return counts;
+}
+
+export function listPools(state: EngineState): PoolView[] {
+  const pools = readPools(state.layout, instanceOf(state));
+  const counts = assignedCounts(state, pools);
+  return pools.map((p, i) => {
+    const r = parsePoolCidr(p.cidr);
+    return { ...p, family: r.family, size: sizeOf(r).toString(), assigned: counts[i]! };
+  });
+}
+
+/**
+ * Removes a definition. While the pool's addresses are assigned it refuses
+ * (the next assign would not know they were the pool's), unless `force`:
+ * then the cells keep their addresses as if assigned by name.
+ */
+export function deletePool(
+  state: EngineState,
+  name: string,
+  opts: { force?: boolean } = {},
+): PoolDelResult {
+  checkPoolName(name);
+  const instance = instanceOf(state);
+  return withLock(state, () => {
+    const pools = readPools(state.layout, instance);
+    const pool = findPool(pools, name);
+    const assigned = assignedCounts(state, [pool])[0]!;
+    if (assigned > 0 && !opts.force)
+      throw new L3isoError(
+        'EPOOL_IN_USE',
+        `pool ${name} (${pool.cidr}) still has ${assigned} assigned address${assigned > 1 ? 'es' : ''}`,
+        'release them first, or pass --force (the cells keep them)',
+      );
+    writePools(
+      state.layout,
+      instance,
+      pools.filter((p) => p.name !== name),
+    );
+    return { pool, assigned };
+  });
+}
+
+/** The lowest free addresses of `ranges`, in order (a pool is one range; a
+ * fleet host's held blocks of a pool are several). */
+export function rangesSource(
+  ranges: readonly Range[],
+  count: number,
+  exhausted: (missing: number) => L3isoError,
+  within: (a: CellAddress) => boolean = (a) => ranges.some((r) => contains(r, a)),
+): AddressSource {
+  return {
+    count,
+    has: within,
+    *candidates(owned) {
+      const ints = { 4: ownedInts(owned, 4), 6: ownedInts(owned, 6) };
+      for (const r of ranges) yield* freeAddresses(r, ints[r.family]);
+    },
+    exhausted,
+  };
+}
+
+export function poolSource(pool: PoolDef, count: number): AddressSource {
+  const r = parsePoolCidr(pool.cidr);
+  return rangesSource(
+    [r],
+    count,
+    (missing) =>
+      new L3isoError(
+        'EPOOL_EXHAUSTED',
+        `pool ${pool.name} (${pool.cidr}) has no free address left (${missing} more needed)`,
+        `release addresses of it, or add another pool`,
+      ),
+  );
+}
+
+export function readPoolsOf(state: EngineState): PoolDef[] {
+  return readPools(state.layout, instanceOf(state));
+}
+
+/** `assign CGROUP --from-pool NAME --count K`: the cell ends up with K of the
+ * pool's addresses (the lowest free ones are claimed for what it lacks). */
+export function assignFromPool(
+  state: EngineState,
+  cgroup: string,
+  poolName: string,
+  count: number,
+  opts: AssignOptions = {},
+): AssignResult & { pool: string } {
+  checkPoolName(poolName);
+  const pool = findPool(readPoolsOf(state), poolName);
+  return { ...assignFrom(state, cgroup, poolSource(pool, count), opts), pool: poolName };
+}
