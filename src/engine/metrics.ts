@@ -282,15 +282,16 @@ export function renderTraffic(snap: MetricsSnapshot): string {
 /** Reads everything a scrape needs from an open engine. */
 export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapshot {
   const table = readStatsTable(state.map('l3_cell_stats'));
-  let cells = 0;
-  for (const id of table.ids) if (id !== 0n) cells++;
+  // l3_cell_stats was just read whole: its row count is its entry count.
+  const maps = mapFills(state, { l3_cell_stats: table.length });
   return {
     table,
     names: namer.resolve(table.ids),
-    cells,
+    // Cells are l3_cells entries: a counters row a crash left without its
+    // cell (until gc) is not a cell.
+    cells: maps.find((m) => m.map === 'l3_cells')?.entries ?? 0,
     suppressed: readSuppressed(state.map('l3_event_budget')),
-    // l3_cell_stats was just read whole: its row count is its entry count.
-    maps: mapFills(state, { l3_cell_stats: table.length }),
+    maps,
   };
 }
 
