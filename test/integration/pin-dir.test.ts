@@ -215,16 +215,20 @@ describe('pin dirs', () => {
 
   it('gc releases nothing when the recorded cgroup root cannot be resolved', async () => {
     const root = sb.root;
-    rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = '/sys/fs/cgroup/garbage\nroot'));
-    try {
-      const r = await sb.cli(['gc']);
-      expect(r.status).toBe(1);
-      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
-      expect(r.stderr).toMatch(/cannot resolve the engine's cgroup root/);
-    } finally {
-      rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = root));
+    // garbage, and a real cgroup that is not the root (walking it, every
+    // cell would look dead)
+    for (const garbage of ['/sys/fs/cgroup/garbage\nroot', sb.outsideCg('elsewhere')]) {
+      rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = garbage));
+      try {
+        const r = await sb.cli(['gc']);
+        expect(r.status).toBe(1);
+        expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+        expect(r.stderr).toMatch(/cannot resolve the engine's cgroup root .*nothing was released/);
+      } finally {
+        rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = root));
+      }
+      expect(await sb.list()).toHaveLength(1);
     }
-    expect(await sb.list()).toHaveLength(1);
   });
 
   it('up with another --max-cells, --netns or cgroup root is refused', async () => {
