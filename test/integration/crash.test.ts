@@ -44,11 +44,14 @@ interface Point {
   arg: string;
 }
 
-/** `-tmp-123`, `revoke-123-abc`: names that differ from run to run. */
+/** `-tmp-123`, `revoke-123-abc`: names that differ from run to run; one
+ * kind for every link (one code path pins them all), one per map (each
+ * map missing is another state). */
 const kindOfPath = (p: string): string =>
   p
     .replace(/-tmp-\d+/g, '-tmp')
     .replace(/revoke-[\w-]+/g, 'revoke-N')
+    .replace(/\/links\/[\w-]+?(-tmp|")/g, '/links/LINK$1')
     .replace(/\/sys\/fs\/bpf\/[^/"]+/g, 'PIN');
 
 /** The main thread's lines (everything runs on node's main thread: the
