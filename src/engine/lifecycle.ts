@@ -565,6 +565,15 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   }
   let rootId: bigint | undefined;
   const result = withLock(layout, () => {
+    // All a down killed before its last rmdir leaves: finish it.
+    if (fs.readdirSync(layout.root).length === 0) {
+      try {
+        fs.rmdirSync(layout.root);
+      } catch {
+        /* a mount point (bpffs itself): nothing of ours in it either way */
+      }
+      return undefined;
+    }
     const result: DownResult = {
       pinDir: layout.root,
       links: 0,
@@ -603,6 +612,8 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
     fs.rmSync(layout.lockFile, { force: true });
     forgetCellNames(layout);
   }
+  if (!result)
+    throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root} (its pin dir was empty)`);
   return result;
 }
 
