@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox } from '../src/demo/sandbox';
 import { up } from '../src/engine/lifecycle';
-import { packageRoot } from '../src/engine/paths';
+import { packageRoot } from '../src/dataplane/paths';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     const releaseMs = await timed(N, (i) => post(ka, socket, '/v1/release', { cgroup: `c${i}` }));
     ka.destroy();
 
-    const ns = (argv: string[]) => ['nsenter', `--net=${sb.netnsPath}`, '--', ...argv];
+    const ns = sb.inNetns;
     const env = { ...process.env, L3ISO_LOG_LEVEL: 'warn', L3ISO_AGENT_SOCKET: socket };
     const cli = (extra: string[]) =>
       ns([process.execPath, CLI, '--pin-dir', sb.pinDir, ...extra, 'assign', 'c0', addr(0)]);

@@ -16,7 +16,7 @@ import {
   tcDetach,
   tcHookCreate,
 } from '../loader';
-import { ifindexOf } from '../src/engine/uplink';
+import { ifindexOf } from '../src/dataplane/uplink';
 import {
   L3_LAYOUT_VERSION,
   encodeAddr,
@@ -24,9 +24,9 @@ import {
   encodeCellKey,
   encodeConfig,
   encodeOwner,
-} from '../src/maps/layout';
+} from '../src/codecs/layout';
 import { parsePrefix } from '../src/model/address';
-import { bpfObjectPath, packageRoot } from '../src/engine/paths';
+import { bpfObjectPath, packageRoot } from '../src/dataplane/paths';
 import { sh, type Cleanup } from './isolation';
 
 export interface ProgInfo {

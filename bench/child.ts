@@ -15,15 +15,15 @@ import {
   readSuppressed,
   refusalLabel,
   type StatsTable,
-} from '../src/engine/counters';
+} from '../src/observe/counters';
 import {
   MetricsExporter,
   engineSnapshots,
   snapshotOf,
   type MetricsSnapshot,
-} from '../src/engine/metrics';
-import { EngineState } from '../src/engine/state';
-import type { CellStats } from '../src/maps/layout';
+} from '../src/observe/metrics';
+import { EngineState } from '../src/dataplane/state';
+import type { CellStats } from '../src/codecs/layout';
 
 function ms(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;

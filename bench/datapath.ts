@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, type Sandbox } from '../src/demo/sandbox';
-import { packageRoot } from '../src/engine/paths';
+import { packageRoot } from '../src/dataplane/paths';
 import {
   attachEmpty,
   costBetween,

@@ -13,8 +13,8 @@ import { applyState } from '../src/declarative/apply';
 import type { DesiredState } from '../src/declarative/schema';
 import { createSandbox } from '../src/demo/sandbox';
 import { up } from '../src/engine/lifecycle';
-import { packageRoot } from '../src/engine/paths';
-import { EngineState } from '../src/engine/state';
+import { packageRoot } from '../src/dataplane/paths';
+import { EngineState } from '../src/dataplane/state';
 
 interface Figures {
   cells: number;

@@ -28,10 +28,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSandbox, type Sandbox } from '../src/demo/sandbox';
-import { assign, release } from '../src/engine/cells';
-import { showCell } from '../src/engine/inventory';
+import { assign, release } from '../src/cells/cells';
+import { showCell } from '../src/cells/inventory';
 import { up } from '../src/engine/lifecycle';
-import { packageRoot } from '../src/engine/paths';
+import { packageRoot } from '../src/dataplane/paths';
 
 // ------------------------------------------------------------------ options
 

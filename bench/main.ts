@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { packageRoot } from '../src/engine/paths';
+import { packageRoot } from '../src/dataplane/paths';
 
 function step(what: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): void {
   process.stderr.write(`[bench] ${what}\n`);

@@ -5,9 +5,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MapUpdate, isErrno, possibleCpus, type BpfMap } from '../loader';
-import { W } from '../src/engine/counters';
-import type { EngineState } from '../src/engine/state';
-import { LAYOUT, encodeAddr, encodeCell, encodeCellKey, encodeOwner } from '../src/maps/layout';
+import { W } from '../src/observe/counters';
+import type { EngineState } from '../src/dataplane/state';
+import { LAYOUT, encodeAddr, encodeCell, encodeCellKey, encodeOwner } from '../src/codecs/layout';
 import { addressFromBytes } from '../src/model/address';
 
 /** Synthetic cgroup ids: far above any real kernfs inode number. */

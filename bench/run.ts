@@ -20,8 +20,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { possibleCpus } from '../loader';
 import { createSandbox, type Sandbox } from '../src/demo/sandbox';
-import { packageRoot } from '../src/engine/paths';
-import { EngineState } from '../src/engine/state';
+import { packageRoot } from '../src/dataplane/paths';
+import { EngineState } from '../src/dataplane/state';
 import { PROFILES, populate, type Profile } from './populate';
 
 const CELLS = Number(process.env.L3ISO_BENCH_CELLS ?? 100_000);

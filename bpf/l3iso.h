@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Every map key and value shared between the BPF programs and the
- * TypeScript control plane. src/maps/layout.ts mirrors this file field for
+ * TypeScript control plane. src/codecs/layout.ts mirrors this file field for
  * field; test/unit/layout.test.ts compiles this header and compares offsets,
  * so a change here that is not made there fails the tests.
  *

@@ -41,6 +41,9 @@ command -v podman >/dev/null || need_pkgs+=(podman)
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# The Kubernetes API schema the manifests are checked against, offline (the
+# official client's generated models), for Debian's own python3.
+/usr/bin/python3 -c 'import kubernetes.client' 2>/dev/null || need_pkgs+=(python3-kubernetes)
 # Services these packages ship: the tests start their own instances (own
 # config and data in temp dirs, inside a test netns), so none may run on the
 # host.

@@ -6,33 +6,37 @@
  */
 export const agentClient = (): typeof import('./agent/client') => require('./agent/client');
 export const agentServer = (): typeof import('./agent/server') => require('./agent/server');
-export const metricsModule = (): typeof import('./engine/metrics') => require('./engine/metrics');
-export const privilege = (): typeof import('./engine/privilege') => require('./engine/privilege');
+export const metricsModule = (): typeof import('./observe/metrics') => require('./observe/metrics');
+export const privilege = (): typeof import('./dataplane/privilege') =>
+  require('./dataplane/privilege');
 export const logModule = (): typeof import('./log') => require('./log');
-export const cellsModule = (): typeof import('./engine/cells') => require('./engine/cells');
-export const holdersModule = (): typeof import('./engine/holders') => require('./engine/holders');
-export const execModule = (): typeof import('./engine/exec') => require('./engine/exec');
-export const featuresModule = (): typeof import('./engine/features') =>
-  require('./engine/features');
-export const inventoryModule = (): typeof import('./engine/inventory') =>
-  require('./engine/inventory');
-export const stateModule = (): typeof import('./engine/state') => require('./engine/state');
+export const cellsModule = (): typeof import('./cells/cells') => require('./cells/cells');
+export const holdersModule = (): typeof import('./cells/holders') => require('./cells/holders');
+export const execModule = (): typeof import('./exec/exec') => require('./exec/exec');
+export const featuresModule = (): typeof import('./doctor/features') =>
+  require('./doctor/features');
+export const inventoryModule = (): typeof import('./cells/inventory') =>
+  require('./cells/inventory');
+export const stateModule = (): typeof import('./dataplane/state') => require('./dataplane/state');
 export const lifecycleModule = (): typeof import('./engine/lifecycle') =>
   require('./engine/lifecycle');
-export const policyModule = (): typeof import('./engine/policy') => require('./engine/policy');
-export const preexistingModule = (): typeof import('./engine/preexisting') =>
-  require('./engine/preexisting');
-export const uplinkModule = (): typeof import('./engine/uplink') => require('./engine/uplink');
+export const policyModule = (): typeof import('./cells/policy') => require('./cells/policy');
+export const preexistingModule = (): typeof import('./dataplane/preexisting') =>
+  require('./dataplane/preexisting');
+export const uplinkModule = (): typeof import('./dataplane/uplink') =>
+  require('./dataplane/uplink');
 export const ociHookModule = (): typeof import('./runtime/oci-hook') =>
   require('./runtime/oci-hook');
+export const ociRequestModule = (): typeof import('./runtime/oci-request') =>
+  require('./runtime/oci-request');
 export const ociStateModule = (): typeof import('./runtime/oci-state') =>
   require('./runtime/oci-state');
-export const countersModule = (): typeof import('./engine/counters') =>
-  require('./engine/counters');
-export const eventsModule = (): typeof import('./engine/events') => require('./engine/events');
-export const serveModule = (): typeof import('./engine/serve') => require('./engine/serve');
-export const statsModule = (): typeof import('./engine/stats') => require('./engine/stats');
-export const pathsModule = (): typeof import('./engine/paths') => require('./engine/paths');
+export const countersModule = (): typeof import('./observe/counters') =>
+  require('./observe/counters');
+export const eventsModule = (): typeof import('./observe/events') => require('./observe/events');
+export const serveModule = (): typeof import('./observe/serve') => require('./observe/serve');
+export const statsModule = (): typeof import('./observe/stats') => require('./observe/stats');
+export const pathsModule = (): typeof import('./dataplane/paths') => require('./dataplane/paths');
 /**
  * Before the engine's first call: libbpf narrates (e.g. netlink's EEXIST for
  * a qdisc that is already there); failures reach the user as typed errors,

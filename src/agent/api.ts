@@ -5,13 +5,15 @@
  * engine returns in-process (and the CLI prints with --json), so the CLI
  * prints the same whether the agent or the engine answered.
  */
-import type { AssignResult, ReleaseResult } from '../engine/cells';
-import type { CellDetail, CellView } from '../engine/inventory';
-import type { PolicyResult } from '../engine/policy';
+import type { AssignResult, ReleaseResult } from '../cells/cells';
+import type { CellDetail, CellView } from '../cells/inventory';
+import type { PolicyResult } from '../cells/policy';
 import type { ApplyResult } from '../declarative/apply';
 import type { EngineStatus, ExportResult } from '../declarative/export';
 import type { StateDocument } from '../declarative/schema';
 import type { ErrorCode } from '../errors';
+import type { HookResult } from '../runtime/oci-hook';
+import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 
 export const DEFAULT_AGENT_SOCKET = '/run/l3iso/agent.sock';
 
@@ -86,6 +88,14 @@ export interface ApplyRequest {
 }
 export type ApplyResponse = ApplyResult;
 
+/** POST /v1/oci/create-runtime: what `l3iso oci-hook createRuntime` asks,
+ * its cgroup already resolved from the state's pid (runtime/oci-request.ts) */
+export type OciCreateRuntimeRequest = OciCreateRequest;
+/** POST /v1/oci/poststop */
+export type OciPoststopRequestBody = OciPoststopRequest;
+/** both answer what `oci-hook STAGE --json` prints */
+export type OciHookResponse = HookResult;
+
 /** GET /v1/status */
 export type StatusResponse = EngineStatus;
 
@@ -105,6 +115,9 @@ export interface HealthResponse {
   watched: number;
   /** cells the watcher released because their cgroup went away */
   releasedByWatch: number;
+  /** with --watch-docker: the `docker events` stream, clean-up events
+   * handled, containers whose recorded cell was released */
+  docker?: { running: boolean; events: number; released: number };
 }
 
 /** Every error answer. `code` is one of src/errors.ts (or EINTERNAL). */

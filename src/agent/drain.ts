@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { ReportedError, type ErrorReport } from '../cli/output';
-import type { ReleaseResult } from '../engine/cells';
+import type { ReleaseResult } from '../cells/cells';
 
 /** dist/src/cli/main.js, next to this file's directory. */
 const CLI_MAIN = path.join(__dirname, '..', 'cli', 'main.js');

@@ -6,12 +6,14 @@
 import { applyState } from '../declarative/apply';
 import { engineStatus, exportState } from '../declarative/export';
 import { StateFileError, type StateDocument } from '../declarative/schema';
-import { assign, release } from '../engine/cells';
-import { listCells, showCell } from '../engine/inventory';
-import { setPolicy, type PolicyChange } from '../engine/policy';
-import { releaseCellById } from '../engine/release-id';
+import { assign, release } from '../cells/cells';
+import { listCells, showCell } from '../cells/inventory';
+import { setPolicy, type PolicyChange } from '../cells/policy';
+import { releaseCellById } from '../cells/release-id';
+import { ociAssign, ociRelease } from '../runtime/oci-hook';
+import type { OciCreateRequest, OciPoststopRequest } from '../runtime/oci-request';
 import { drainInChild } from './drain';
-import { EngineState } from '../engine/state';
+import { EngineState } from '../dataplane/state';
 import { HttpStatus, L3isoError } from '../errors';
 import { describeError } from '../cli/output';
 import type {
@@ -162,6 +164,39 @@ function doApply(ctx: RouteContext, b: Body): Reply {
   }
 }
 
+/** The OCI hook's createRuntime, the hook having resolved the cgroup in the runtime's namespaces. */
+function doOciCreate(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, [
+    'container',
+    'cgroup',
+    'addresses',
+    'allowFrom',
+  ] satisfies (keyof OciCreateRequest)[]);
+  const addresses = strList(b, 'addresses');
+  if (!addresses) throw usage('"addresses" is required');
+  const cgroup = str(b, 'cgroup', true);
+  if (!cgroup.startsWith('/')) throw usage('"cgroup" must be an absolute path');
+  const allowFrom = strList(b, 'allowFrom');
+  const r = ociAssign(ctx.pinDir, {
+    container: str(b, 'container', true),
+    cgroup,
+    addresses,
+    ...(allowFrom ? { allowFrom } : {}),
+  });
+  if (r.action === 'assigned') ctx.onAssigned(BigInt(r.cell.id), r.cell.path);
+  return { status: 200, body: r };
+}
+
+function doOciPoststop(ctx: RouteContext, b: Body): Reply {
+  onlyKeys(b, ['container', 'annotated'] satisfies (keyof OciPoststopRequest)[]);
+  const annotated = bool(b, 'annotated');
+  if (annotated === undefined) throw usage('"annotated" is required');
+  return {
+    status: 200,
+    body: ociRelease(ctx.pinDir, { container: str(b, 'container', true), annotated }),
+  };
+}
+
 function health(ctx: RouteContext): Reply {
   const up = EngineState.isUp(ctx.pinDir);
   const body: HealthResponse = { ok: up, pinDir: ctx.pinDir, up, ...ctx.health() };
@@ -192,6 +227,10 @@ export async function route(
       return { status: 200, body: engineStatus(ctx.pinDir) };
     case 'GET /v1/export':
       return { status: 200, body: exportState(ctx.pinDir) };
+    case 'POST /v1/oci/create-runtime':
+      return doOciCreate(ctx, body);
+    case 'POST /v1/oci/poststop':
+      return doOciPoststop(ctx, body);
     case 'GET /healthz':
       return health(ctx);
     case 'GET /metrics': {

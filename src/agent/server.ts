@@ -9,10 +9,11 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import type { MetricsExporter } from '../engine/metrics';
+import type { MetricsExporter } from '../observe/metrics';
 import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
+import { DockerWatcher } from './docker-watch';
 import { CellWatcher, type WatchLog } from './watch';
 
 export interface AgentOptions {
@@ -23,6 +24,8 @@ export interface AgentOptions {
   resyncMs?: number;
   /** a listening socket handed over by systemd (socket activation) */
   listenFd?: number;
+  /** follow `docker events` and clean up after containers that end */
+  watchDocker?: boolean;
 }
 
 /**
@@ -133,6 +136,7 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   if (o.listenFd === undefined) await claimSocket(o.socket);
   const requests: Record<string, number> = {};
   const watcher = new CellWatcher({ pinDir: o.pinDir, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
+  const docker = o.watchDocker ? new DockerWatcher({ pinDir: o.pinDir, log: o.log }) : undefined;
   const ctx: RouteContext = {
     pinDir: o.pinDir,
     onAssigned: (id, p) => watcher.add(id, p),
@@ -141,6 +145,9 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
       requests: { ...requests },
       watched: watcher.watched,
       releasedByWatch: watcher.released,
+      ...(docker
+        ? { docker: { running: docker.running, events: docker.events, released: docker.released } }
+        : {}),
     }),
     metrics: metricsOf(o.pinDir),
   };
@@ -152,12 +159,14 @@ export async function startAgent(o: AgentOptions): Promise<Agent> {
   server.keepAliveTimeout = 5000;
   await listen(server, o);
   watcher.start();
+  docker?.start();
   o.log.info({ socket: o.socket, pinDir: o.pinDir, watched: watcher.watched }, 'agent listening');
   return {
     socket: o.socket,
     close: () =>
       new Promise<void>((resolve) => {
         watcher.stop();
+        docker?.stop();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

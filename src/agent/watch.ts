@@ -8,9 +8,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { gc } from '../engine/cells';
-import { releaseCellById } from '../engine/release-id';
-import { EngineState } from '../engine/state';
+import { gc } from '../cells/cells';
+import { releaseCellById } from '../cells/release-id';
+import { EngineState } from '../dataplane/state';
 import { cgroupPathsById } from '../model/cgroup';
 
 export interface WatchLog {

@@ -28,15 +28,20 @@ export function registerAgentCommand(program: Command, run: Runner): void {
       positiveSeconds('--resync'),
       30,
     )
+    .option(
+      '--watch-docker',
+      'follow `docker events` (DOCKER_HOST picks the daemon): when a container dies or is destroyed, release its runtime record and the cell it names; never a --cgroup-parent cell',
+    )
     .addHelpText(
       'after',
       examples([
         'l3iso agent',
+        'l3iso agent --watch-docker',
         'l3iso agent --socket /run/l3iso/lab.sock --resync 10',
         'curl -s --unix-socket /run/l3iso/agent.sock http://l3iso/v1/cells',
       ]),
     )
-    .action((opts: { socket?: string; resync: number }) =>
+    .action((opts: { socket?: string; resync: number; watchDocker?: boolean }) =>
       run(async (g) => {
         const { activationFd, startAgent } = agentServer();
         const listenFd = activationFd();
@@ -47,6 +52,7 @@ export function registerAgentCommand(program: Command, run: Runner): void {
           socket: opts.socket ?? agentClient().agentSocket(),
           log,
           resyncMs: opts.resync * 1000,
+          watchDocker: opts.watchDocker === true,
           ...(listenFd !== undefined ? { listenFd } : {}),
         });
         await new Promise<void>((resolve) => {

@@ -6,10 +6,10 @@
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
 import type { AssignRequest, CellsResponse, ReleaseRequest } from '../agent/api';
-import type { AssignResult, ReleaseResult } from '../engine/cells';
-import type { CellDetail, CellView } from '../engine/inventory';
-import type { PolicyChange } from '../engine/policy';
-import { UPLINK_MODES, type UplinkMode } from '../engine/defaults';
+import type { AssignResult, ReleaseResult } from '../cells/cells';
+import type { CellDetail, CellView } from '../cells/inventory';
+import type { PolicyChange } from '../cells/policy';
+import { UPLINK_MODES, type UplinkMode } from '../model/defaults';
 import { log } from '../log';
 import {
   agentClient,

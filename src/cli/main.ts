@@ -7,7 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { DEFAULT_PIN_DIR } from '../dataplane/paths';
 import { prepareEngine } from '../lazy';
 import { L3isoError } from '../errors';
 import { agentSocket } from '../agent/api';

@@ -3,9 +3,9 @@
  */
 import type { Command } from 'commander';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { EventView } from '../engine/events';
-import { DEFAULT_LISTEN } from '../engine/defaults';
-import type { Rates, StatsReport } from '../engine/stats';
+import type { EventView } from '../observe/events';
+import { DEFAULT_LISTEN } from '../model/defaults';
+import type { Rates, StatsReport } from '../observe/stats';
 import {
   countersModule,
   eventsModule,

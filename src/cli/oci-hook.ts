@@ -1,19 +1,28 @@
 /**
  * `l3iso oci-hook`: the OCI runtime hook (createRuntime, poststop) and
- * `oci-hook install`, which writes the hooks.d files podman reads.
+ * `oci-hook install`, which writes the hooks.d files podman reads. A stage
+ * reads the state and the container's cgroup itself, then has the agent do
+ * the engine's part when its socket answers (the very functions it would
+ * run itself, so the result and the errors are the same), or does it here.
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import { L3isoError } from '../errors';
-import { DEFAULT_HOOKS_DIR } from '../engine/defaults';
-import { DEFAULT_PIN_DIR } from '../engine/paths';
+import { DEFAULT_HOOKS_DIR } from '../model/defaults';
+import { DEFAULT_PIN_DIR } from '../dataplane/paths';
 import { log } from '../log';
 import type { HookResult } from '../runtime/oci-hook';
 import type { OciState } from '../runtime/oci-state';
-import { ociHookModule, ociStateModule } from '../lazy';
-import type { Runner } from './commands';
+import {
+  agentClient,
+  ociHookModule,
+  ociRequestModule,
+  ociStateModule,
+  prepareEngine,
+} from '../lazy';
+import type { GlobalOptions, Runner } from './commands';
 import { examples, jsonOption } from './options';
-import { printJson } from './output';
+import { ReportedError, printJson } from './output';
 
 function readStdin(): string {
   try {
@@ -25,8 +34,46 @@ function readStdin(): string {
 
 /** The runtime shows this one line and the container does not start. */
 function inContainer(id: string | undefined, err: unknown): unknown {
-  if (!(err instanceof L3isoError) || id === undefined) return err;
+  if (id === undefined) return err;
+  if (err instanceof ReportedError)
+    return new ReportedError({ ...err.report, message: `container ${id}: ${err.message}` });
+  if (!(err instanceof L3isoError)) return err;
   return new L3isoError(err.code, `container ${id}: ${err.message}`, err.hint, { cause: err });
+}
+
+/**
+ * The agent's result for this stage, or, when no agent for this pin dir
+ * answers, `direct()` run here. An error the agent reports is thrown as it
+ * came (the same L3isoError code and text the direct call would throw).
+ */
+async function throughAgent(
+  g: GlobalOptions,
+  url: string,
+  body: object,
+  direct: () => HookResult,
+): Promise<HookResult> {
+  const a = g.agentSocket
+    ? await agentClient().callAgent(g.agentSocket, g.pinDir, 'POST', url, body)
+    : undefined;
+  if (!a) {
+    prepareEngine();
+    return direct();
+  }
+  if (!a.ok) throw new ReportedError(a.error);
+  return a.body as HookResult;
+}
+
+async function createRuntime(g: GlobalOptions, state: OciState): Promise<HookResult> {
+  const req = ociRequestModule().createRequestOf(state);
+  if (!req) return { container: state.id, action: 'none' };
+  return throughAgent(g, '/v1/oci/create-runtime', req, () =>
+    ociHookModule().ociAssign(g.pinDir, req),
+  );
+}
+
+async function poststop(g: GlobalOptions, state: OciState): Promise<HookResult> {
+  const req = ociRequestModule().poststopRequestOf(state);
+  return throughAgent(g, '/v1/oci/poststop', req, () => ociHookModule().ociRelease(g.pinDir, req));
 }
 
 function report(r: HookResult, json: boolean): void {
@@ -42,15 +89,15 @@ function report(r: HookResult, json: boolean): void {
  * parse or of `fn`, goes to `failed` with the container id when it was read
  * (each stage decides whether a failure fails the runtime).
  */
-function onStdinState(
-  fn: (state: OciState) => void,
+async function onStdinState(
+  fn: (state: OciState) => Promise<void>,
   failed: (id: string | undefined, err: unknown) => void,
-): void {
+): Promise<void> {
   let id: string | undefined;
   try {
     const state = ociStateModule().parseOciState(readStdin());
     id = state.id;
-    fn(state);
+    await fn(state);
   } catch (err) {
     failed(id, err);
   }
@@ -74,13 +121,15 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .summary('assign the annotated container its cell (state on stdin)')
     .addOption(jsonOption('print the result as JSON'))
     .action(() =>
-      run((g) =>
-        onStdinState(
-          (state) => report(ociHookModule().ociCreateRuntime(g.pinDir, state), g.json),
-          (id, err) => {
-            throw inContainer(id, err);
-          },
-        ),
+      run(
+        (g) =>
+          onStdinState(
+            async (state) => report(await createRuntime(g, state), g.json),
+            (id, err) => {
+              throw inContainer(id, err);
+            },
+          ),
+        { lazyEngine: true },
       ),
     );
 
@@ -89,17 +138,20 @@ export function registerOciHookCommands(program: Command, run: Runner): void {
     .summary('release the cell of the stopped container (state on stdin)')
     .addOption(jsonOption('print the result as JSON'))
     .action(() =>
-      run((g) => {
-        onStdinState(
-          (state) => report(ociHookModule().ociPoststop(g.pinDir, state), g.json),
-          (id, err) => {
-            // The container is gone either way; gc finishes what failed here.
-            const message = err instanceof Error ? err.message : String(err);
-            log.warn({ container: id, err: message }, 'poststop: release failed; run `l3iso gc`');
-          },
-        );
-        return 0;
-      }),
+      run(
+        async (g) => {
+          await onStdinState(
+            async (state) => report(await poststop(g, state), g.json),
+            (id, err) => {
+              // The container is gone either way; gc finishes what failed here.
+              const message = err instanceof Error ? err.message : String(err);
+              log.warn({ container: id, err: message }, 'poststop: release failed; run `l3iso gc`');
+            },
+          );
+          return 0;
+        },
+        { lazyEngine: true },
+      ),
     );
 
   hook

@@ -2,7 +2,7 @@
  * `l3iso apply`: converges the engine on a declarative state. Everything
  * is checked before anything changes (the file, the engine's settings, the
  * cgroups, addresses held elsewhere, live sockets); then, under the
- * instance lock, the changes run in the order of src/engine/cells.ts so a
+ * instance lock, the changes run in the order of src/cells/cells.ts so a
  * SIGKILL at any instant leaves what reconcile/gc repair:
  *   releases (prune) -> claim owners -> allow-list entries -> cell entries
  *   -> counters -> names -> reconcile of every touched cell.
@@ -31,24 +31,24 @@ import {
   encodeCellStats,
   encodeOwner,
   type Cell,
-} from '../maps/layout';
+} from '../codecs/layout';
 import { loopbackCandidates, parseAddress, parsePrefix, type CellAddress } from '../model/address';
 import { CGROUP2_SUPER_MAGIC, cgroupId } from '../model/cgroup';
-import { derive, reconcile, releaseLocked, type OwnerEntry } from '../engine/cells';
+import { derive, reconcile, releaseLocked, type OwnerEntry } from '../cells/cells';
 import {
   boundAddresses,
   describeSockets,
   socketsOfProcesses,
   socketsOn,
   type LiveSocket,
-} from '../engine/holders';
-import { subtreeProcs } from '../engine/inventory';
-import { nonLocalAddresses } from '../engine/local-routes';
-import { drainsRunning, withLock } from '../engine/lock';
-import { recordCellNames } from '../engine/names';
-import { setAllowList } from '../engine/prefixes';
-import { requireRevoker } from '../engine/revoke';
-import { EngineState } from '../engine/state';
+} from '../cells/holders';
+import { subtreeProcs } from '../cells/inventory';
+import { nonLocalAddresses } from '../dataplane/local-routes';
+import { drainsRunning, withLock } from '../dataplane/lock';
+import { recordCellNames } from '../cells/names';
+import { setAllowList } from '../dataplane/prefixes';
+import { requireRevoker } from '../dataplane/revoke';
+import { EngineState } from '../dataplane/state';
 import { engineConflicts, planApply, summarize, type CellChange, type Plan } from './diff';
 import { groupOwners, readLive, type LiveState } from './live';
 import { CHUNK, writeBatch } from './batch';

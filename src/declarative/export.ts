@@ -2,11 +2,11 @@
  * `l3iso export` and `l3iso status`: the live state in the file format
  * apply reads, and the engine's settings with its counts and map pressure.
  */
-import { L3_OWNER_LOOPBACK } from '../maps/layout';
-import { mapFills, type MapFill } from '../engine/pressure';
+import { L3_OWNER_LOOPBACK } from '../codecs/layout';
+import { mapFills, type MapFill } from '../observe/pressure';
 import { netnsInode } from '../engine/lifecycle';
-import { managedPrefixes, prefixText } from '../engine/prefixes';
-import { EngineState } from '../engine/state';
+import { managedPrefixes, prefixText } from '../dataplane/prefixes';
+import { EngineState } from '../dataplane/state';
 import { liveUplinks, readLive } from './live';
 import { STATE_VERSION, type DesiredUplink, type StateDocument } from './schema';
 

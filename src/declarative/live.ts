@@ -11,14 +11,14 @@ import {
   L3_OWNER_LOOPBACK,
   decodeAllowKey,
   type Cell,
-} from '../maps/layout';
+} from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import { cgroupPathsById, relativeCellName } from '../model/cgroup';
-import type { OwnerEntry } from '../engine/cells';
-import { recordedCellNames } from '../engine/names';
-import { managedPrefixes, prefixText } from '../engine/prefixes';
-import type { EngineState } from '../engine/state';
-import { listUplinks, uplinkMode } from '../engine/uplink';
+import type { OwnerEntry } from '../cells/cells';
+import { recordedCellNames } from '../cells/names';
+import { managedPrefixes, prefixText } from '../dataplane/prefixes';
+import type { EngineState } from '../dataplane/state';
+import { listUplinks, uplinkMode } from '../dataplane/uplink';
 import type { LiveCell, LiveEngine } from './diff';
 import type { DesiredUplink } from './schema';
 

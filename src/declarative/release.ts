@@ -1,6 +1,6 @@
 /**
  * Whole-cell release of many cells at once (apply --prune, bench), in the
- * order of finishCellRelease (src/engine/cells.ts) but with one batch call
+ * order of finishCellRelease (src/cells/cells.ts) but with one batch call
  * per map per step: flag every alias RELEASING (the mark of a whole-cell
  * release, so reconcile/gc finish it after a crash), then every address;
  * re-derive the cells (no usable address left); destroy the sockets;
@@ -14,12 +14,12 @@ import {
   encodeCell,
   encodeCellKey,
   encodeOwner,
-} from '../maps/layout';
-import { derive, type OwnerEntry } from '../engine/cells';
-import { pruneCellNames } from '../engine/names';
-import { boundAddresses } from '../engine/holders';
-import { destroySockets } from '../engine/revoke';
-import type { EngineState } from '../engine/state';
+} from '../codecs/layout';
+import { derive, type OwnerEntry } from '../cells/cells';
+import { pruneCellNames } from '../cells/names';
+import { boundAddresses } from '../cells/holders';
+import { destroySockets } from '../dataplane/revoke';
+import type { EngineState } from '../dataplane/state';
 import { CHUNK, writeBatch } from './batch';
 
 function deleteAll(

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseAddress, parsePrefix, type CellAddress } from '../model/address';
-import { prefixText } from '../engine/prefixes';
+import { prefixText } from '../dataplane/prefixes';
 
 export const STATE_VERSION = 1;
 

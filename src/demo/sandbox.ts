@@ -1,59 +1,38 @@
 /**
- * A throwaway world for the demo and benchmarks: its own network
- * namespace (addresses on its loopback device, so no traffic ever leaves
- * the machine), its own cgroup subtree and its own bpffs pin directory.
- * `destroy()` removes all three, whatever state they are in.
+ * The demo's and the benchmarks' sandbox: the hermetic world of
+ * src/sandbox (addresses on its loopback device, so no traffic ever leaves
+ * the machine) plus a runner for this checkout's CLI inside it. `destroy()`
+ * takes the engine down, then removes the sandbox, whatever state it is in.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { findCgroup2Mount, removeCgroupTree } from '../model/cgroup';
-import { packageRoot } from '../engine/paths';
+import { packageRoot, pinLayout } from '../dataplane/paths';
+import * as hermetic from '../sandbox';
 
-export interface Sandbox {
-  netns: string;
-  netnsPath: string;
-  cgroupRoot: string;
-  pinDir: string;
-  /** argv prefix that runs a command inside the sandbox's netns (not in any cell) */
-  inNetns(argv: string[]): string[];
+export interface Sandbox extends hermetic.Sandbox {
   /** runs the l3iso CLI against this sandbox's engine, inside its netns */
   cli(args: string[]): { status: number; stdout: string; stderr: string };
   spawnCli(args: string[]): ChildProcess;
-  destroy(): void;
 }
 
-function run(cmd: string, args: string[]): void {
-  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-export function createSandbox(tag: string, addresses: string[]): Sandbox {
-  const name = `${tag}-${process.pid}`;
-  const mount = findCgroup2Mount();
-  const cgroupRoot = path.join(mount, name);
-  const pinDir = path.join('/sys/fs/bpf', name);
-  const netnsPath = `/run/netns/${name}`;
+export function createSandbox(prefix: string, addresses: string[]): Sandbox {
+  const world = hermetic.createSandbox({ prefix, addresses });
   const cliPath = path.join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+  const argv = (args: string[]): string[] =>
+    world.inNetns([process.execPath, cliPath, '--pin-dir', world.pinDir, ...args]);
+  const env = { ...process.env, L3ISO_LOG_LEVEL: 'warn' };
 
   const sb: Sandbox = {
-    netns: name,
-    netnsPath,
-    cgroupRoot,
-    pinDir,
-    // nsenter, not `ip netns exec`: the latter remounts /sys and would hide
-    // the cgroup2 and bpffs mounts from the command.
-    inNetns: (argv) => ['nsenter', `--net=${netnsPath}`, '--', ...argv],
+    ...world,
     cli(args) {
+      const [cmd, ...rest] = argv(args);
       try {
-        const stdout = execFileSync(
-          'nsenter',
-          [`--net=${netnsPath}`, '--', process.execPath, cliPath, '--pin-dir', pinDir, ...args],
-          {
-            encoding: 'utf8',
-            stdio: ['ignore', 'pipe', 'pipe'],
-            env: { ...process.env, L3ISO_LOG_LEVEL: 'warn' },
-          },
-        );
+        const stdout = execFileSync(cmd!, rest, {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env,
+        });
         return { status: 0, stdout, stderr: '' };
       } catch (err) {
         const e = err as { status?: number; stdout?: string; stderr?: string };
@@ -61,43 +40,15 @@ export function createSandbox(tag: string, addresses: string[]): Sandbox {
       }
     },
     spawnCli(args) {
-      return spawn(
-        'nsenter',
-        [`--net=${netnsPath}`, '--', process.execPath, cliPath, '--pin-dir', pinDir, ...args],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, L3ISO_LOG_LEVEL: 'warn' },
-        },
-      );
+      const [cmd, ...rest] = argv(args);
+      return spawn(cmd!, rest, { stdio: ['ignore', 'pipe', 'pipe'], env });
     },
     destroy() {
-      if (fs.existsSync(pinDir)) sb.cli(['down', '--force']);
-      removeCgroupTree(cgroupRoot);
-      if (fs.existsSync(pinDir)) fs.rmSync(pinDir, { recursive: true, force: true });
-      if (fs.existsSync(netnsPath)) run('ip', ['netns', 'del', name]);
+      // Down first, so the engine detaches its own links; what it cannot,
+      // removing the cgroups and the netns takes with them.
+      if (fs.existsSync(pinLayout(world.pinDir).mapsDir)) sb.cli(['down', '--force']);
+      world.destroy();
     },
   };
-
-  try {
-    run('ip', ['netns', 'add', name]);
-    run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    for (const a of addresses) {
-      const v6 = a.includes(':');
-      run('ip', [
-        '-n',
-        name,
-        'addr',
-        'add',
-        `${a}/${v6 ? 128 : 32}`,
-        'dev',
-        'lo',
-        ...(v6 ? ['nodad'] : []),
-      ]);
-    }
-    fs.mkdirSync(cgroupRoot);
-  } catch (err) {
-    sb.destroy();
-    throw err;
-  }
   return sb;
 }

@@ -17,7 +17,7 @@ import {
   L3_LAYOUT_VERSION,
   L3_OWNER_LOOPBACK,
   type Config,
-} from '../maps/layout';
+} from '../codecs/layout';
 import {
   cgroupId,
   cgroupLevel,
@@ -25,12 +25,18 @@ import {
   findCgroup2Mount,
   relativeCellName,
 } from '../model/cgroup';
-import { reconcile } from './cells';
-import { requireFeatures } from './features';
-import { withLock } from './lock';
-import { TEMP_NAME, isOwnTopEntry, pinAtomically, pinLayout, type PinLayout } from './paths';
-import { forgetCellNames } from './names';
-import { requireRoot } from './privilege';
+import { reconcile } from '../cells/cells';
+import { requireFeatures } from '../doctor/features';
+import { withLock } from '../dataplane/lock';
+import {
+  TEMP_NAME,
+  isOwnTopEntry,
+  pinAtomically,
+  pinLayout,
+  type PinLayout,
+} from '../dataplane/paths';
+import { forgetCellNames } from '../cells/names';
+import { requireRoot } from '../dataplane/privilege';
 import {
   ALL_PROGRAMS,
   ATTACHED_OBJECTS,
@@ -39,13 +45,13 @@ import {
   SHARED_MAPS,
   type ProgramAttachment,
   type SharedMapName,
-} from './programs';
-import { allowList, parsePrefixes, setManagedPrefixes } from './prefixes';
-import { loadWithPinnedMaps } from './objects';
-import { pinRevoker, unpinRevoker } from './revoke';
-import { EngineState, L3_CONFIG_V1_SIZE, missingMaps, refuseOtherLayout } from './state';
-import { detachAllUplinks } from './uplink';
-import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from './local-routes';
+} from '../dataplane/programs';
+import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefixes';
+import { loadWithPinnedMaps } from '../dataplane/objects';
+import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
+import { EngineState, L3_CONFIG_V1_SIZE, missingMaps, refuseOtherLayout } from '../dataplane/state';
+import { detachAllUplinks } from '../dataplane/uplink';
+import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
 export interface UpOptions {
   pinDir: string;

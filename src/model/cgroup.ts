@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { L3_MAX_DEPTH } from '../maps/layout';
+import { L3_MAX_DEPTH } from '../codecs/layout';
 import { sleepSync } from '../sleep';
 
 /** statfs f_type of a cgroup v2 filesystem (linux/magic.h). */

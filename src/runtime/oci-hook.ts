@@ -11,13 +11,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { assign, parseAddresses, type AssignResult } from '../engine/cells';
-import { setPolicy } from '../engine/policy';
-import { parsePrefixes } from '../engine/prefixes';
-import { releaseCellById } from '../engine/release-id';
-import { EngineState } from '../engine/state';
-import { cgroupId, findCgroup2Mount } from '../model/cgroup';
-import { cellRequest, unifiedCgroupOf, type OciState } from './oci-state';
+import { assign, parseAddresses, type AssignResult } from '../cells/cells';
+import { setPolicy } from '../cells/policy';
+import { parsePrefixes } from '../dataplane/prefixes';
+import { releaseCellById } from '../cells/release-id';
+import { EngineState } from '../dataplane/state';
+import { cgroupId } from '../model/cgroup';
+import {
+  createRequestOf,
+  poststopRequestOf,
+  type OciCreateRequest,
+  type OciPoststopRequest,
+} from './oci-request';
+import type { OciState } from './oci-state';
 import { gcRecords, readRecord, removeRecord, writeRecord, type ContainerRecord } from './records';
 
 export const HOOK_STAGES = ['createRuntime', 'poststop'] as const;
@@ -34,45 +40,27 @@ export type HookResult =
       released: string[];
     };
 
-/** The cgroup2 directory of `pid`, from /proc/PID/cgroup. */
-export function cgroupOfPid(pid: number, procRoot = '/proc'): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(path.join(procRoot, String(pid), 'cgroup'), 'utf8');
-  } catch (err) {
-    throw new L3isoError(
-      'ECGROUP_MISSING',
-      `cannot read the cgroup of pid ${pid} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      undefined,
-      { cause: err },
-    );
-  }
-  const rel = unifiedCgroupOf(text);
-  if (rel === undefined)
-    throw new L3isoError('ECGROUP_NOT_V2', `pid ${pid} is in no cgroup2 cgroup (no 0:: line)`);
-  return path.join(findCgroup2Mount(), rel);
+/** createRuntime, directly on the engine. */
+export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
+  const req = createRequestOf(state);
+  return req ? ociAssign(pinDir, req) : { container: state.id, action: 'none' };
 }
 
-export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
-  const req = cellRequest(state.annotations);
-  if (!req) return { container: state.id, action: 'none' };
+/**
+ * Makes the container's cgroup a cell and records it, or changes nothing.
+ * The agent's POST /v1/oci/create-runtime runs this very function.
+ */
+export function ociAssign(pinDir: string, req: OciCreateRequest): HookResult {
   // Validated before anything changes.
   parseAddresses(req.addresses);
   if (req.allowFrom) parsePrefixes(req.allowFrom);
-  if (state.pid === undefined)
-    throw new L3isoError(
-      'EUSAGE',
-      'OCI state has no pid: createRuntime runs after the init exists',
-    );
-
-  const cgroupPath = cgroupOfPid(state.pid);
-  refuseForeignCell(pinDir, state.id, cgroupPath);
-  const cell = assign(pinDir, cgroupPath, req.addresses);
+  refuseForeignCell(pinDir, req.container, req.cgroup);
+  const cell = assign(pinDir, req.cgroup, req.addresses);
   const id = BigInt(cell.id);
   try {
     if (req.allowFrom) setPolicy(pinDir, cell.path, { allowFrom: req.allowFrom });
     const rec: ContainerRecord = {
-      container: state.id,
+      container: req.container,
       cgroupId: cell.id,
       cgroupPath: cell.path,
       addresses: [...cell.added, ...cell.unchanged],
@@ -84,7 +72,7 @@ export function ociCreateRuntime(pinDir: string, state: OciState): HookResult {
     throw err;
   }
   return {
-    container: state.id,
+    container: req.container,
     action: 'assigned',
     cell,
     ...(req.allowFrom ? { allowFrom: req.allowFrom } : {}),
@@ -115,15 +103,23 @@ function refuseForeignCell(pinDir: string, container: string, cgroupPath: string
 }
 
 export function ociPoststop(pinDir: string, state: OciState): HookResult {
-  const rec = readRecord(pinDir, state.id);
+  return ociRelease(pinDir, poststopRequestOf(state));
+}
+
+/**
+ * Releases the recorded cell of a stopped container, although its cgroup is
+ * gone. The agent's POST /v1/oci/poststop runs this very function.
+ */
+export function ociRelease(pinDir: string, req: OciPoststopRequest): HookResult {
+  const rec = readRecord(pinDir, req.container);
   if (!rec) {
-    if (cellRequest(state.annotations))
+    if (req.annotated)
       throw new L3isoError(
         'ENOT_ASSIGNED',
-        `no record of container ${state.id}: nothing to release`,
+        `no record of container ${req.container}: nothing to release`,
         'run `l3iso gc`',
       );
-    return { container: state.id, action: 'none' };
+    return { container: req.container, action: 'none' };
   }
   let r: { found: boolean; released: string[] };
   try {
@@ -133,9 +129,9 @@ export function ociPoststop(pinDir: string, state: OciState): HookResult {
     if (!(err instanceof L3isoError && err.code === 'ENOT_UP')) throw err;
     r = { found: false, released: [] };
   }
-  removeRecord(pinDir, state.id);
+  removeRecord(pinDir, req.container);
   return {
-    container: state.id,
+    container: req.container,
     action: 'released',
     cgroupId: rec.cgroupId,
     found: r.found,
@@ -145,7 +141,7 @@ export function ociPoststop(pinDir: string, state: OciState): HookResult {
 
 // ---- hooks.d ------------------------------------------------------------
 
-export { DEFAULT_HOOKS_DIR } from '../engine/defaults';
+export { DEFAULT_HOOKS_DIR } from '../model/defaults';
 /** Matches every io.l3iso.* annotation, not only addresses: one the hook
  * refuses (a pool, a typo) must fail the start, not be skipped. */
 export const HOOK_ANNOTATION_MATCH = '^io\\.l3iso\\.';

@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
-import { pinLayout } from '../engine/paths';
+import { pinLayout } from '../dataplane/paths';
+import { pidAlive } from '../model/process';
 
 export const RECORDS_ROOT = '/run/l3iso/oci';
 
@@ -109,15 +110,6 @@ export function listRecords(pinDir: string): RecordEntry[] {
     out.push({ container, file, record: decode(text, container) });
   }
   return out;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { removeCgroupTree } from '../../src/model/cgroup';
-import { CLI, type Sandbox } from './sandbox';
+import { isStale } from '../../src/sandbox';
+import { CLI, PREFIX, type Sandbox } from './sandbox';
 
 /** The interpreter inside the container: the distribution's, under /usr. */
 export const CONTAINER_PYTHON = '/usr/bin/python3';
@@ -57,6 +58,8 @@ export interface BundleOptions {
   cgroup: string;
   /** hook stages in config.json (default both) */
   stages?: ('createRuntime' | 'poststop')[];
+  /** the hooks' environment (runc gives a hook none of its own) */
+  hookEnv?: string[];
 }
 
 /** An OCI bundle for runc whose hooks run this checkout's CLI on the sandbox's pin dir. */
@@ -71,6 +74,7 @@ export function makeBundle(sb: Sandbox, dir: string, rootfs: string, o: BundleOp
   const hook = (stage: string) => ({
     path: process.execPath,
     args: [process.execPath, CLI, '--pin-dir', sb.pinDir, 'oci-hook', stage],
+    ...(o.hookEnv ? { env: o.hookEnv } : {}),
   });
   spec.root = { path: rootfs, readonly: true };
   spec.process.terminal = false;
@@ -107,21 +111,9 @@ export function tempDir(sb: Sandbox): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `${sb.id}-`));
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Leftovers of crashed runs (creator pid in the name is gone): v1 cgroups, temp dirs. */
 export function sweepStaleContainers(): void {
-  const stale = (name: string): boolean => {
-    const m = /^l3t-(\d+)-[0-9a-f]+/.exec(name);
-    return !!m && !pidAlive(Number(m[1]));
-  };
+  const stale = (name: string): boolean => isStale(name, PREFIX);
   for (const m of v1Mounts()) {
     for (const n of fs.readdirSync(m)) if (stale(n)) removeCgroupTree(path.join(m, n));
   }

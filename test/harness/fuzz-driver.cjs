@@ -10,7 +10,7 @@ const path = require('node:path');
 
 const dist = path.resolve(__dirname, '..', '..', 'dist', 'src');
 const { main } = require(path.join(dist, 'cli', 'main.js'));
-const { EngineState } = require(path.join(dist, 'engine', 'state.js'));
+const { EngineState } = require(path.join(dist, 'dataplane', 'state.js'));
 
 const pinDir = process.argv[2];
 const cases = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));

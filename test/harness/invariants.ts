@@ -14,7 +14,7 @@ import {
   decodeOwner,
   type Cell,
   type Owner,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import type { CellAddress } from '../../src/model/address';
 
 interface Entry {

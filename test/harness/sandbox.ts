@@ -1,8 +1,11 @@
 /**
- * Integration-test sandbox: one network namespace, one managed cgroup
- * subtree and one bpffs pin directory per sandbox, all torn down by
- * destroy() (call it from afterAll/afterEach: it never throws and is safe to
- * call twice).
+ * Integration-test sandbox: the hermetic world of src/sandbox (one network
+ * namespace with a veth d0 carrying the test addresses, one managed cgroup
+ * subtree and one bpffs pin directory) plus what tests drive in it: the
+ * CLI, processes in cells, probe.py. destroy() takes the engine down, kills
+ * the processes started here and removes the world (call it from
+ * afterAll/afterEach; it is safe to call twice, and throws only when
+ * something could not be removed after every removal was tried).
  *
  * Processes that belong to a cell are started as
  *   sh -c 'echo $$ > CG/cgroup.procs && exec nsenter --net=/run/netns/NS -- argv'
@@ -11,16 +14,17 @@
  * would hide cgroup2 and bpffs from the command.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { removeCgroupTree } from '../../src/model/cgroup';
+import { findCgroup2Mount } from '../../src/model/cgroup';
+import * as hermetic from '../../src/sandbox';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
 export const PROBE = path.join(__dirname, 'probe.py');
-export const BPFFS = '/sys/fs/bpf';
-const PREFIX = 'l3t-';
+export const BPFFS = hermetic.BPFFS;
+/** Name prefix of every test sandbox (and of what is made for one). */
+export const PREFIX = 'l3t';
 
 /** Documentation addresses configured on d0 in every sandbox. */
 export const V4 = (n: number): string => `192.0.2.${n}`;
@@ -41,11 +45,7 @@ export function python(): string {
 
 /** The cgroup2 mount point, from /proc/mounts (hybrid mode included). */
 export function cgroup2Mount(): string {
-  for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2') return f[1].replace(/\\040/g, ' ');
-  }
-  throw new Error('no cgroup2 mount in /proc/mounts');
+  return findCgroup2Mount();
 }
 
 export function cliBuilt(): boolean {
@@ -326,62 +326,27 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
-function rand(): string {
-  return `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
-}
-
-/** cgroup directories below dir, deepest first. */
-function removePinDir(dir: string): void {
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-  } catch {
-    /* best effort */
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Remove leftovers of earlier runs that died without cleaning up (their
  * creator pid, embedded in the name, is gone). Never touches live sandboxes.
  */
 export async function sweepStale(): Promise<void> {
-  const stale = (name: string): boolean => {
-    const m = /^l3t-(\d+)-[0-9a-f]+/.exec(name);
-    return !!m && !pidAlive(Number(m[1]));
-  };
-  const cg2 = cgroup2Mount();
-  const netns = fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : [];
-  for (const n of fs.existsSync(BPFFS) ? fs.readdirSync(BPFFS) : []) {
-    if (stale(n)) removePinDir(path.join(BPFFS, n));
-  }
-  for (const n of fs.readdirSync(cg2)) {
-    if (stale(n)) removeCgroupTree(path.join(cg2, n));
-  }
-  for (const n of netns) if (stale(n)) runSync(['ip', 'netns', 'del', n]);
+  hermetic.sweepStale(PREFIX);
 }
 
 export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox> {
-  await sweepStale();
-  const id = rand();
-  const cgroup2 = cgroup2Mount();
-  const netns = id;
-  const nsPath = `/run/netns/${netns}`;
-  const root = path.join(cgroup2, id);
-  const pinDir = path.join(BPFFS, id);
-  const extraCgroups: string[] = [];
-  const extraPins: string[] = [];
-  const procs: BgProc[] = [];
-  let destroyed = false;
-  let wentUp = false;
   const hosts = opts.hosts ?? [1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const world = hermetic.createSandbox({
+    prefix: PREFIX,
+    veth: { name: 'd0', peer: 'd0p' },
+    addresses: [...hosts.map(V4), ...hosts.map(V6)],
+    sysctls: ['net.ipv6.bindv6only=0', 'net.ipv4.ping_group_range=0 2147483647'],
+  });
+  const { name: id, netns, netnsPath: nsPath, cgroup2, cgroupRoot: root, pinDir } = world;
+  const procs: BgProc[] = [];
+  let extraPins = 0;
+  let stopped = false;
+  let wentUp = false;
 
   const sb: Sandbox = {
     id,
@@ -398,17 +363,11 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
     },
 
     outsideCg(name) {
-      const p = path.join(cgroup2, `${id}-${name}`);
-      fs.mkdirSync(p, { recursive: true });
-      extraCgroups.push(p);
-      return p;
+      return world.extraCgroup(name);
     },
 
     extraPinDir() {
-      const p = path.join(BPFFS, `${id}-x${extraPins.length}`);
-      fs.mkdirSync(p, { recursive: true });
-      extraPins.push(p);
-      return p;
+      return world.extraPinDir(`x${extraPins++}`);
     },
 
     async cli(args, o = {}) {
@@ -423,7 +382,7 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
       ];
       // The CLI runs in the test netns too, so nothing it might configure
       // (or a command it execs) ever touches the host's network.
-      const r = await run(['nsenter', `--net=${nsPath}`, '--', ...argv], {
+      const r = await run(world.inNetns(argv), {
         timeoutMs: o.timeoutMs ?? 30_000,
         env: { ...process.env, ...(o.env ?? {}), L3ISO_PIN_DIR: o.pinDir ?? pinDir },
         input: o.input,
@@ -476,8 +435,7 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
     },
 
     hostArgv(argv, cg) {
-      if (cg) return sb.cellArgv(cg, argv);
-      return ['nsenter', `--net=${nsPath}`, '--', ...argv];
+      return cg ? sb.cellArgv(cg, argv) : world.inNetns(argv);
     },
 
     inCell(cg, argv, o = {}) {
@@ -517,51 +475,17 @@ export async function createSandbox(opts: SandboxOptions = {}): Promise<Sandbox>
     },
 
     async destroy() {
-      if (destroyed) return;
-      destroyed = true;
-      if (wentUp && cliBuilt()) {
-        await run([process.execPath, CLI, '--pin-dir', pinDir, 'down', '--force'], {
-          timeoutMs: 20_000,
-        }).catch(() => undefined);
+      if (!stopped) {
+        stopped = true;
+        if (wentUp && cliBuilt()) {
+          await run([process.execPath, CLI, '--pin-dir', pinDir, 'down', '--force'], {
+            timeoutMs: 20_000,
+          }).catch(() => undefined);
+        }
+        await Promise.all(procs.map((p) => p.kill()));
       }
-      await Promise.all(procs.map((p) => p.kill()));
-      removeCgroupTree(root);
-      for (const c of extraCgroups) removeCgroupTree(c);
-      removePinDir(pinDir);
-      for (const p of extraPins) removePinDir(p);
-      runSync(['ip', 'netns', 'del', netns]);
+      world.destroy();
     },
   };
-
-  try {
-    mustSync(['ip', 'netns', 'add', netns]);
-    const batch = [
-      'link set lo up',
-      // No dummy driver on the test machines: a veth pair with both ends in
-      // the namespace stands in for the uplink.
-      'link add d0 type veth peer name d0p',
-      'link set d0 up',
-      'link set d0p up',
-      ...hosts.map((n) => `address add ${V4(n)}/32 dev d0`),
-      ...hosts.map((n) => `address add ${V6(n)}/128 dev d0 nodad`),
-    ].join('\n');
-    const r = spawnSync('ip', ['-n', netns, '-batch', '-'], { input: batch, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`ip -batch failed: ${r.stderr}`);
-    mustSync([
-      'nsenter',
-      `--net=${nsPath}`,
-      '--',
-      'sysctl',
-      '-q',
-      '-w',
-      'net.ipv6.bindv6only=0',
-      'net.ipv4.ping_group_range=0 2147483647',
-    ]);
-    fs.mkdirSync(root);
-    fs.mkdirSync(pinDir);
-  } catch (e) {
-    await sb.destroy();
-    throw e;
-  }
   return sb;
 }

@@ -1,11 +1,13 @@
 // The deploy/ files checked by the tools that consume them: promtool for
-// the alert rules, systemd-analyze for the units, and the cell unit's own
-// ExecStart/ExecStop lines run against a real engine. A missing tool fails
-// the test (scripts/setup.sh installs them).
+// the alert rules, systemd-analyze for the units, the Kubernetes API schema
+// for the manifests, and the cell unit's own ExecStart/ExecStop lines run
+// against a real engine. A missing tool fails the test (scripts/setup.sh
+// installs them).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { requireTool, tempDir } from '../harness/containers';
 import { CLI, createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
 
@@ -20,6 +22,98 @@ function tool(argv: string[], cwd = REPO) {
     stderr: r.stderr ?? '',
   };
 }
+
+const MANIFESTS = path.join(REPO, 'deploy', 'kubernetes');
+const KUBE_SCHEMA = path.join(REPO, 'test', 'harness', 'kube-schema.py');
+/** Debian's python3-kubernetes is installed for this interpreter (not a pyenv one on PATH). */
+const DEBIAN_PYTHON = '/usr/bin/python3';
+
+interface Manifest {
+  name: string;
+  doc: unknown;
+}
+
+function manifests(): Manifest[] {
+  return fs
+    .readdirSync(MANIFESTS)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .flatMap((f) =>
+      parseAllDocuments(fs.readFileSync(path.join(MANIFESTS, f), 'utf8')).map((d, i) => {
+        if (d.errors.length) throw new Error(`${f}: ${d.errors[0]!.message}`);
+        return { name: `${f}#${i}`, doc: d.toJS() as unknown };
+      }),
+    );
+}
+
+/** The schema check's problems (empty: every object is valid). */
+function kubeSchema(items: Manifest[]): { schema: string; errors: string[] } {
+  const r = spawnSync(DEBIAN_PYTHON, [KUBE_SCHEMA], {
+    input: JSON.stringify(items),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`kube-schema.py failed: ${r.stderr}${r.error ?? ''}`);
+  return JSON.parse(r.stdout) as { schema: string; errors: string[] };
+}
+
+describe('kubernetes manifests', () => {
+  beforeAll(() => {
+    requireTool(
+      [DEBIAN_PYTHON, '-c', 'import kubernetes.client'],
+      'install the Kubernetes API schema (scripts/setup.sh: apt-get install python3-kubernetes)',
+    );
+  });
+
+  it('every object in deploy/kubernetes is valid against the Kubernetes API schema, unknown fields included', () => {
+    const items = manifests();
+    expect(items.map((m) => (m.doc as { kind: string }).kind)).toEqual([
+      'Namespace',
+      'ServiceAccount',
+      'DaemonSet',
+    ]);
+    const r = kubeSchema(items);
+    expect(r.schema).toMatch(/^kubernetes python client \d+\./);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('the check refuses a misspelled field, a wrong type, a missing required field and a kind its apiVersion does not serve', () => {
+    const ds = manifests().find((m) => (m.doc as { kind: string }).kind === 'DaemonSet')!;
+    /* eslint-disable @typescript-eslint/no-explicit-any -- edits reach deep into a parsed manifest */
+    const edit = (fn: (d: any) => void): Manifest => {
+      const doc = structuredClone(ds.doc) as any;
+      fn(doc);
+      return { name: 'edited', doc };
+    };
+    const r = kubeSchema([
+      edit((d: any) => {
+        d.spec.template.spec.hostNetwrok = d.spec.template.spec.hostNetwork;
+      }),
+      edit((d: any) => {
+        d.spec.template.spec.hostPID = 'yes';
+      }),
+      edit((d: any) => {
+        delete d.spec.template.spec.containers[0].name;
+      }),
+      edit((d: any) => {
+        d.apiVersion = 'extensions/v1beta1';
+      }),
+      edit((d: any) => {
+        d.spec.template.spec.volumes[0].hostPath.kind = 'Directory';
+      }),
+    ]);
+    /* eslint-enable @typescript-eslint/no-explicit-any */
+    expect(r.errors).toEqual([
+      'edited: $.spec.template.spec.hostNetwrok: unknown field (not in V1PodSpec)',
+      'edited: $.spec.template.spec.hostPID: must be bool, not str "yes"',
+      expect.stringMatching(
+        /^edited: \$\.spec\.template\.spec\.containers\[0\]: V1Container: .*`name`/,
+      ),
+      'edited: $: extensions/v1beta1 serves no kind DaemonSet',
+      'edited: $.spec.template.spec.volumes[0].hostPath.kind: unknown field (not in V1HostPathVolumeSource)',
+    ]);
+  });
+});
 
 describe('prometheus rules', () => {
   beforeAll(() => {

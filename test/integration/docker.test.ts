@@ -7,6 +7,7 @@
 // a local rootfs (no pull).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,8 +21,10 @@ import {
   sweepStaleContainers,
   tempDir,
 } from '../harness/containers';
+import { recordsDir } from '../../src/runtime/records';
 import {
   BgProc,
+  CLI,
   createSandbox,
   V4,
   type Op,
@@ -119,7 +122,9 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
       if (dockerd.exitCode === null) dockerd.kill('SIGKILL');
     }
+    const records = sb ? recordsDir(sb.pinDir) : undefined;
     await sb?.destroy();
+    if (records) fs.rmSync(records, { recursive: true, force: true });
     if (sb) removeV1Cgroups(sb);
     if (dir) removeTempDir(dir);
   }, 60_000);
@@ -196,5 +201,109 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
     sb.cg('after');
     await sb.assign('after', V4(2));
     await sb.cliOk(['release', 'after']);
+  });
+
+  it('agent --watch-docker: a container that ends loses its recorded cell; the --cgroup-parent cell stays', async () => {
+    const sock = path.join(dir, 'agent.sock');
+    const health = (): Promise<{
+      docker?: { running: boolean; events: number; released: number };
+    }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ socketPath: sock, path: '/healthz' }, (res) => {
+            let text = '';
+            res.setEncoding('utf8').on('data', (d: string) => (text += d));
+            res.on('end', () => resolve(JSON.parse(text)));
+          })
+          .on('error', reject);
+      });
+    const until = async <T>(what: string, f: () => Promise<T | undefined>): Promise<T> => {
+      for (let i = 0; i < 600; i++) {
+        const v = await f().catch(() => undefined);
+        if (v !== undefined) return v;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`never: ${what}`);
+    };
+    const rel = (cg: string) => '/' + path.relative(sb.cgroup2, path.join(sb.root, cg));
+    const sleeper = (cgroupParent: string) => {
+      const r = docker([
+        'run',
+        '-d',
+        '--network',
+        'host',
+        '--cgroup-parent',
+        cgroupParent,
+        ...hostMounts().flatMap((m) => ['-v', `${m.source}:${m.destination}:ro`]),
+        image,
+        '/usr/bin/sleep',
+        '600',
+      ]);
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+
+    // The recipe's operator-assigned parent, and a container of it.
+    sb.cg('web2');
+    await sb.assign('web2', V4(4));
+    // A container whose runtime ran the OCI hook: its own cgroup is a cell,
+    // with a record (as createRuntime makes them, here after the start).
+    sb.cg('ctr');
+    const agent = sb.spawnOnHost([
+      'env',
+      `DOCKER_HOST=${host}`,
+      process.execPath,
+      CLI,
+      '--pin-dir',
+      sb.pinDir,
+      'agent',
+      '--socket',
+      sock,
+      '--resync',
+      '3600',
+      '--watch-docker',
+    ]);
+    try {
+      await until('the docker watcher runs', async () =>
+        (await health()).docker?.running ? true : undefined,
+      );
+      const member = sleeper(rel('web2'));
+      const own = sleeper(rel('ctr'));
+      const pid = Number(docker(['inspect', '-f', '{{.State.Pid}}', own]).stdout.trim());
+      const hook = await sb.cli(['oci-hook', 'createRuntime'], {
+        input: JSON.stringify({
+          ociVersion: '1.0.2',
+          id: own,
+          status: 'creating',
+          pid,
+          bundle: '/nonexistent',
+          annotations: { 'io.l3iso.addresses': V4(5) },
+        }),
+      });
+      expect(hook.status, hook.stderr).toBe(0);
+      const cells = await sb.list();
+      const ownCell = cells.find((c: { addresses: string[] }) => c.addresses.includes(V4(5)));
+      expect(path.dirname(ownCell.cell)).toBe('ctr');
+      expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${own}.json`))).toBe(true);
+
+      expect(docker(['rm', '-f', member, own]).status).toBe(0);
+      const h = await until('the watcher released the recorded cell', async () => {
+        const v = await health();
+        return v.docker && v.docker.released >= 1 && v.docker.events >= 4 ? v : undefined;
+      });
+      expect(h.docker!.released).toBe(1);
+      expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${own}.json`))).toBe(false);
+      const names = (await sb.list()).map((c: { cell: string }) => c.cell);
+      expect(names).not.toContain(ownCell.cell);
+      // the operator's cell is untouched: the next container below it is confined
+      expect((await sb.show('web2')).addresses).toEqual([V4(4)]);
+      sb.cg('after5');
+      await sb.assign('after5', V4(5));
+      await sb.cliOk(['release', 'after5']);
+    } finally {
+      await agent.kill();
+    }
+    expect(agent.stderr).not.toMatch(/docker events stream lost/);
+    await sb.cliOk(['release', 'web2']);
   });
 });

@@ -17,7 +17,7 @@ import {
   encodeCellKey,
   encodeOwner,
   type Cell,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import { parseAddress } from '../../src/model/address';
 import { mapInvariants } from '../harness/invariants';
 import { parsePromText, sampleValue } from '../harness/promtext';

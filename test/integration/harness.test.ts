@@ -4,7 +4,28 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, V4, V6, type Sandbox } from '../harness/sandbox';
+import * as hermetic from '../../src/sandbox';
+import {
+  BPFFS,
+  createSandbox,
+  mustSync,
+  PREFIX,
+  REPO,
+  run,
+  sweepStale,
+  V4,
+  V6,
+  type Sandbox,
+} from '../harness/sandbox';
+
+/** Everything on the machine whose name starts with `start`: netns, cgroups, pin dirs. */
+function leftovers(cgroup2: string, start: string): string[] {
+  return [
+    ...fs.readdirSync('/run/netns').map((n) => `/run/netns/${n}`),
+    ...fs.readdirSync(cgroup2).map((n) => path.join(cgroup2, n)),
+    ...fs.readdirSync(BPFFS).map((n) => path.join(BPFFS, n)),
+  ].filter((p) => path.basename(p).startsWith(start));
+}
 
 describe('sandbox harness', () => {
   let sb: Sandbox;
@@ -67,5 +88,53 @@ describe('sandbox harness', () => {
     expect(fs.existsSync(other.pinDir)).toBe(false);
     expect(fs.existsSync(other.nsPath)).toBe(false);
     expect((await server.exited).signal).toBe('SIGKILL');
+  });
+
+  it('sweeps what a killed run left, never a live sandbox', async () => {
+    // A run that dies by SIGKILL right after making its sandbox.
+    const crash = await run([
+      process.execPath,
+      '-e',
+      `const s = require(${JSON.stringify(path.join(REPO, 'dist/src/sandbox'))});
+       const sb = s.createSandbox({ prefix: ${JSON.stringify(PREFIX)}, addresses: ['192.0.2.1'] });
+       sb.extraCgroup('out');
+       sb.extraPinDir('x0');
+       console.log(sb.name);
+       process.kill(process.pid, 'SIGKILL');`,
+    ]);
+    expect(crash.signal).toBe('SIGKILL');
+    const name = crash.stdout.trim();
+    expect(name).toMatch(/^l3t-\d+-[0-9a-f]{6}$/);
+    expect(leftovers(sb.cgroup2, name)).toHaveLength(5);
+    await sweepStale();
+    expect(leftovers(sb.cgroup2, name)).toEqual([]);
+    expect(leftovers(sb.cgroup2, sb.id)).toHaveLength(3);
+  });
+
+  it('a failed creation leaves nothing behind', () => {
+    const before = leftovers(sb.cgroup2, `${PREFIX}-${process.pid}-`);
+    expect(() => hermetic.createSandbox({ prefix: PREFIX, addresses: ['not-an-address'] })).toThrow(
+      /ip -n l3t-\d+-[0-9a-f]{6} -batch - failed/,
+    );
+    expect(leftovers(sb.cgroup2, `${PREFIX}-${process.pid}-`)).toEqual(before);
+  });
+
+  it('destroy tries every removal, says what is left, and can be retried', () => {
+    const world = hermetic.createSandbox({ prefix: PREFIX });
+    // A mount on a pin dir makes its removal fail (EBUSY).
+    const stuck = world.extraPinDir('x0');
+    mustSync(['mount', '-t', 'tmpfs', '-o', 'ro,size=4k', 'l3t-stuck', stuck]);
+    try {
+      expect(() => world.destroy()).toThrow(
+        new RegExp(`sandbox ${world.name} not fully removed: ${stuck}: .*EBUSY`),
+      );
+      expect(fs.existsSync(world.cgroupRoot)).toBe(false);
+      expect(fs.existsSync(world.pinDir)).toBe(false);
+      expect(fs.existsSync(world.netnsPath)).toBe(false);
+    } finally {
+      mustSync(['umount', stuck]);
+    }
+    world.destroy();
+    expect(leftovers(world.cgroup2, world.name)).toEqual([]);
   });
 });

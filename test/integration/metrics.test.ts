@@ -2,8 +2,8 @@
 // lookups, exposed as Prometheus text (`metrics`) and over HTTP (`serve`)."
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfMap } from '../../loader';
-import { PRESSURE_MAPS } from '../../src/engine/metrics';
-import { pinLayout } from '../../src/engine/paths';
+import { PRESSURE_MAPS } from '../../src/observe/metrics';
+import { pinLayout } from '../../src/dataplane/paths';
 import { parsePromText, sampleValue, type PromFamily } from '../harness/promtext';
 import { CLI, createSandbox, V4, V6, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 

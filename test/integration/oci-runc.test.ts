@@ -4,6 +4,7 @@
 // then. The bundle's rootfs is the host's /usr: no image, no pull.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordsDir } from '../../src/runtime/records';
@@ -19,6 +20,7 @@ import {
   tempDir,
 } from '../harness/containers';
 import {
+  CLI,
   createSandbox,
   V4,
   type BgProc,
@@ -64,12 +66,18 @@ describe('runc runs the OCI hook', () => {
     JSON.stringify({ ops, keep_going: true }),
   ];
 
-  function runc(name: string, ops: Op[], annotations?: Record<string, string>): BgProc {
+  function runc(
+    name: string,
+    ops: Op[],
+    annotations?: Record<string, string>,
+    hookEnv?: string[],
+  ): BgProc {
     const bundle = makeBundle(sb, dir, rootfs, {
       name,
       args: probeArgs(ops),
       cgroup: `runc/${name}`,
       ...(annotations ? { annotations } : {}),
+      ...(hookEnv ? { hookEnv } : {}),
     });
     // runc itself in the test netns too: nothing it or its hooks do leaves it.
     return sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, name]);
@@ -228,4 +236,120 @@ describe('runc runs the OCI hook', () => {
       expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${name}.json`))).toBe(false);
     },
   );
+
+  describe('through the agent', () => {
+    let sock: string;
+    let agent: BgProc | undefined;
+
+    /** Requests the agent answered, by route. */
+    const answered = (): Promise<Record<string, number>> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ socketPath: sock, path: '/healthz' }, (res) => {
+            let text = '';
+            res.setEncoding('utf8').on('data', (d: string) => (text += d));
+            res.on('end', () =>
+              resolve((JSON.parse(text) as { requests: Record<string, number> }).requests),
+            );
+          })
+          .on('error', reject);
+      });
+
+    beforeAll(async () => {
+      sock = path.join(dir, 'agent.sock');
+      agent = sb.spawnOnHost([
+        process.execPath,
+        CLI,
+        '--pin-dir',
+        sb.pinDir,
+        'agent',
+        '--socket',
+        sock,
+      ]);
+      for (let i = 0; i < 300 && !fs.existsSync(sock); i++) {
+        if (agent.child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await answered().catch((err: unknown) => {
+        throw new Error(`the agent does not answer: ${String(err)} ${agent?.stderr}`);
+      });
+    });
+    afterAll(async () => {
+      await agent?.kill();
+    });
+
+    it('the hook has the agent assign and release: the container is confined the same way', async () => {
+      const before = await answered();
+      const c = runc(
+        'viaagent',
+        [
+          { op: 'cgroup' },
+          { op: 'bind_new', fam: 4, addr: V4(9) },
+          { op: 'socket', fam: 4 },
+          { op: 'bind', addr: '0.0.0.0', port: 8080 },
+          { op: 'listen' },
+          { op: 'serve_banner', banner: 'via-agent', count: 1 },
+        ],
+        { 'io.l3iso.addresses': V4(5) },
+        [`L3ISO_AGENT_SOCKET=${sock}`],
+      );
+      const ready = await readyDespiteRefusals(c);
+      const ops = c.lines.filter((l) => typeof l.i === 'number');
+      expect(ops[0]!.cgroup).toBe(
+        '/' + path.relative(sb.cgroup2, path.join(sb.root, 'runc/viaagent')),
+      );
+      expect(ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+      expect(ready).toMatchObject({ addr: V4(5), port: 8080 });
+      expect(await sb.list()).toContainEqual(
+        expect.objectContaining({ cell: 'runc/viaagent', addresses: [V4(5)] }),
+      );
+      const outside = await sb.probe(null, [{ op: 'fetch', fam: 4, addr: V4(5), port: 8080 }]);
+      expect(outside.last).toMatchObject({ ok: true, data: 'via-agent' });
+      expect(await c.exited).toEqual({ status: 0, signal: null });
+
+      expect(await cellNames()).not.toContain('runc/viaagent');
+      expect(fs.existsSync(path.join(recordsDir(sb.pinDir), 'viaagent.json'))).toBe(false);
+      const after = await answered();
+      for (const route of ['POST /v1/oci/create-runtime', 'POST /v1/oci/poststop'])
+        expect((after[route] ?? 0) - (before[route] ?? 0), route).toBe(1);
+      sb.cg('after5');
+      await sb.assign('after5', V4(5));
+      await sb.cliOk(['release', 'after5']);
+    });
+
+    it('a refusal fails the start with the same line through the agent as without one', async () => {
+      sb.cg('owner');
+      await sb.cliOk(['assign', 'owner', V4(8)]);
+      const refusal = async (name: string, env: string[]) => {
+        const before = await answered();
+        const c = runc(name, [{ op: 'cgroup' }], { 'io.l3iso.addresses': V4(8) }, env);
+        expect((await c.exited).status).not.toBe(0);
+        expect(c.lines).toEqual([]);
+        const after = await answered();
+        const asked =
+          (after['POST /v1/oci/create-runtime'] ?? 0) -
+          (before['POST /v1/oci/create-runtime'] ?? 0);
+        const line = c.stderr.split('\n').find((l) => l.includes('l3iso: container'));
+        expect(line, c.stderr).toBeDefined();
+        return {
+          asked,
+          line: line!.slice(line!.indexOf('l3iso: container')).split(name).join('NAME'),
+        };
+      };
+      const via = await refusal('refagent', [`L3ISO_AGENT_SOCKET=${sock}`]);
+      // nothing listens there: the hook does the work itself
+      const direct = await refusal('refdirect', [
+        `L3ISO_AGENT_SOCKET=${path.join(dir, 'none.sock')}`,
+      ]);
+      expect(via.asked).toBe(1);
+      expect(direct.asked).toBe(0);
+      expect(via.line).toMatch(
+        /^l3iso: container NAME: address 192\.0\.2\.8 is owned by cell owner/,
+      );
+      expect(via.line).toBe(direct.line);
+      expect(await cellNames()).not.toContain('runc/refagent');
+      expect(await cellNames()).not.toContain('runc/refdirect');
+      await sb.cliOk(['release', 'owner']);
+    });
+  });
 });

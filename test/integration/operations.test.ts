@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { L3_OWNER_DRAINING } from '../../src/maps/layout';
+import { L3_OWNER_DRAINING } from '../../src/codecs/layout';
 import { parseAddress } from '../../src/model/address';
-import { EngineState } from '../../src/engine/state';
+import { EngineState } from '../../src/dataplane/state';
 import { createSandbox, V4, type BgProc, type Sandbox } from '../harness/sandbox';
 
 /** How many times `pid` enters each of `syscalls` in `seconds` (strace -c). */

@@ -21,8 +21,8 @@ import {
   L3_CONFIG_MAGIC,
   L3_LAYOUT_VERSION,
   LAYOUT,
-} from '../../src/maps/layout';
-import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/engine/programs';
+} from '../../src/codecs/layout';
+import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/dataplane/programs';
 import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
 
 const VERBS: string[][] = [

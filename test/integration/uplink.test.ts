@@ -19,7 +19,7 @@ import {
   encodeCellKey,
   sumCellStats,
   type CellStats,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import { addOutside, type Outside } from '../harness/outside';
 import { createSandbox, run, type Op, type Sandbox } from '../harness/sandbox';
 

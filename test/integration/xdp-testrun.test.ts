@@ -7,7 +7,7 @@
 // uncounted".
 //
 // No namespace, no attachment: bpf/uplink.bpf.o is loaded with fresh private
-// maps, the maps are filled through the codecs of src/maps/layout.ts, and
+// maps, the maps are filled through the codecs of src/codecs/layout.ts, and
 // the programs run on crafted frames through BPF_PROG_TEST_RUN.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,7 +28,7 @@ import {
   encodePrefixKey,
   sumCellStats,
   type CellStats,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import { parsePrefix, type CellAddress } from '../../src/model/address';
 import { cgroup2Mount } from '../harness/sandbox';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EXEC_CAPABILITIES } from '../../src/engine/confine';
+import { EXEC_CAPABILITIES } from '../../src/exec/confine';
 import { DANGEROUS_CAPABILITIES } from '../../src/model/capabilities';
 import { CAP, THREAT_MODEL_FORBIDDEN } from '../harness/linux-caps';
 

@@ -4,8 +4,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { STAT_WORDS, type StatsTable } from '../../src/engine/counters';
-import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/engine/metrics';
+import { parseAllDocuments } from 'yaml';
+import { DEFAULT_AGENT_SOCKET } from '../../src/agent/api';
+import { DEFAULT_PIN_DIR, pinLayout } from '../../src/dataplane/paths';
+import { RECORDS_ROOT } from '../../src/runtime/records';
+import { STAT_WORDS, type StatsTable } from '../../src/observe/counters';
+import { MetricsExporter, PRESSURE_MAPS, type MetricsSnapshot } from '../../src/observe/metrics';
 import {
   HOOK_STAGES,
   SHIPPED_HOOK_ARGV,
@@ -160,5 +164,58 @@ describe('deploy/oci', () => {
       const shipped: unknown = JSON.parse(read(`deploy/oci/${hookFileName(stage)}`));
       expect(shipped).toEqual(hookDefinition(stage, SHIPPED_HOOK_ARGV));
     }
+  });
+});
+
+describe('deploy/kubernetes', () => {
+  const dir = path.join(REPO, 'deploy', 'kubernetes');
+  const objects = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .flatMap((f) => parseAllDocuments(read(`deploy/kubernetes/${f}`)).map((d) => d.toJS()));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a parsed manifest
+  const ds: any = objects.find((o) => o.kind === 'DaemonSet');
+  const pod = ds.spec.template.spec;
+  const under = (p: string, mounts: { mountPath: string }[]) =>
+    mounts.some((m) => p === m.mountPath || p.startsWith(m.mountPath + '/'));
+
+  it('shares the node network and PID namespaces, with no API token and no RBAC rule', () => {
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.hostPID).toBe(true);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    const sa = objects.find((o) => o.kind === 'ServiceAccount');
+    expect(sa.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe(sa.metadata.name);
+    expect(objects.filter((o) => /Role/.test(o.kind))).toEqual([]);
+  });
+
+  it('mounts the node paths the engine, the agent and the hooks share, at the paths the code uses', () => {
+    const hostPaths = Object.fromEntries(
+      pod.volumes.map((v: { name: string; hostPath: { path: string } }) => [
+        v.name,
+        v.hostPath.path,
+      ]),
+    );
+    const cgroupRoot = pod.initContainers[0].env.find(
+      (e: { name: string }) => e.name === 'L3ISO_CGROUP_ROOT',
+    ).value;
+    for (const c of [...pod.initContainers, ...pod.containers]) {
+      expect(c.securityContext.privileged).toBe(true);
+      // each mount shows the node's directory at the same path
+      for (const m of c.volumeMounts) expect(hostPaths[m.name]).toBe(m.mountPath);
+      for (const p of [
+        DEFAULT_PIN_DIR,
+        DEFAULT_AGENT_SOCKET,
+        RECORDS_ROOT,
+        pinLayout(DEFAULT_PIN_DIR).lockFile,
+        cgroupRoot,
+      ])
+        expect(under(p, c.volumeMounts), `${c.name}: ${p}`).toBe(true);
+    }
+    const agent = pod.containers.find((c: { name: string }) => c.name === 'agent');
+    expect(agent.args[0]).toBe('agent');
+    expect(agent.env).toContainEqual({ name: 'L3ISO_AGENT_SOCKET', value: DEFAULT_AGENT_SOCKET });
+    expect(pod.initContainers[0].args.slice(0, 2)).toEqual(['up', '--cgroup-root']);
   });
 });

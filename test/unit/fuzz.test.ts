@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { L3isoError } from '../../src/errors';
-import * as L from '../../src/maps/layout';
+import * as L from '../../src/codecs/layout';
 import { formatAddress, parseAddress, parsePrefix } from '../../src/model/address';
 
 const RUNS = process.env.L3ISO_LONG === '1' ? 10_000 : 1_000;

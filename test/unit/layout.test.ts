@@ -64,7 +64,7 @@ import {
   sumCellStats,
   type CellStats,
   type StructLayout,
-} from '../../src/maps/layout';
+} from '../../src/codecs/layout';
 import { addressFromBytes, parseAddress, parsePrefix } from '../../src/model/address';
 
 const HEADER_DIR = path.resolve(__dirname, '../../bpf');
@@ -537,7 +537,7 @@ describe('layout version', () => {
     2: '762d61aae51ee8c6',
   };
   const fingerprint = async (): Promise<string> => {
-    const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/engine/programs');
+    const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/dataplane/programs');
     const shapes = SHARED_MAPS.map((n) => {
       const s = SHARED_MAP_SHAPES[n];
       return [n, s.type, s.keySize, s.valueSize];
@@ -549,7 +549,7 @@ describe('layout version', () => {
   it('is bumped whenever a shared map changes shape or the set of maps changes', async () => {
     expect(
       await fingerprint(),
-      'shared map shapes changed: bump L3_LAYOUT_VERSION (bpf/l3iso.h, src/maps/layout.ts) and add its fingerprint here',
+      'shared map shapes changed: bump L3_LAYOUT_VERSION (bpf/l3iso.h, src/codecs/layout.ts) and add its fingerprint here',
     ).toBe(FINGERPRINTS[L3_LAYOUT_VERSION]);
   });
 

@@ -13,10 +13,10 @@ import {
   dropLabel,
   refusalLabel,
   type StatsTable,
-} from '../../src/engine/counters';
-import { MonotonicClock, formatEventLine, type EventView } from '../../src/engine/events';
-import { MetricsExporter, type MetricsSnapshot } from '../../src/engine/metrics';
-import { parseListen } from '../../src/engine/serve';
+} from '../../src/observe/counters';
+import { MonotonicClock, formatEventLine, type EventView } from '../../src/observe/events';
+import { MetricsExporter, type MetricsSnapshot } from '../../src/observe/metrics';
+import { parseListen } from '../../src/observe/serve';
 import {
   OUTSIDE_LABEL,
   emptyCounters,
@@ -28,8 +28,8 @@ import {
   statsReport,
   statsRows,
   type CellCounters,
-} from '../../src/engine/stats';
-import { DROP_MAX, LAYOUT, REASON_MAX } from '../../src/maps/layout';
+} from '../../src/observe/stats';
+import { DROP_MAX, LAYOUT, REASON_MAX } from '../../src/codecs/layout';
 import { parsePromText, sampleValue } from '../harness/promtext';
 
 describe('human units', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseLine } from '../../src/engine/preexisting';
+import { parseLine } from '../../src/dataplane/preexisting';
 
 describe('audit iterator lines', () => {
   it('turns little-endian address words back into network order (v4)', () => {

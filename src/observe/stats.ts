@@ -3,7 +3,7 @@
  * of l3_cell_stats, as rows for a table or a JSON document. Formatting
  * helpers (human units, sorting, rates) are pure so they can be unit tested.
  */
-import { EngineState } from './state';
+import { EngineState } from '../dataplane/state';
 import {
   DROP_SLOTS,
   NamerCache,
@@ -15,7 +15,7 @@ import {
   refusalLabel,
   type StatsTable,
 } from './counters';
-import { DROP_MAX, REASON_MAX } from '../maps/layout';
+import { DROP_MAX, REASON_MAX } from '../codecs/layout';
 
 export interface CellCounters {
   /** cell name (cgroup path relative to the root, `#<id>` without a cgroup) */

@@ -31,7 +31,7 @@ import {
   type CellStats,
   type Config,
   type Owner,
-} from '../maps/layout';
+} from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import { pinLayout, type PinLayout } from './paths';
 import { revokerReady } from './revoke';

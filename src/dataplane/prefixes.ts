@@ -4,7 +4,7 @@
  * allow-lists of source prefixes.
  */
 import { MapUpdate } from '../../loader';
-import { decodeAllowKey, decodePrefixKey, encodeAllowKey, encodePrefixKey } from '../maps/layout';
+import { decodeAllowKey, decodePrefixKey, encodeAllowKey, encodePrefixKey } from '../codecs/layout';
 import { parsePrefix, type CellPrefix } from '../model/address';
 import type { EngineState } from './state';
 

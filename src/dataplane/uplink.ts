@@ -19,7 +19,7 @@ import {
   xdpQueryId,
 } from '../../loader';
 import { L3isoError } from '../errors';
-import { decodeUplink, encodeUplink, type Uplink } from '../maps/layout';
+import { decodeUplink, encodeUplink, type Uplink } from '../codecs/layout';
 import { loadWithPinnedMaps } from './objects';
 import { withLock } from './lock';
 import { requireRoot } from './privilege';
@@ -27,8 +27,8 @@ import { UPLINK_OBJECT } from './programs';
 import { EngineState } from './state';
 
 // How the ingress filter runs: XDP in the driver, generic XDP, or tc ingress.
-export { UPLINK_MODES, type UplinkMode } from './defaults';
-import type { UplinkMode } from './defaults';
+export { UPLINK_MODES, type UplinkMode } from '../model/defaults';
+import type { UplinkMode } from '../model/defaults';
 /** @deprecated the name before tc ingress existed */
 export type XdpMode = UplinkMode;
 

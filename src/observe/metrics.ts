@@ -20,7 +20,7 @@
  *     (cell, reason) pair, so 100k quiet cells do not cost 1.5M zero lines.
  */
 import { Counter, Gauge, Registry, type CounterConfiguration } from 'prom-client';
-import { EngineState } from './state';
+import { EngineState } from '../dataplane/state';
 import {
   CellNamer,
   DROP_SLOTS,

@@ -4,9 +4,9 @@
  * names the cell any more, but its id (the cell key) is still known.
  */
 import { forgetCell } from './cells';
-import { withLock } from './lock';
-import { requireRoot } from './privilege';
-import { EngineState } from './state';
+import { withLock } from '../dataplane/lock';
+import { requireRoot } from '../dataplane/privilege';
+import { EngineState } from '../dataplane/state';
 
 export interface ReleaseByIdResult {
   id: string;

@@ -3,7 +3,7 @@
  * place), `down` (detach) and `doctor` (probe) never disagree.
  */
 import { AttachType, MapType } from '../../loader';
-import { LAYOUT } from '../maps/layout';
+import { LAYOUT } from '../codecs/layout';
 
 export interface ProgramAttachment {
   /** Function name in the object; also the name of its pinned link. */

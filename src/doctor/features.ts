@@ -21,9 +21,14 @@ import {
 } from '../../loader';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount } from '../model/cgroup';
-import { bpfObjectPath } from './paths';
-import { ATTACHED_OBJECTS, LOOPBACK_IFINDEX, REVOKE_OBJECT, UPLINK_OBJECT } from './programs';
-import { ifindexOf } from './uplink';
+import { bpfObjectPath } from '../dataplane/paths';
+import {
+  ATTACHED_OBJECTS,
+  LOOPBACK_IFINDEX,
+  REVOKE_OBJECT,
+  UPLINK_OBJECT,
+} from '../dataplane/programs';
+import { ifindexOf } from '../dataplane/uplink';
 
 export interface FeatureCheck {
   name: string;

@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { L3isoError } from '../errors';
 import { findCgroup2Mount, killCgroupTree, removeCgroupTree } from '../model/cgroup';
-import { assign, parseAddresses, release, type AssignResult } from './cells';
+import { assign, parseAddresses, release, type AssignResult } from '../cells/cells';
 import {
   CONFINE_SCRIPT,
   chainArgv,
@@ -27,8 +27,8 @@ import {
   LAUNCH_SCRIPT,
   type ExecUser,
 } from './confine';
-import { requireRoot } from './privilege';
-import { EngineState } from './state';
+import { requireRoot } from '../dataplane/privilege';
+import { EngineState } from '../dataplane/state';
 
 export interface ExecOptions {
   pinDir: string;

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PinLayout } from './paths';
+import type { PinLayout } from '../dataplane/paths';
 
 function namesFile(layout: PinLayout): string {
   return path.join(

@@ -20,7 +20,7 @@ import {
   pinObject,
   runIterator,
 } from '../../loader';
-import { LAYOUT, L3_FAMILY_V4, L3_FAMILY_V6, encodeAddr } from '../maps/layout';
+import { LAYOUT, L3_FAMILY_V4, L3_FAMILY_V6, encodeAddr } from '../codecs/layout';
 import { L3isoError } from '../errors';
 import type { CellAddress } from '../model/address';
 import { bpfObjectPath, type PinLayout } from './paths';

@@ -24,7 +24,7 @@ import {
   reasonName,
   type Drop,
   type Reason,
-} from '../maps/layout';
+} from '../codecs/layout';
 
 import { cgroupPathsById, relativeCellName } from '../model/cgroup';
 

@@ -23,7 +23,7 @@ import {
   encodeCell,
   type Cell,
   type Owner,
-} from '../maps/layout';
+} from '../codecs/layout';
 import { isErrno } from '../../loader';
 import { loopbackCandidates, parseAddress, type CellAddress } from '../model/address';
 import {
@@ -43,14 +43,14 @@ import {
   socketsOn,
   type LiveSocket,
 } from './holders';
-import { drainsRunning, holdDrainLock, withLock } from './lock';
-import { nonLocalAddresses } from './local-routes';
+import { drainsRunning, holdDrainLock, withLock } from '../dataplane/lock';
+import { nonLocalAddresses } from '../dataplane/local-routes';
 import { pruneCellNames, recordCellName } from './names';
-import { setAllowList } from './prefixes';
-import { destroySockets, forgetListeners, requireRevoker } from './revoke';
+import { setAllowList } from '../dataplane/prefixes';
+import { destroySockets, forgetListeners, requireRevoker } from '../dataplane/revoke';
 import { sleepSync } from '../sleep';
-import { requireRoot } from './privilege';
-import { EngineState } from './state';
+import { requireRoot } from '../dataplane/privilege';
+import { EngineState } from '../dataplane/state';
 
 export interface AssignResult {
   cell: string;

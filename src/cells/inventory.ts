@@ -8,14 +8,14 @@ import {
   L3_CELL_ALLOW_RAW,
   L3_OWNER_LOOPBACK,
   type Cell,
-} from '../maps/layout';
+} from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import { dangerousCapabilities, type CapabilityWarning } from '../model/capabilities';
 import { cgroupPathsById, cgroupProcs, relativeCellName } from '../model/cgroup';
 import { openCellTarget } from './cells';
-import { readStatsRow } from './counters';
-import { EngineState } from './state';
-import { countersOf } from './stats';
+import { readStatsRow } from '../observe/counters';
+import { EngineState } from '../dataplane/state';
+import { countersOf } from '../observe/stats';
 
 export interface CellView {
   cell: string;

@@ -4,11 +4,11 @@
  * subject to the egress anti-spoof check.
  */
 import { L3isoError } from '../errors';
-import { L3_CELL_ALLOW_LIST, L3_CELL_ALLOW_RAW } from '../maps/layout';
-import { allowList, parsePrefixes, prefixText, setAllowList } from './prefixes';
+import { L3_CELL_ALLOW_LIST, L3_CELL_ALLOW_RAW } from '../codecs/layout';
+import { allowList, parsePrefixes, prefixText, setAllowList } from '../dataplane/prefixes';
 import { openCellTarget } from './cells';
-import { withLock } from './lock';
-import { requireRoot } from './privilege';
+import { withLock } from '../dataplane/lock';
+import { requireRoot } from '../dataplane/privilege';
 
 export interface PolicyChange {
   allowRaw?: boolean;

@@ -9,9 +9,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { L3isoError } from '../errors';
 import { MetricsExporter, engineSnapshots } from './metrics';
-import { EngineState } from './state';
+import { EngineState } from '../dataplane/state';
 
-export { DEFAULT_LISTEN } from './defaults';
+export { DEFAULT_LISTEN } from '../model/defaults';
 
 export interface ListenAddress {
   host: string;

@@ -37,7 +37,7 @@ export function pinLayout(pinDir: string): PinLayout {
   };
 }
 
-/** The package root, where bpf/*.bpf.o are built (dist/src/engine -> ../../..). */
+/** The package root, where bpf/*.bpf.o are built (dist/src/dataplane -> ../../..). */
 export function packageRoot(): string {
   return path.resolve(__dirname, '..', '..', '..');
 }

@@ -8,10 +8,10 @@
  * `events` processes at once split the stream between them.
  */
 import { RingBuffer } from '../../loader';
-import { decodeEvent } from '../maps/layout';
+import { decodeEvent } from '../codecs/layout';
 import { CellNamer, readSuppressed } from './counters';
-import { recordedCellNames } from './names';
-import { EngineState } from './state';
+import { recordedCellNames } from '../cells/names';
+import { EngineState } from '../dataplane/state';
 
 /** One event as `events` prints it. */
 export interface EventView {

@@ -3,7 +3,7 @@
  * (l3iso_map_pressure) and `status`. Kept apart from metrics.ts so a verb
  * that reports pressure does not load prom-client.
  */
-import type { EngineState } from './state';
+import type { EngineState } from '../dataplane/state';
 
 export interface MapFill {
   map: string;
