@@ -262,6 +262,11 @@ function converge(
 ): void {
   const owners = state.owners();
   const taken = new Set(owners.map((e) => e.address.text));
+  // An apply killed after its claims left new cells' aliases claimed but
+  // no cell entry: the re-run takes the same alias, not a second one.
+  const aliasOf = new Map(
+    owners.filter((e) => e.owner.flags & L3_OWNER_LOOPBACK).map((e) => [e.owner.cell, e.address]),
+  );
   const liveIds = new Map(p.live.cells.map((c) => [c.cgroup, c.id]));
   const claims: OwnerEntry[] = [];
   const fresh: NewCell[] = [];
@@ -276,7 +281,7 @@ function converge(
     for (const a of c.added)
       claims.push({ address: parseAddress(a), owner: { cell: id, flags: 0 } });
     if (c.action === 'create') {
-      const alias = pickAlias(id, taken);
+      const alias = aliasOf.get(id) ?? pickAlias(id, taken);
       claims.push({ address: alias, owner: { cell: id, flags: L3_OWNER_LOOPBACK } });
       fresh.push({ id, desired: d, alias });
     } else updated.push({ id, change: c });

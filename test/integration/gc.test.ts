@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfMap, MapUpdate } from '../../loader';
 import {
+  L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
   decodeCell,
   decodeOwner,
@@ -18,7 +19,7 @@ import {
   encodeOwner,
   type Cell,
 } from '../../src/codecs/layout';
-import { parseAddress } from '../../src/model/address';
+import { loopbackCandidates, parseAddress, type CellAddress } from '../../src/model/address';
 import { mapInvariants } from '../harness/invariants';
 import { parsePromText, sampleValue } from '../harness/promtext';
 import { createSandbox, V4, V6, type Sandbox } from '../harness/sandbox';
@@ -158,6 +159,30 @@ describe('gc repairs what a killed verb left (issue 9, Why)', () => {
     expect(broken.last.addr, JSON.stringify(broken.last)).toMatch(/^::ffff:127\./);
     await repairedClean();
     expect((await sb.probe('noprim', bind)).last).toMatchObject({ ok: true, addr: V6(14) });
+  });
+
+  it('a second loopback alias (an apply killed after its claims, re-run): gc releases it', async () => {
+    sb.cg('twice');
+    await sb.assign('twice', V4(16));
+    const id = await cellId(sb, 'twice');
+    const { loopback4 } = await sb.show('twice');
+    withMap(sb, 'l3_owners', (m) => {
+      let free: CellAddress | undefined;
+      for (const a of loopbackCandidates(id)) {
+        free = a;
+        if (!m.lookup(encodeAddr(a))) break;
+      }
+      if (!free) throw new Error('no loopback candidate');
+      m.update(
+        encodeAddr(free),
+        encodeOwner({ cell: id, flags: L3_OWNER_LOOPBACK }),
+        MapUpdate.NOEXIST,
+      );
+    });
+    expect(await check()).toContain(`cell #${id} owns 2 loopback aliases`);
+    expect(mapInvariants(sb.pinDir)).toContain(`cell #${id} owns 2 loopback aliases`);
+    await repairedClean();
+    expect(await sb.show('twice')).toMatchObject({ loopback4, addresses: [V4(16)] });
   });
 
   it('a counters entry with no cell: not counted as a cell, removed by gc', async () => {
