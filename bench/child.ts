@@ -23,7 +23,7 @@ import {
   type MetricsSnapshot,
 } from '../src/observe/metrics';
 import { EngineState } from '../src/dataplane/state';
-import type { CellStats } from '../src/codecs/layout';
+import { TRAFFIC_COUNTERS, type CellTotals } from '../src/codecs/layout';
 
 function ms(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
@@ -43,7 +43,7 @@ function readPerKey(map: BpfMap): StatsTable {
 }
 
 /** The exact bigint codec's result, as a table for the exposition. */
-function tableFromBigint(all: Map<bigint, CellStats>): StatsTable {
+function tableFromBigint(all: Map<bigint, CellTotals>): StatsTable {
   const ids = [...all.keys()];
   const values = new Float64Array(ids.length * STAT_WORDS);
   ids.forEach((id, i) => {
@@ -51,14 +51,7 @@ function tableFromBigint(all: Map<bigint, CellStats>): StatsTable {
     const b = i * STAT_WORDS;
     s.refused.forEach((v, r) => (values[b + W.refused + r] = Number(v)));
     s.dropped.forEach((v, d) => (values[b + W.dropped + d] = Number(v)));
-    values[b + W.rxPackets] = Number(s.rxPackets);
-    values[b + W.rxBytes] = Number(s.rxBytes);
-    values[b + W.txPackets] = Number(s.txPackets);
-    values[b + W.txBytes] = Number(s.txBytes);
-    values[b + W.uplinkRxPackets] = Number(s.uplinkRxPackets);
-    values[b + W.uplinkRxBytes] = Number(s.uplinkRxBytes);
-    values[b + W.uplinkTxPackets] = Number(s.uplinkTxPackets);
-    values[b + W.uplinkTxBytes] = Number(s.uplinkTxBytes);
+    for (const c of TRAFFIC_COUNTERS) values[b + W[c.name]] = Number(s[c.name]);
   });
   return { length: ids.length, ids, values };
 }
@@ -70,16 +63,9 @@ function tableFromBigint(all: Map<bigint, CellStats>): StatsTable {
  */
 function incRegistry(current: () => MetricsSnapshot): Registry {
   const registry = new Registry();
-  const families: [string, number, boolean][] = [
-    ['l3iso_cell_rx_packets_total', W.rxPackets, true],
-    ['l3iso_cell_rx_bytes_total', W.rxBytes, true],
-    ['l3iso_cell_tx_packets_total', W.txPackets, true],
-    ['l3iso_cell_tx_bytes_total', W.txBytes, true],
-    ['l3iso_cell_uplink_rx_packets_total', W.uplinkRxPackets, false],
-    ['l3iso_cell_uplink_rx_bytes_total', W.uplinkRxBytes, false],
-    ['l3iso_cell_uplink_tx_packets_total', W.uplinkTxPackets, false],
-    ['l3iso_cell_uplink_tx_bytes_total', W.uplinkTxBytes, false],
-  ];
+  const families = TRAFFIC_COUNTERS.map(
+    (c) => [`l3iso_cell_${c.field}_total`, W[c.name], c.always] as const,
+  );
   for (const [name, word, always] of families) {
     new Counter({
       name,
@@ -155,7 +141,7 @@ async function main(): Promise<void> {
   let body: () => unknown;
   switch (variant) {
     case 'check': {
-      const table = readStatsTable(state.map('l3_cell_stats'));
+      const table = readStatsTable(state.map('l3_cell_stats'), state.map('l3_cell_denials'));
       out.checked = checkAgainstBigint(state, table);
       const text = await new MetricsExporter(snapshot).scrape();
       out.series = text.split('\n').filter((l) => l && !l.startsWith('#')).length;
@@ -165,7 +151,7 @@ async function main(): Promise<void> {
       break;
     }
     case 'read-ours':
-      body = () => readStatsTable(state.map('l3_cell_stats'));
+      body = () => readStatsTable(state.map('l3_cell_stats'), state.map('l3_cell_denials'));
       break;
     case 'read-bigint':
       body = () => state.allStats();
@@ -220,7 +206,7 @@ async function main(): Promise<void> {
         stages.open!.push(ms(t));
         try {
           t = process.hrtime.bigint();
-          const table = readStatsTable(s.map('l3_cell_stats'));
+          const table = readStatsTable(s.map('l3_cell_stats'), s.map('l3_cell_denials'));
           stages.read!.push(ms(t));
           t = process.hrtime.bigint();
           const names = namer.resolve(table.ids);

@@ -1,13 +1,22 @@
 /**
  * Fills an engine's maps with synthetic cells for the benchmark: made-up
  * cgroup ids (no cgroup exists for them) written with batch updates into
- * l3_cells, l3_owners and l3_cell_stats, with non-zero counters.
+ * l3_cells, l3_owners, l3_cell_stats and (for the cells with refusals or
+ * drops) l3_cell_denials, with non-zero counters.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MapUpdate, isErrno, possibleCpus, type BpfMap } from '../loader';
 import { W } from '../src/observe/counters';
 import type { EngineState } from '../src/dataplane/state';
-import { LAYOUT, encodeAddr, encodeCell, encodeCellKey, encodeOwner } from '../src/codecs/layout';
+import {
+  LAYOUT,
+  emptyCellDenials,
+  encodeAddr,
+  encodeCell,
+  encodeCellDenials,
+  encodeCellKey,
+  encodeOwner,
+} from '../src/codecs/layout';
 import { addressFromBytes } from '../src/model/address';
 
 /** Synthetic cgroup ids: far above any real kernfs inode number. */
@@ -41,11 +50,18 @@ function statsValue(i: number, cpus: number, uplink: boolean): Buffer {
       put(W.uplinkTxPackets, 950 + i);
       put(W.uplinkTxBytes, 1_300_000 + i * 1400);
     }
-    if (i % 10 === 0) put(W.refused + 0, 3 + c); // bind-foreign on 10% of cells
-    if (i % 25 === 0) put(W.refused + 8, 1); // sock-raw on 4%
-    if (i % 20 === 0) put(W.dropped + 0, 5); // spoofed-source on 5%
   }
   return buf;
+}
+
+/** The shared refusal/drop entry of cell i, or undefined: most cells have none. */
+function denialsValue(i: number, cpus: number): Buffer | undefined {
+  if (i % 10 && i % 25 && i % 20) return undefined;
+  const d = emptyCellDenials();
+  if (i % 10 === 0) d.refused[0] = BigInt(3 * cpus + (cpus * (cpus - 1)) / 2); // bind-foreign on 10% of cells
+  if (i % 25 === 0) d.refused[8] = BigInt(cpus); // sock-raw on 4%
+  if (i % 20 === 0) d.dropped[0] = BigInt(5 * cpus); // spoofed-source on 5%
+  return encodeCellDenials(d);
 }
 
 /**
@@ -102,5 +118,14 @@ export async function populate(
   }
   const stats = ids.map((_, i) => statsValue(i, cpus, profile.uplink));
   retries += await putAll(state.map('l3_cell_stats'), ids, stats);
+  const denied = ids.flatMap((k, i) => {
+    const v = denialsValue(i, cpus);
+    return v ? [[k, v] as const] : [];
+  });
+  retries += await putAll(
+    state.map('l3_cell_denials'),
+    denied.map(([k]) => k),
+    denied.map(([, v]) => v),
+  );
   return { ms: Number(process.hrtime.bigint() - t) / 1e6, retries };
 }

@@ -377,21 +377,41 @@ static __always_inline void emit_event(__u64 cell_id, __u32 kind, __u32 reason, 
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * Bumps slot `slot` of the cell's l3_cell_denials entry. The first denial of
+ * a cell creates the entry, only while the cell exists (a release deletes
+ * its entry after its l3_cells entry; gc removes one a racing first denial
+ * recreates). Not inlined: it is off the per-packet path, and its zeroed
+ * value stays off the callers' stack.
+ */
+static __noinline void count_denial(__u64 cell_id, __u32 slot)
+{
+	struct l3_cell_denials *d = bpf_map_lookup_elem(&l3_cell_denials, &cell_id);
+
+	if (!d) {
+		struct l3_cell_denials zero = {};
+
+		if (cell_id && !bpf_map_lookup_elem(&l3_cells, &cell_id))
+			return;
+		bpf_map_update_elem(&l3_cell_denials, &cell_id, &zero, BPF_NOEXIST);
+		d = bpf_map_lookup_elem(&l3_cell_denials, &cell_id);
+		if (!d)
+			return;
+	}
+	if (slot < L3_REFUSED_SLOTS + L3_DROP_SLOTS)
+		__sync_fetch_and_add((__u64 *)d + slot, 1);
+}
+
 static __always_inline void count_drop(__u64 cell_id, __u32 reason)
 {
-	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
-
-	if (stats && reason < L3_DROP_SLOTS)
-		stats->dropped[reason]++;
+	if (reason < L3_DROP_SLOTS)
+		count_denial(cell_id, L3_REFUSED_SLOTS + reason);
 }
 
 static __always_inline void count_refusal(__u64 cell_id, __u32 reason)
 {
-	struct l3_cell_stats *stats = bpf_map_lookup_elem(&l3_cell_stats, &cell_id);
-
-	/* The control plane creates the entry at assign; per-CPU, so no atomics. */
-	if (stats && reason < L3_REFUSED_SLOTS)
-		stats->refused[reason]++;
+	if (reason < L3_REFUSED_SLOTS)
+		count_denial(cell_id, reason);
 }
 
 /* Refuse the operation with a chosen errno (bpf_set_retval, Linux 5.18+)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Every map key and value shared between the BPF programs and the
- * TypeScript control plane. src/codecs/layout.ts mirrors this file field for
- * field; test/unit/layout.test.ts compiles this header and compares offsets,
- * so a change here that is not made there fails the tests.
+ * TypeScript control plane. The build (scripts/gen-layout.js) generates
+ * src/codecs/generated.ts from this file: struct sizes and offsets and enum
+ * values from the BTF clang emits for it, #define values and the counter
+ * tables below from the preprocessor. test/unit/layout.test.ts regenerates
+ * it and fails when the committed file is not in step with this header.
  *
  * Rules that keep the two sides in step:
  *   - fixed-width types only, explicit padding, no bitfields;
@@ -84,39 +86,82 @@ struct l3_config {
  * without it is an interrupted first `up`, never a live engine. */
 #define L3_CONFIG_COMPLETE 0x1
 
-#define L3_LAYOUT_VERSION 2
+/* 3: counters split into per-CPU traffic (l3_cell_stats) and shared
+ * denials (l3_cell_denials). */
+#define L3_LAYOUT_VERSION 3
 
-/* Why a socket operation was refused; index into l3_cell_stats.refused. */
-enum l3_reason {
-	L3_R_BIND_FOREIGN = 0, /* bind to an address the cell does not own */
-	L3_R_BIND_NOFAMILY = 1, /* wildcard bind in a family the cell lacks */
-	L3_R_BIND_CELL_ADDR = 2, /* a non-cell socket binds a cell's address */
-	L3_R_CONNECT_NOFAMILY = 3, /* connect in a family the cell lacks */
-	L3_R_CONNECT_LOOPBACK = 4, /* connect to another cell's loopback */
-	L3_R_SENDMSG_FOREIGN_SRC = 5, /* explicit source not the cell's */
-	L3_R_SENDMSG_NOFAMILY = 6, /* sendmsg in a family the cell lacks */
-	L3_R_SENDMSG_LOOPBACK = 7, /* sendmsg to another cell's loopback */
-	L3_R_SOCK_RAW = 8, /* SOCK_RAW without the policy allowing it */
-	L3_R_PROTO_REFUSED = 9, /* an inet protocol the hooks cannot confine */
-	L3_R_TOO_DEEP = 10, /* created below the recorded ancestry */
-	L3_R_MAX = 11,
-};
+/*
+ * The counter tables: one X() line per counter. The enums and structs below,
+ * and in TypeScript the decoder, `stats`, `show`, `metrics` and the event
+ * names, are all derived from these lists, so adding a counter is one line
+ * here plus the BPF code that bumps it. Append only: a slot is a pinned
+ * offset.
+ *
+ * L3_TRAFFIC(X): X(field, group, always, help): hot counters, bumped per
+ * packet, so per CPU (l3_cell_stats). `group` pairs a _packets and a _bytes
+ * counter into one column of `stats` and one line of `show`; `always`: the
+ * metric has a series for every cell, not only while non-zero.
+ */
+#define L3_TRAFFIC(X) \
+	X(rx_packets, "rx", 1, "Packets delivered to the cell's sockets (cgroup_skb ingress, GSO segments counted).") \
+	X(rx_bytes, "rx", 1, "Bytes delivered to the cell's sockets (cgroup_skb ingress, IP headers included).") \
+	X(tx_packets, "tx", 1, "Packets sent by the cell's sockets (cgroup_skb egress).") \
+	X(tx_bytes, "tx", 1, "Bytes sent by the cell's sockets (cgroup_skb egress, IP headers included).") \
+	X(uplink_rx_packets, "uplink rx", 0, "Frames for the cell seen at uplink XDP ingress (absent while zero).") \
+	X(uplink_rx_bytes, "uplink rx", 0, "Bytes of frames for the cell seen at uplink XDP ingress (absent while zero).") \
+	X(uplink_tx_packets, "uplink tx", 0, "The cell's frames seen at uplink tc egress (absent while zero).") \
+	X(uplink_tx_bytes, "uplink tx", 0, "Bytes of the cell's frames seen at uplink tc egress (absent while zero).")
+
+/* L3_REFUSALS(X): X(ID, label, help): why a socket operation was refused
+ * (enum l3_reason, l3_cell_denials.refused, event reason). Rare: shared. */
+#define L3_REFUSALS(X) \
+	X(BIND_FOREIGN, "bind-foreign", "bind to an address the cell does not own") \
+	X(BIND_NOFAMILY, "bind-nofamily", "wildcard bind in a family the cell lacks") \
+	X(BIND_CELL_ADDR, "bind-cell-addr", "a non-cell socket binds a cell's address") \
+	X(CONNECT_NOFAMILY, "connect-nofamily", "connect in a family the cell lacks") \
+	X(CONNECT_LOOPBACK, "connect-loopback", "connect to another cell's loopback") \
+	X(SENDMSG_FOREIGN_SRC, "sendmsg-foreign-src", "explicit source not the cell's") \
+	X(SENDMSG_NOFAMILY, "sendmsg-nofamily", "sendmsg in a family the cell lacks") \
+	X(SENDMSG_LOOPBACK, "sendmsg-loopback", "sendmsg to another cell's loopback") \
+	X(SOCK_RAW, "sock-raw", "SOCK_RAW without the policy allowing it") \
+	X(PROTO_REFUSED, "proto-refused", "an inet protocol the hooks cannot confine") \
+	X(TOO_DEEP, "too-deep", "created below the recorded ancestry")
+
+/* L3_DROPS(X): X(ID, label, help): why a packet was dropped (enum l3_drop,
+ * l3_cell_denials.dropped, event reason). Rare: shared. */
+#define L3_DROPS(X) \
+	X(SPOOF, "spoofed-source", "left a cell with a source the cell does not own") \
+	X(FOREIGN_DST, "foreign-destination", "reached a socket that does not own its destination") \
+	X(NO_SOCKET, "no-cell-socket", "to a cell address and port with no cell socket") \
+	X(POLICY, "not-allowed-source", "uplink: source not in the cell's allow-list") \
+	X(UNASSIGNED, "unassigned-address", "uplink: managed address that no cell owns") \
+	X(WIRE_SPOOF, "spoofed-source-wire", "uplink tc egress: forged source on the wire") \
+	X(LOOPBACK, "loopback-foreign", "127/8 or ::1 that is not the sender's own alias")
+
+#define L3_REASON_ENUM(id, label, help) L3_R_##id,
+#define L3_DROP_ENUM(id, label, help) L3_D_##id,
+#define L3_TRAFFIC_FIELD(field, group, always, help) __u64 field;
+
+enum l3_reason { L3_REFUSALS(L3_REASON_ENUM) L3_R_MAX };
+enum l3_drop { L3_DROPS(L3_DROP_ENUM) L3_D_MAX };
 
 #define L3_REFUSED_SLOTS 16 /* room for reasons added later */
 #define L3_DROP_SLOTS 8
+_Static_assert(L3_R_MAX <= L3_REFUSED_SLOTS, "more refusal reasons than slots");
+_Static_assert(L3_D_MAX <= L3_DROP_SLOTS, "more drop reasons than slots");
 
-/* Per-CPU value of l3_cell_stats, keyed by cell cgroup id (0: no cell). */
+/* Per-CPU value of l3_cell_stats, keyed by cell cgroup id (0: no cell):
+ * the hot counters only, so a cell costs sizeof() per possible CPU. */
 struct l3_cell_stats {
+	L3_TRAFFIC(L3_TRAFFIC_FIELD)
+};
+
+/* Value of l3_cell_denials (one shared copy, bumped with atomic adds),
+ * keyed like l3_cell_stats. The BPF programs create an entry on a cell's
+ * first refusal or drop, so a well-behaved cell has none. */
+struct l3_cell_denials {
 	__u64 refused[L3_REFUSED_SLOTS]; /* by enum l3_reason */
-	__u64 rx_packets; /* delivered to the cell's sockets (cgroup_skb) */
-	__u64 rx_bytes;
-	__u64 tx_packets; /* sent by the cell's sockets (cgroup_skb) */
-	__u64 tx_bytes;
-	__u64 dropped[L3_DROP_SLOTS]; /* packet-layer drops by enum l3_drop */
-	__u64 uplink_rx_packets; /* frames for the cell at uplink XDP */
-	__u64 uplink_rx_bytes;
-	__u64 uplink_tx_packets; /* the cell's frames at uplink tc egress */
-	__u64 uplink_tx_bytes;
+	__u64 dropped[L3_DROP_SLOTS]; /* by enum l3_drop */
 };
 
 /* Per-socket storage (SK_STORAGE, cloned to accepted children): the
@@ -172,18 +217,6 @@ struct l3_listen_key {
 	__u8 family; /* address family served: L3_FAMILY_V4 or L3_FAMILY_V6 */
 	__u8 protocol; /* IPPROTO_TCP */
 	__u32 pad;
-};
-
-/* Why a packet was dropped; index into l3_cell_stats.dropped. */
-enum l3_drop {
-	L3_D_SPOOF = 0, /* left a cell with a source the cell does not own */
-	L3_D_FOREIGN_DST = 1, /* reached a socket that does not own its destination */
-	L3_D_NO_SOCKET = 2, /* to a cell address and port with no cell socket */
-	L3_D_POLICY = 3, /* uplink: source not in the cell's allow-list */
-	L3_D_UNASSIGNED = 4, /* uplink: managed address that no cell owns */
-	L3_D_WIRE_SPOOF = 5, /* uplink tc egress: forged source on the wire */
-	L3_D_LOOPBACK = 6, /* 127/8 or ::1 that is not the sender's own alias */
-	L3_D_MAX = 7,
 };
 
 /* Key of l3_managed (LPM_TRIE): prefixes whose addresses belong to cells.

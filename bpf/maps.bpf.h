@@ -44,6 +44,16 @@ struct {
 	__type(value, struct l3_cell_stats);
 } l3_cell_stats SEC(".maps");
 
+/* Refusals and drops: rare, so one shared copy per cell (atomic adds)
+ * instead of one per CPU, created by the first one a cell has. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct l3_cell_denials);
+} l3_cell_denials SEC(".maps");
+
 /* BPF_F_CLONE: accepted sockets inherit their listener's origin, so
  * getpeername on them still knows the cell. */
 struct {

@@ -740,7 +740,7 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
     if (what.length > 0) result.repaired.push({ cell: id.toString(), what });
   }
   const remaining = state.cells();
-  for (const id of state.statsIds()) {
+  for (const id of new Set([...state.statsIds(), ...state.denialIds()])) {
     if (id === 0n || remaining.has(id)) continue;
     state.deleteStats(id);
     setAllowList(state, id, []);
@@ -793,6 +793,8 @@ export function inconsistencies(state: EngineState, drains = false): string[] {
     }
   }
   for (const id of stats) if (id !== 0n && !cells.has(id)) out.push(`counters of no cell: #${id}`);
+  for (const id of state.denialIds())
+    if (id !== 0n && !cells.has(id)) out.push(`denial counters of no cell: #${id}`);
   return out;
 }
 

@@ -15,7 +15,9 @@ import { cgroupPathsById, cgroupProcs, relativeCellName } from '../model/cgroup'
 import { openCellTarget } from './cells';
 import { readStatsRow } from '../observe/counters';
 import { EngineState } from '../dataplane/state';
-import { countersOf } from '../observe/stats';
+import { countersOf, trafficOf, type TrafficCounters } from '../observe/stats';
+
+export type { TrafficCounters };
 
 export interface CellView {
   cell: string;
@@ -29,18 +31,6 @@ export interface CellView {
   allowRaw: boolean;
   /** uplink ingress admits only allow-listed sources */
   allowList: boolean;
-}
-
-export interface TrafficCounters {
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  /** frames counted on attached uplinks (XDP in, tc out) */
-  uplinkRxPackets: number;
-  uplinkRxBytes: number;
-  uplinkTxPackets: number;
-  uplinkTxBytes: number;
 }
 
 export interface CellDetail extends CellView {
@@ -123,22 +113,14 @@ export function showCell(pinDir: string, cgroupArg: string): CellDetail {
       );
     }
     const addrs = addressesByCell(t.state).get(t.id) ?? [];
-    const c = countersOf(readStatsRow(t.state.map('l3_cell_stats'), t.id), 0, t.name);
+    const row = readStatsRow(t.state.map('l3_cell_stats'), t.state.map('l3_cell_denials'), t.id);
+    const c = countersOf(row, 0, t.name);
     const processes = subtreeProcs(t.path);
     return {
       ...view(t.id, cell, addrs, t.path, t.root),
       processes,
       refused: c.refused,
-      traffic: {
-        rxPackets: c.rxPackets,
-        rxBytes: c.rxBytes,
-        txPackets: c.txPackets,
-        txBytes: c.txBytes,
-        uplinkRxPackets: c.uplinkRxPackets,
-        uplinkRxBytes: c.uplinkRxBytes,
-        uplinkTxPackets: c.uplinkTxPackets,
-        uplinkTxBytes: c.uplinkTxBytes,
-      },
+      traffic: trafficOf(c),
       dropped: c.dropped,
       capabilityWarnings: dangerousCapabilities(processes),
     };

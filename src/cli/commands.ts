@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { L3isoError } from '../errors';
+import { TRAFFIC_GROUPS, type TrafficName } from '../codecs/counters';
 import type { AssignRequest, CellsResponse, ReleaseRequest } from '../agent/api';
 import type { AssignResult, ReleaseResult } from '../cells/cells';
 import type { CellDetail, CellView } from '../cells/inventory';
@@ -74,6 +75,14 @@ export type Runner = (
   fn: (g: GlobalOptions) => Promise<number | void> | number | void,
   o?: { lazyEngine?: boolean },
 ) => Promise<void>;
+
+/** `show`'s traffic: one line per L3_TRAFFIC group ("  rx          3 pkts 252 B"). */
+function trafficLines(t: Record<TrafficName, number>): string {
+  return TRAFFIC_GROUPS.map(
+    (g) =>
+      `  ${g.group.padEnd(11)} ${g.fields.map((f) => `${t[f.name]} ${f.bytes ? 'B' : 'pkts'}`).join(' ')}\n`,
+  ).join('');
+}
 
 function cellRow(c: CellView): string[] {
   const policy = [c.allowRaw ? 'raw' : '', c.allowList ? 'allow-list' : '']
@@ -333,7 +342,6 @@ function registerEngineCommands(program: Command, run: Runner): void {
             .filter(([, n]) => n > 0)
             .map(([k, n]) => `${k}=${n}`)
             .join(' ') || '-';
-        const t = c.traffic;
         process.stdout.write(
           `cell ${c.cell}  (cgroup ${c.path}, id ${c.id})\n` +
             `  addresses   ${c.addresses.join(' ') || '-'}\n` +
@@ -341,8 +349,7 @@ function registerEngineCommands(program: Command, run: Runner): void {
             `  loopback    127.0.0.1 -> ${c.loopback4} (private)\n` +
             `  raw sockets ${c.allowRaw ? 'allowed' : 'denied'}\n` +
             `  processes   ${c.processes.join(' ') || '-'}\n` +
-            `  sockets     rx ${t.rxPackets} pkts ${t.rxBytes} B, tx ${t.txPackets} pkts ${t.txBytes} B\n` +
-            `  uplink      rx ${t.uplinkRxPackets} pkts ${t.uplinkRxBytes} B, tx ${t.uplinkTxPackets} pkts ${t.uplinkTxBytes} B\n` +
+            trafficLines(c.traffic) +
             `  refused     ${nonzero(c.refused)}\n` +
             `  dropped     ${nonzero(c.dropped)}\n`,
         );

@@ -1,8 +1,9 @@
 /**
  * Byte-level codecs for the structs of bpf/l3iso.h (x86_64: little-endian
- * host order, natural alignment). Codecs take every offset from LAYOUT, and
- * test/unit/layout.test.ts checks LAYOUT against the compiled header, so the
- * two cannot drift apart silently.
+ * host order, natural alignment). Every constant, enum, offset and counter
+ * table comes from ./generated.ts, which the build generates from the
+ * header (scripts/gen-layout.js); only the encode/decode logic is written
+ * by hand here.
  */
 import { L3isoError } from '../errors';
 import {
@@ -11,93 +12,27 @@ import {
   type CellAddress,
   type CellPrefix,
 } from '../model/address';
+import { reasonName, dropName, type TrafficName } from './counters';
+import {
+  L3_CONFIG_MAGIC,
+  L3_DROP_SLOTS,
+  L3_EV_DROPPED,
+  L3_FAMILY_V4,
+  L3_FAMILY_V6,
+  L3_MAX_DEPTH,
+  L3_REFUSED_SLOTS,
+  LAYOUT,
+  TRAFFIC_COUNTERS,
+} from './generated';
 
-export const L3_MAX_DEPTH = 16;
-export const L3_FAMILY_V4 = 4;
-export const L3_FAMILY_V6 = 6;
-export const L3_OWNER_LOOPBACK = 0x1;
-/** Being released: no new bind or explicit source may use the address. */
-export const L3_OWNER_RELEASING = 0x2;
-/** `release --drain` is running: as RELEASING, and new connections are refused. */
-export const L3_OWNER_DRAINING = 0x4;
-export const L3_CELL_ALLOW_RAW = 0x1;
-export const L3_LAYOUT_VERSION = 2;
-/** l3_config.magic: "l3isocfg" little-endian; marks the pin dir as ours. */
-export const L3_CONFIG_MAGIC = 0x6766636f7369336cn;
-/** l3_config.flags: every pin of the instance exists (set last by the first up). */
-export const L3_CONFIG_COMPLETE = 0x1;
+export * from './generated';
+
+export * from './counters';
+
 /** Bytes of l3_config.instance. */
-export const L3_INSTANCE_LEN = 16;
-export const L3_REFUSED_SLOTS = 16;
-export const L3_DROP_SLOTS = 8;
+export const L3_INSTANCE_LEN = LAYOUT.l3_config.fields.instance.size;
 /** Bytes of char cgroup_root[] in l3_config, terminating NUL included. */
-export const L3_CGROUP_ROOT_LEN = 256;
-
-/** Same numbers as enum l3_reason. */
-export enum Reason {
-  BindForeign = 0,
-  BindNoFamily = 1,
-  BindCellAddr = 2,
-  ConnectNoFamily = 3,
-  ConnectLoopback = 4,
-  SendmsgForeignSrc = 5,
-  SendmsgNoFamily = 6,
-  SendmsgLoopback = 7,
-  SockRaw = 8,
-  ProtoRefused = 9,
-  TooDeep = 10,
-}
-/** Same numbers as enum l3_drop: packet-layer drops. */
-export enum Drop {
-  Spoof = 0,
-  ForeignDst = 1,
-  NoSocket = 2,
-  Policy = 3,
-  Unassigned = 4,
-  WireSpoof = 5,
-  Loopback = 6,
-}
-export const DROP_MAX = 7;
-export const dropName: Readonly<Record<Drop, string>> = {
-  [Drop.Spoof]: 'spoofed-source',
-  [Drop.ForeignDst]: 'foreign-destination',
-  [Drop.NoSocket]: 'no-cell-socket',
-  [Drop.Policy]: 'not-allowed-source',
-  [Drop.Unassigned]: 'unassigned-address',
-  [Drop.WireSpoof]: 'spoofed-source-wire',
-  [Drop.Loopback]: 'loopback-foreign',
-};
-/** The cell admits only allow-listed sources at the uplink. */
-export const L3_CELL_ALLOW_LIST = 0x2;
-export const L3_EV_REFUSED = 1;
-export const L3_EV_DROPPED = 2;
-export const L3_EVENTS_PER_SEC = 2000;
-/** The socket's address came from a rewritten wildcard bind. */
-export const L3_SOCK_WILDCARD = 0x1;
-/** An IPv6 socket on the loopback alias whose program named ::1 locally. */
-export const L3_SOCK_LOCAL_LO6 = 0x2;
-/** ... and for its peer. */
-export const L3_SOCK_PEER_LO6 = 0x4;
-/** A v6-only wildcard socket of a cell without IPv6, parked on [::1]:0. */
-export const L3_SOCK_PARKED = 0x8;
-
-/** L3_R_MAX: number of defined reasons. */
-export const REASON_MAX = 11;
-
-/** Stable label values for metrics and audit output. */
-export const reasonName: Readonly<Record<Reason, string>> = {
-  [Reason.BindForeign]: 'bind-foreign',
-  [Reason.BindNoFamily]: 'bind-nofamily',
-  [Reason.BindCellAddr]: 'bind-cell-addr',
-  [Reason.ConnectNoFamily]: 'connect-nofamily',
-  [Reason.ConnectLoopback]: 'connect-loopback',
-  [Reason.SendmsgForeignSrc]: 'sendmsg-foreign-src',
-  [Reason.SendmsgNoFamily]: 'sendmsg-nofamily',
-  [Reason.SendmsgLoopback]: 'sendmsg-loopback',
-  [Reason.SockRaw]: 'sock-raw',
-  [Reason.ProtoRefused]: 'proto-refused',
-  [Reason.TooDeep]: 'too-deep',
-};
+export const L3_CGROUP_ROOT_LEN = LAYOUT.l3_config.fields.cgroup_root.size;
 
 export interface FieldLayout {
   readonly offset: number;
@@ -108,140 +43,6 @@ export interface StructLayout {
   readonly fields: Readonly<Record<string, FieldLayout>>;
 }
 
-/** Field names are the C names so the layout test can offsetof() them. */
-export const LAYOUT = {
-  l3_addr: {
-    size: 20,
-    fields: {
-      family: { offset: 0, size: 1 },
-      pad: { offset: 1, size: 3 },
-      addr: { offset: 4, size: 16 },
-    },
-  },
-  l3_owner: {
-    size: 16,
-    fields: {
-      cell: { offset: 0, size: 8 },
-      flags: { offset: 8, size: 4 },
-      pad: { offset: 12, size: 4 },
-    },
-  },
-  l3_cell: {
-    size: 40,
-    fields: {
-      primary4: { offset: 0, size: 4 },
-      loopback4: { offset: 4, size: 4 },
-      primary6: { offset: 8, size: 16 },
-      flags: { offset: 24, size: 4 },
-      addrs4: { offset: 28, size: 4 },
-      addrs6: { offset: 32, size: 4 },
-      pad: { offset: 36, size: 4 },
-    },
-  },
-  l3_config: {
-    size: 312,
-    fields: {
-      root_cgroup: { offset: 0, size: 8 },
-      root_level: { offset: 8, size: 4 },
-      version: { offset: 12, size: 4 },
-      cgroup_root: { offset: 16, size: L3_CGROUP_ROOT_LEN },
-      magic: { offset: 272, size: 8 },
-      instance: { offset: 280, size: L3_INSTANCE_LEN },
-      netns_ino: { offset: 296, size: 8 },
-      max_cells: { offset: 304, size: 4 },
-      flags: { offset: 308, size: 4 },
-    },
-  },
-  l3_cell_stats: {
-    size: 256,
-    fields: {
-      refused: { offset: 0, size: 8 * L3_REFUSED_SLOTS },
-      rx_packets: { offset: 128, size: 8 },
-      rx_bytes: { offset: 136, size: 8 },
-      tx_packets: { offset: 144, size: 8 },
-      tx_bytes: { offset: 152, size: 8 },
-      dropped: { offset: 160, size: 8 * L3_DROP_SLOTS },
-      uplink_rx_packets: { offset: 224, size: 8 },
-      uplink_rx_bytes: { offset: 232, size: 8 },
-      uplink_tx_packets: { offset: 240, size: 8 },
-      uplink_tx_bytes: { offset: 248, size: 8 },
-    },
-  },
-  l3_prefix_key: {
-    size: 24,
-    fields: {
-      prefixlen: { offset: 0, size: 4 },
-      family: { offset: 4, size: 1 },
-      addr: { offset: 5, size: 16 },
-      pad: { offset: 21, size: 3 },
-    },
-  },
-  l3_allow_key: {
-    size: 32,
-    fields: {
-      prefixlen: { offset: 0, size: 4 },
-      cell: { offset: 4, size: 8 },
-      family: { offset: 12, size: 1 },
-      addr: { offset: 13, size: 16 },
-      pad: { offset: 29, size: 3 },
-    },
-  },
-  l3_event: {
-    size: 64,
-    fields: {
-      time_ns: { offset: 0, size: 8 },
-      cell: { offset: 8, size: 8 },
-      pid: { offset: 16, size: 4 },
-      kind: { offset: 20, size: 4 },
-      reason: { offset: 24, size: 4 },
-      port: { offset: 28, size: 2 },
-      family: { offset: 30, size: 1 },
-      pad: { offset: 31, size: 1 },
-      addr: { offset: 32, size: 16 },
-      comm: { offset: 48, size: 16 },
-    },
-  },
-  l3_uplink: {
-    size: 16,
-    fields: {
-      xdp_flags: { offset: 0, size: 4 },
-      xdp_prog_id: { offset: 4, size: 4 },
-      tc_prog_id: { offset: 8, size: 4 },
-      tc_ingress_prog_id: { offset: 12, size: 4 },
-    },
-  },
-  l3_event_budget: {
-    size: 24,
-    fields: {
-      window: { offset: 0, size: 8 },
-      sent: { offset: 8, size: 8 },
-      suppressed: { offset: 16, size: 8 },
-    },
-  },
-  l3_sock_origin: {
-    size: 168,
-    fields: {
-      ancestors: { offset: 0, size: 8 * L3_MAX_DEPTH },
-      depth: { offset: 128, size: 4 },
-      flags: { offset: 132, size: 4 },
-      cell_cache: { offset: 136, size: 8 },
-      addr_cache: { offset: 144, size: 8 },
-      addr: { offset: 152, size: 16 },
-    },
-  },
-  l3_listen_key: {
-    size: 32,
-    fields: {
-      cell: { offset: 0, size: 8 },
-      addr: { offset: 8, size: 16 },
-      port: { offset: 24, size: 2 },
-      family: { offset: 26, size: 1 },
-      protocol: { offset: 27, size: 1 },
-      pad: { offset: 28, size: 4 },
-    },
-  },
-} as const satisfies Record<string, StructLayout>;
-
 export type StructName = keyof typeof LAYOUT;
 
 export const L3_ADDR_SIZE = LAYOUT.l3_addr.size;
@@ -249,8 +50,9 @@ export const L3_OWNER_SIZE = LAYOUT.l3_owner.size;
 export const L3_CELL_SIZE = LAYOUT.l3_cell.size;
 export const L3_CONFIG_SIZE = LAYOUT.l3_config.size;
 export const L3_CELL_STATS_SIZE = LAYOUT.l3_cell_stats.size;
+export const L3_CELL_DENIALS_SIZE = LAYOUT.l3_cell_denials.size;
 export const L3_SOCK_ORIGIN_SIZE = LAYOUT.l3_sock_origin.size;
-/** Cell keys (l3_cells, l3_cell_stats) are a bare __u64 cgroup id. */
+/** Cell keys (l3_cells, l3_cell_stats, l3_cell_denials) are a bare __u64 cgroup id. */
 export const CELL_KEY_SIZE = 8;
 /** libbpf lays per-CPU values out at 8-byte-aligned strides. */
 export const L3_CELL_STATS_PERCPU_STRIDE = Math.ceil(L3_CELL_STATS_SIZE / 8) * 8;
@@ -486,35 +288,31 @@ export function decodeConfig(raw: Uint8Array): Config {
   };
 }
 
-// ---- struct l3_cell_stats ----------------------------------------------
+// ---- struct l3_cell_stats / l3_cell_denials ----------------------------
 
-export interface CellStats {
+/** One CPU's hot counters (struct l3_cell_stats), by L3_TRAFFIC name. */
+export type CellStats = Record<TrafficName, bigint>;
+
+/** A cell's rare counters (struct l3_cell_denials, one shared copy). */
+export interface CellDenials {
   /** L3_REFUSED_SLOTS counters, indexed by Reason */
   refused: bigint[];
-  rxPackets: bigint;
-  rxBytes: bigint;
-  txPackets: bigint;
-  txBytes: bigint;
   /** L3_DROP_SLOTS packet-layer drop counters, indexed by Drop */
   dropped: bigint[];
-  uplinkRxPackets: bigint;
-  uplinkRxBytes: bigint;
-  uplinkTxPackets: bigint;
-  uplinkTxBytes: bigint;
 }
 
+/** Everything counted for a cell: its hot counters summed over CPUs and its
+ * denials (zero when it has no l3_cell_denials entry). */
+export type CellTotals = CellStats & CellDenials;
+
 export function emptyCellStats(): CellStats {
+  return Object.fromEntries(TRAFFIC_COUNTERS.map((c) => [c.name, 0n])) as CellStats;
+}
+
+export function emptyCellDenials(): CellDenials {
   return {
     refused: new Array<bigint>(L3_REFUSED_SLOTS).fill(0n),
-    rxPackets: 0n,
-    rxBytes: 0n,
-    txPackets: 0n,
-    txBytes: 0n,
     dropped: new Array<bigint>(L3_DROP_SLOTS).fill(0n),
-    uplinkRxPackets: 0n,
-    uplinkRxBytes: 0n,
-    uplinkTxPackets: 0n,
-    uplinkTxBytes: 0n,
   };
 }
 
@@ -533,28 +331,8 @@ function writeU64Array(what: string, buf: Buffer, f: FieldLayout, values: readon
 export function encodeCellStats(s: CellStats): Buffer {
   const F = LAYOUT.l3_cell_stats.fields;
   const buf = Buffer.alloc(LAYOUT.l3_cell_stats.size);
-  writeU64Array('l3_cell_stats.refused', buf, F.refused, s.refused);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.rx_packets', s.rxPackets), F.rx_packets.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.rx_bytes', s.rxBytes), F.rx_bytes.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.tx_packets', s.txPackets), F.tx_packets.offset);
-  buf.writeBigUInt64LE(u64('l3_cell_stats.tx_bytes', s.txBytes), F.tx_bytes.offset);
-  writeU64Array('l3_cell_stats.dropped', buf, F.dropped, s.dropped);
-  buf.writeBigUInt64LE(
-    u64('l3_cell_stats.uplink_rx_packets', s.uplinkRxPackets),
-    F.uplink_rx_packets.offset,
-  );
-  buf.writeBigUInt64LE(
-    u64('l3_cell_stats.uplink_rx_bytes', s.uplinkRxBytes),
-    F.uplink_rx_bytes.offset,
-  );
-  buf.writeBigUInt64LE(
-    u64('l3_cell_stats.uplink_tx_packets', s.uplinkTxPackets),
-    F.uplink_tx_packets.offset,
-  );
-  buf.writeBigUInt64LE(
-    u64('l3_cell_stats.uplink_tx_bytes', s.uplinkTxBytes),
-    F.uplink_tx_bytes.offset,
-  );
+  for (const c of TRAFFIC_COUNTERS)
+    buf.writeBigUInt64LE(u64(`l3_cell_stats.${c.field}`, s[c.name]), F[c.field].offset);
   return buf;
 }
 
@@ -562,18 +340,9 @@ export function encodeCellStats(s: CellStats): Buffer {
 export function decodeCellStats(raw: Uint8Array): CellStats {
   const F = LAYOUT.l3_cell_stats.fields;
   const buf = checkSize('l3_cell_stats', raw);
-  return {
-    refused: readU64Array(buf, F.refused),
-    rxPackets: buf.readBigUInt64LE(F.rx_packets.offset),
-    rxBytes: buf.readBigUInt64LE(F.rx_bytes.offset),
-    txPackets: buf.readBigUInt64LE(F.tx_packets.offset),
-    txBytes: buf.readBigUInt64LE(F.tx_bytes.offset),
-    dropped: readU64Array(buf, F.dropped),
-    uplinkRxPackets: buf.readBigUInt64LE(F.uplink_rx_packets.offset),
-    uplinkRxBytes: buf.readBigUInt64LE(F.uplink_rx_bytes.offset),
-    uplinkTxPackets: buf.readBigUInt64LE(F.uplink_tx_packets.offset),
-    uplinkTxBytes: buf.readBigUInt64LE(F.uplink_tx_bytes.offset),
-  };
+  const out = emptyCellStats();
+  for (const c of TRAFFIC_COUNTERS) out[c.name] = buf.readBigUInt64LE(F[c.field].offset);
+  return out;
 }
 
 /** Splits a whole per-CPU lookup result (possible CPUs x stride) into slices. */
@@ -595,19 +364,22 @@ export function decodeCellStatsPerCpu(raw: Uint8Array): CellStats[] {
 /** Totals over CPUs; bigints because u64 sums can exceed 2^53. */
 export function sumCellStats(slices: readonly CellStats[]): CellStats {
   const total = emptyCellStats();
-  for (const s of slices) {
-    s.refused.forEach((v, i) => (total.refused[i] = (total.refused[i] ?? 0n) + v));
-    s.dropped.forEach((v, i) => (total.dropped[i] = (total.dropped[i] ?? 0n) + v));
-    total.rxPackets += s.rxPackets;
-    total.rxBytes += s.rxBytes;
-    total.txPackets += s.txPackets;
-    total.txBytes += s.txBytes;
-    total.uplinkRxPackets += s.uplinkRxPackets;
-    total.uplinkRxBytes += s.uplinkRxBytes;
-    total.uplinkTxPackets += s.uplinkTxPackets;
-    total.uplinkTxBytes += s.uplinkTxBytes;
-  }
+  for (const s of slices) for (const c of TRAFFIC_COUNTERS) total[c.name] += s[c.name];
   return total;
+}
+
+export function encodeCellDenials(d: CellDenials): Buffer {
+  const F = LAYOUT.l3_cell_denials.fields;
+  const buf = Buffer.alloc(LAYOUT.l3_cell_denials.size);
+  writeU64Array('l3_cell_denials.refused', buf, F.refused, d.refused);
+  writeU64Array('l3_cell_denials.dropped', buf, F.dropped, d.dropped);
+  return buf;
+}
+
+export function decodeCellDenials(raw: Uint8Array): CellDenials {
+  const F = LAYOUT.l3_cell_denials.fields;
+  const buf = checkSize('l3_cell_denials', raw);
+  return { refused: readU64Array(buf, F.refused), dropped: readU64Array(buf, F.dropped) };
 }
 
 // ---- struct l3_sock_origin ---------------------------------------------

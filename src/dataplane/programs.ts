@@ -108,6 +108,7 @@ export const SHARED_MAPS = [
   'l3_cells',
   'l3_owners',
   'l3_cell_stats',
+  'l3_cell_denials',
   'l3_sock_origin',
   'l3_listeners',
   'l3_managed',
@@ -133,6 +134,7 @@ export const SHARED_MAP_SHAPES: Readonly<Record<SharedMapName, MapShape>> = {
   l3_cells: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell.size },
   l3_owners: { type: MapType.HASH, keySize: LAYOUT.l3_addr.size, valueSize: LAYOUT.l3_owner.size },
   l3_cell_stats: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: LAYOUT.l3_cell_stats.size },
+  l3_cell_denials: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell_denials.size },
   l3_sock_origin: {
     type: MapType.SK_STORAGE,
     keySize: 4,
@@ -161,6 +163,7 @@ export function mapCapacity(name: string, maxCells: number): number | undefined 
       // a few addresses per cell plus its loopback alias
       return maxCells * 5;
     case 'l3_cell_stats':
+    case 'l3_cell_denials':
       return maxCells + 1; // + key 0: sockets outside every cell
     case 'l3_listeners':
       return maxCells * 4; // a few listening ports per cell

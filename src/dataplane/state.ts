@@ -11,10 +11,12 @@ import {
   CELL_KEY_SIZE,
   decodeCell,
   decodeCellKey,
+  decodeCellDenials,
   decodeCellStatsPerCpu,
   decodeConfig,
   decodeOwner,
   decodeAddr,
+  emptyCellDenials,
   emptyCellStats,
   encodeAddr,
   encodeCell,
@@ -28,7 +30,7 @@ import {
   L3_LAYOUT_VERSION,
   LAYOUT,
   type Cell,
-  type CellStats,
+  type CellTotals,
   type Config,
   type Owner,
 } from '../codecs/layout';
@@ -268,16 +270,32 @@ export class EngineState {
     return [...this.map('l3_cell_stats').keys()].map((k) => decodeCellKey(k));
   }
 
-  deleteStats(id: bigint): void {
-    this.map('l3_cell_stats').delete(encodeCellKey(id));
+  /** Keys of l3_cell_denials: cells that had a refusal or a drop. */
+  denialIds(): bigint[] {
+    return [...this.map('l3_cell_denials').keys()].map((k) => decodeCellKey(k));
   }
 
-  allStats(): Map<bigint, CellStats> {
+  /** Both counter entries of the cell (after its l3_cells entry: a denial
+   * the BPF programs count meanwhile finds no cell and creates nothing). */
+  deleteStats(id: bigint): void {
+    this.map('l3_cell_stats').delete(encodeCellKey(id));
+    this.map('l3_cell_denials').delete(encodeCellKey(id));
+  }
+
+  /** Exact (bigint) counters of every cell with an l3_cell_stats entry. */
+  allStats(): Map<bigint, CellTotals> {
     const { keys, values } = this.map('l3_cell_stats').lookupBatch();
-    const out = new Map<bigint, CellStats>();
-    keys.forEach((k, i) =>
-      out.set(decodeCellKey(k), sumCellStats(decodeCellStatsPerCpu(values[i]!))),
-    );
+    const rare = this.map('l3_cell_denials').lookupBatch();
+    const denials = new Map(rare.keys.map((k, i) => [decodeCellKey(k), rare.values[i]!]));
+    const out = new Map<bigint, CellTotals>();
+    keys.forEach((k, i) => {
+      const id = decodeCellKey(k);
+      const d = denials.get(id);
+      out.set(id, {
+        ...sumCellStats(decodeCellStatsPerCpu(values[i]!)),
+        ...(d ? decodeCellDenials(d) : emptyCellDenials()),
+      });
+    });
     return out;
   }
 
@@ -293,7 +311,7 @@ function otherLayout(layout: PinLayout, version: number): L3isoError {
     `engine in ${layout.root} has layout version ${version}, made by ${newer ? 'a newer' : 'an older'} l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
     newer
       ? 'use the l3iso that brought it up (README "Crashes and gc": downgrades)'
-      : 'run `l3iso down` and `up` again (this drops the assignments)',
+      : 'an engine of an older layout cannot be reused: run `l3iso down`, then `l3iso up` (this drops the assignments)',
   );
 }
 

@@ -10,6 +10,7 @@ import {
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
   decodeAllowKey,
+  decodeCellKey,
   encodeAddr,
   encodeCell,
   encodeCellKey,
@@ -24,7 +25,7 @@ import { CHUNK, writeBatch } from './batch';
 
 function deleteAll(
   state: EngineState,
-  name: 'l3_owners' | 'l3_cells' | 'l3_cell_stats' | 'l3_allow',
+  name: 'l3_owners' | 'l3_cells' | 'l3_cell_stats' | 'l3_cell_denials' | 'l3_allow',
   keys: Buffer[],
 ): void {
   for (let i = 0; i < keys.length; i += CHUNK)
@@ -88,6 +89,11 @@ export function releaseCells(
   deleteAll(state, 'l3_cells', keys);
   deleteAll(state, 'l3_cell_stats', keys);
   const doomed = new Set(ids);
+  // Sparse (only cells that had a denial): delete what is there, not every key.
+  const denied = [...state.map('l3_cell_denials').keys()].filter((k) =>
+    doomed.has(decodeCellKey(k)),
+  );
+  deleteAll(state, 'l3_cell_denials', denied);
   const allow = [...state.map('l3_allow').keys()].filter((k) => doomed.has(decodeAllowKey(k).cell));
   deleteAll(state, 'l3_allow', allow);
   pruneCellNames(state.layout, new Set([...state.cells().keys()]));

@@ -16,6 +16,8 @@ import {
   L3_INSTANCE_LEN,
   L3_LAYOUT_VERSION,
   L3_OWNER_LOOPBACK,
+  LAYOUT,
+  decodeConfig,
   type Config,
 } from '../codecs/layout';
 import {
@@ -664,13 +666,20 @@ function openForDown(
   }
 }
 
-/** 1 when the dir is an engine of layout version 1 (l3_config of its size). */
+/** The layout version of an engine an older l3iso brought up (1: l3_config
+ * of its size; 2: this l3_config with an older version and l3iso's
+ * marker), which `down` takes down without reading its other maps. */
 function legacyVersion(layout: PinLayout): number | undefined {
   const map = BpfMap.openPinned(layout.map('l3_config'));
   try {
-    if (map.type !== MapType.ARRAY || map.valueSize !== L3_CONFIG_V1_SIZE) return undefined;
+    if (map.type !== MapType.ARRAY) return undefined;
     const raw = map.lookup(Buffer.alloc(4));
-    return raw && raw.readUInt32LE(12) === 1 ? 1 : undefined;
+    if (!raw) return undefined;
+    if (map.valueSize === L3_CONFIG_V1_SIZE) return raw.readUInt32LE(12) === 1 ? 1 : undefined;
+    if (map.valueSize !== LAYOUT.l3_config.size) return undefined;
+    const config = decodeConfig(raw);
+    const older = config.magic === L3_CONFIG_MAGIC && config.version < L3_LAYOUT_VERSION;
+    return older && config.version > 1 ? config.version : undefined;
   } finally {
     map.close();
   }

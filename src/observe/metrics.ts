@@ -4,7 +4,8 @@
  * collect time from one snapshot of the maps, taken once per scrape (all
  * families of one scrape see the same numbers).
  *
- * The eight traffic families have one series per cell: 800k lines for
+ * The traffic families (one per L3_TRAFFIC counter of bpf/l3iso.h, eight
+ * today) have one series per cell: 800k lines for
  * 100k busy cells. prom-client's formatter costs ~1.6 µs a series (measured
  * by bench/run.ts), which alone overruns the 1 s scrape budget there, so
  * those families are streamed by renderTraffic() after the registry's own
@@ -34,6 +35,7 @@ import {
   refusalLabel,
   type StatsTable,
 } from './counters';
+import { TRAFFIC_COUNTERS } from '../codecs/layout';
 
 /** What one scrape exposes. */
 export interface MetricsSnapshot {
@@ -89,56 +91,13 @@ interface TrafficFamily {
   always: boolean;
 }
 
-const TRAFFIC: readonly TrafficFamily[] = [
-  {
-    name: 'l3iso_cell_rx_packets_total',
-    help: "Packets delivered to the cell's sockets (cgroup_skb ingress, GSO segments counted).",
-    word: W.rxPackets,
-    always: true,
-  },
-  {
-    name: 'l3iso_cell_rx_bytes_total',
-    help: "Bytes delivered to the cell's sockets (cgroup_skb ingress, IP headers included).",
-    word: W.rxBytes,
-    always: true,
-  },
-  {
-    name: 'l3iso_cell_tx_packets_total',
-    help: "Packets sent by the cell's sockets (cgroup_skb egress).",
-    word: W.txPackets,
-    always: true,
-  },
-  {
-    name: 'l3iso_cell_tx_bytes_total',
-    help: "Bytes sent by the cell's sockets (cgroup_skb egress, IP headers included).",
-    word: W.txBytes,
-    always: true,
-  },
-  {
-    name: 'l3iso_cell_uplink_rx_packets_total',
-    help: 'Frames for the cell seen at uplink XDP ingress (absent while zero).',
-    word: W.uplinkRxPackets,
-    always: false,
-  },
-  {
-    name: 'l3iso_cell_uplink_rx_bytes_total',
-    help: 'Bytes of frames for the cell seen at uplink XDP ingress (absent while zero).',
-    word: W.uplinkRxBytes,
-    always: false,
-  },
-  {
-    name: 'l3iso_cell_uplink_tx_packets_total',
-    help: "The cell's frames seen at uplink tc egress (absent while zero).",
-    word: W.uplinkTxPackets,
-    always: false,
-  },
-  {
-    name: 'l3iso_cell_uplink_tx_bytes_total',
-    help: "Bytes of the cell's frames seen at uplink tc egress (absent while zero).",
-    word: W.uplinkTxBytes,
-    always: false,
-  },
-];
+/** One family per L3_TRAFFIC counter: l3iso_cell_<field>_total. */
+const TRAFFIC: readonly TrafficFamily[] = TRAFFIC_COUNTERS.map((c) => ({
+  name: `l3iso_cell_${c.field}_total`,
+  help: c.help,
+  word: W[c.name],
+  always: c.always,
+}));
 
 /** A registry over snapshots from `collect`, one per scrape. */
 export class MetricsExporter {
@@ -281,9 +240,9 @@ export function renderTraffic(snap: MetricsSnapshot): string {
 
 /** Reads everything a scrape needs from an open engine. */
 export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapshot {
-  const table = readStatsTable(state.map('l3_cell_stats'));
-  // l3_cell_stats was just read whole: its row count is its entry count.
-  const maps = mapFills(state, { l3_cell_stats: table.length });
+  const table = readStatsTable(state.map('l3_cell_stats'), state.map('l3_cell_denials'));
+  // Both counter maps were just read whole: their entry counts are known.
+  const maps = mapFills(state, table.entries);
   return {
     table,
     names: namer.resolve(table.ids),

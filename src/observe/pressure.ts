@@ -17,6 +17,7 @@ export const PRESSURE_MAPS = [
   'l3_cells',
   'l3_owners',
   'l3_cell_stats',
+  'l3_cell_denials',
   'l3_listeners',
   'l3_allow',
   'l3_managed',

@@ -1,6 +1,7 @@
 /**
  * `stats`: per-cell traffic, drop and refusal counters from one batch read
- * of l3_cell_stats, as rows for a table or a JSON document. Formatting
+ * of l3_cell_stats and one of l3_cell_denials, as rows for a table or a JSON
+ * document. Columns and fields follow the counter tables of bpf/l3iso.h. Formatting
  * helpers (human units, sorting, rates) are pure so they can be unit tested.
  */
 import { EngineState } from '../dataplane/state';
@@ -9,31 +10,32 @@ import {
   NamerCache,
   REFUSED_SLOTS,
   STAT_WORDS,
+  TRAFFIC_FIELDS,
   W,
   dropLabel,
   readStatsTable,
   refusalLabel,
   type StatsTable,
 } from './counters';
-import { DROP_MAX, REASON_MAX } from '../codecs/layout';
+import { DROP_MAX, REASON_MAX, TRAFFIC_GROUPS, type TrafficName } from '../codecs/layout';
 
-export interface CellCounters {
+/** The L3_TRAFFIC counters of a cell, by camelCase name (rxPackets ...). */
+export type TrafficCounters = Record<TrafficName, number>;
+
+export type CellCounters = TrafficCounters & {
   /** cell name (cgroup path relative to the root, `#<id>` without a cgroup) */
   cell: string;
   /** cgroup id, as a decimal string (u64) */
   id: string;
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  uplinkRxPackets: number;
-  uplinkRxBytes: number;
-  uplinkTxPackets: number;
-  uplinkTxBytes: number;
   /** refusals by reason (every known reason, zeros included, like `show`) */
   refused: Record<string, number>;
   /** packet-layer drops by reason (every known reason) */
   dropped: Record<string, number>;
+};
+
+/** The traffic counters of a row, by name. */
+export function trafficOf(c: TrafficCounters): TrafficCounters {
+  return Object.fromEntries(TRAFFIC_FIELDS.map((f) => [f, c[f]])) as TrafficCounters;
 }
 
 export interface StatsReport {
@@ -65,17 +67,13 @@ function bySlot(
 export function countersOf(table: StatsTable, row: number, name: string): CellCounters {
   const v = table.values;
   const b = row * STAT_WORDS;
+  const traffic = Object.fromEntries(
+    TRAFFIC_FIELDS.map((f) => [f, v[b + W[f]]!]),
+  ) as TrafficCounters;
   return {
     cell: name,
     id: table.ids[row]!.toString(),
-    rxPackets: v[b + W.rxPackets],
-    rxBytes: v[b + W.rxBytes],
-    txPackets: v[b + W.txPackets],
-    txBytes: v[b + W.txBytes],
-    uplinkRxPackets: v[b + W.uplinkRxPackets],
-    uplinkRxBytes: v[b + W.uplinkRxBytes],
-    uplinkTxPackets: v[b + W.uplinkTxPackets],
-    uplinkTxBytes: v[b + W.uplinkTxBytes],
+    ...traffic,
     refused: bySlot(table, row, W.refused, REFUSED_SLOTS, REASON_MAX, refusalLabel),
     dropped: bySlot(table, row, W.dropped, DROP_SLOTS, DROP_MAX, dropLabel),
   };
@@ -86,9 +84,11 @@ export function emptyCounters(cell: string, id: string): CellCounters {
   return { ...countersOf(empty, 0, cell), id };
 }
 
-/** Socket-level plus uplink bytes: the sort key of the table. */
+/** Every bytes counter (socket-level plus uplink): the sort key of the table. */
 export function totalBytes(c: CellCounters): number {
-  return c.rxBytes + c.txBytes + c.uplinkRxBytes + c.uplinkTxBytes;
+  let n = 0;
+  for (const g of TRAFFIC_GROUPS) for (const f of g.fields) if (f.bytes) n += c[f.name];
+  return n;
 }
 
 export function sum(r: Record<string, number>): number {
@@ -122,7 +122,7 @@ export function readStats(pinDir: string, namers: NamerCache = new NamerCache())
   const state = EngineState.open(pinDir);
   try {
     const namer = namers.for(state.config().cgroupRoot);
-    const table = readStatsTable(state.map('l3_cell_stats'));
+    const table = readStatsTable(state.map('l3_cell_stats'), state.map('l3_cell_denials'));
     return statsReport(table, namer.resolve(table.ids));
   } finally {
     state.close();
@@ -213,10 +213,9 @@ export const OUTSIDE_LABEL = '(outside cells)';
 export function statsHeaders(withRates: boolean): string[] {
   return [
     'CELL',
-    'RX PKTS/BYTES',
-    'TX PKTS/BYTES',
-    'UPLINK RX',
-    'UPLINK TX',
+    ...TRAFFIC_GROUPS.map((g) =>
+      `${g.group.toUpperCase()} ${g.fields.length > 1 ? 'PKTS/BYTES' : ''}`.trim(),
+    ),
     'DROPS',
     'REFUSED',
     ...(withRates ? ['RX/s', 'TX/s'] : []),
@@ -226,10 +225,9 @@ export function statsHeaders(withRates: boolean): string[] {
 function row(c: CellCounters, label: string, rates?: Map<string, Rates>): string[] {
   const cells = [
     label,
-    humanTraffic(c.rxPackets, c.rxBytes),
-    humanTraffic(c.txPackets, c.txBytes),
-    humanTraffic(c.uplinkRxPackets, c.uplinkRxBytes),
-    humanTraffic(c.uplinkTxPackets, c.uplinkTxBytes),
+    ...TRAFFIC_GROUPS.map((g) =>
+      g.fields.map((f) => (f.bytes ? humanBytes(c[f.name]) : humanCount(c[f.name]))).join(' / '),
+    ),
     humanCount(sum(c.dropped)),
     humanCount(sum(c.refused)),
   ];

@@ -1,5 +1,8 @@
 // DESIGN.md: "Every refusal is counted per cell and reason".
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BpfMap } from '../../loader';
+import { decodeCellKey } from '../../src/codecs/layout';
 import { createSandbox, mapped, V4, V6, type Op, type Sandbox } from '../harness/sandbox';
 
 describe('refusal counters and show', () => {
@@ -85,5 +88,37 @@ describe('refusal counters and show', () => {
     expect(s.processes.map(Number)).toContain(p.pid);
     p.child.stdin?.end();
     await p.exited;
+  });
+
+  /** Cell ids with an entry in the pinned counter map `name`. */
+  const entries = (name: 'l3_cell_stats' | 'l3_cell_denials'): bigint[] => {
+    const m = BpfMap.openPinned(path.join(sb.pinDir, 'maps', name));
+    try {
+      return [...m.keys()].map((k) => decodeCellKey(k));
+    } finally {
+      m.close();
+    }
+  };
+
+  it('refusals go to the shared l3_cell_denials: a quiet cell has no entry until its first', async () => {
+    sb.cg('quiet');
+    await sb.assign('quiet', V4(7));
+    const id = BigInt((await sb.show('quiet')).id);
+    expect(entries('l3_cell_stats')).toContain(id);
+    expect(entries('l3_cell_denials')).not.toContain(id);
+    // served traffic counts in the per-CPU map only
+    await sb.probe('quiet', [{ op: 'bind_new', fam: 4, type: 'udp', addr: V4(7) }]);
+    expect(entries('l3_cell_denials')).not.toContain(id);
+
+    const r = await sb.probe('quiet', [{ op: 'bind_new', fam: 4, addr: V4(9) }], {
+      keepGoing: true,
+    });
+    expect(r.ops[0]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    expect(entries('l3_cell_denials')).toContain(id);
+    expect((await sb.show('quiet')).refused['bind-foreign']).toBe(1);
+
+    await sb.cliOk(['release', 'quiet']);
+    expect(entries('l3_cell_stats')).not.toContain(id);
+    expect(entries('l3_cell_denials')).not.toContain(id);
   });
 });

@@ -13,8 +13,10 @@ import {
   L3_OWNER_RELEASING,
   decodeCell,
   decodeOwner,
+  emptyCellDenials,
   encodeAddr,
   encodeCell,
+  encodeCellDenials,
   encodeCellKey,
   encodeOwner,
   type Cell,
@@ -67,6 +69,26 @@ describe('gc', () => {
       staleCounters: [],
       ociRecords: [],
     });
+  });
+
+  it('an l3_cell_denials entry of no cell is reported by gc --check and removed by gc', async () => {
+    const orphan = 0x7e57_0000_0000_0d0dn;
+    const m = BpfMap.openPinned(path.join(sb.pinDir, 'maps', 'l3_cell_denials'));
+    try {
+      const d = emptyCellDenials();
+      d.refused[0] = 1n;
+      m.update(encodeCellKey(orphan), encodeCellDenials(d), MapUpdate.NOEXIST);
+      const check = await sb.cli(['gc', '--check', '--json']);
+      expect(check.status).toBe(1);
+      expect(check.json.inconsistencies).toEqual([`denial counters of no cell: #${orphan}`]);
+      const r = await sb.cliOk(['gc', '--json']);
+      expect(r.json.staleCounters).toEqual([orphan.toString()]);
+      expect(m.lookup(encodeCellKey(orphan))).toBeUndefined();
+      expect((await sb.cli(['gc', '--check'])).status).toBe(0);
+    } finally {
+      m.delete(encodeCellKey(orphan));
+      m.close();
+    }
   });
 });
 

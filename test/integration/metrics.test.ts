@@ -169,7 +169,7 @@ describe('stats, metrics and serve', () => {
     const r = await sb.cliOk(['stats']);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(
-      /^CELL\s+RX PKTS\/BYTES\s+TX PKTS\/BYTES\s+UPLINK RX\s+UPLINK TX\s+DROPS\s+REFUSED$/,
+      /^CELL\s+RX PKTS\/BYTES\s+TX PKTS\/BYTES\s+UPLINK RX PKTS\/BYTES\s+UPLINK TX PKTS\/BYTES\s+DROPS\s+REFUSED$/,
     );
     expect(lines.slice(1).map((l) => l.split(/\s{2,}/)[0])).toEqual([
       expect.stringMatching(/^(x|srv)$/),

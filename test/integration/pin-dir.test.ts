@@ -16,11 +16,12 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfLink, BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
 import {
-  decodeConfig,
-  encodeConfig,
+  L3_CONFIG_COMPLETE,
   L3_CONFIG_MAGIC,
   L3_LAYOUT_VERSION,
   LAYOUT,
+  decodeConfig,
+  encodeConfig,
 } from '../../src/codecs/layout';
 import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/dataplane/programs';
 import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
@@ -292,6 +293,50 @@ describe('pin dirs', () => {
     const r = await sb.cli(['list'], { pinDir: dir, json: true });
     expect(r.json?.error?.code, r.stdout).toBe('EPIN_DIR');
     expect(r.json.error.message).toContain('layout version 1');
+    await sb.cliOk(['down'], { pinDir: dir });
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  it('an engine of layout version 2 (every counter per CPU) is refused with the down + up hint, and taken down', async () => {
+    const dir = sb.extraPinDir();
+    fs.mkdirSync(path.join(dir, 'maps'));
+    const maps = [
+      BpfMap.create({
+        type: MapType.ARRAY,
+        name: 'l3_config',
+        keySize: 4,
+        valueSize: LAYOUT.l3_config.size,
+        maxEntries: 1,
+      }),
+      // version 2's l3_cell_stats: refusals, drops and traffic, 256 bytes per CPU
+      BpfMap.create({
+        type: MapType.PERCPU_HASH,
+        name: 'l3_cell_stats',
+        keySize: 8,
+        valueSize: 256,
+        maxEntries: 16,
+      }),
+    ];
+    try {
+      const config = {
+        rootCgroup: 1n,
+        rootLevel: 0,
+        version: 2,
+        cgroupRoot: sb.root,
+        flags: L3_CONFIG_COMPLETE,
+      };
+      maps[0]!.update(Buffer.alloc(4), encodeConfig(config), MapUpdate.ANY);
+      maps[0]!.pin(path.join(dir, 'maps', 'l3_config'));
+      maps[1]!.pin(path.join(dir, 'maps', 'l3_cell_stats'));
+    } finally {
+      for (const m of maps) m.close();
+    }
+    for (const verb of [['list'], ['stats'], ['up', '--cgroup-root', sb.root]]) {
+      const r = await sb.cli(verb, { pinDir: dir, json: true });
+      expect(r.json?.error?.code, `${verb[0]}: ${r.stdout}`).toBe('EPIN_DIR');
+      expect(r.json.error.message).toContain('layout version 2, made by an older l3iso');
+      expect(r.json.error.hint).toMatch(/l3iso down.*up/);
+    }
     await sb.cliOk(['down'], { pinDir: dir });
     expect(fs.existsSync(dir)).toBe(false);
   });

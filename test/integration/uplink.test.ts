@@ -15,10 +15,12 @@ import * as path from 'node:path';
 import { BpfMap, BpfObject, XdpFlags, inNetns, xdpAttach, xdpDetach } from '../../loader';
 import {
   Drop,
+  decodeCellDenials,
   decodeCellStatsPerCpu,
+  emptyCellDenials,
   encodeCellKey,
   sumCellStats,
-  type CellStats,
+  type CellTotals,
 } from '../../src/codecs/layout';
 import { addOutside, type Outside } from '../harness/outside';
 import { createSandbox, run, type Op, type Sandbox } from '../harness/sandbox';
@@ -153,15 +155,22 @@ function helpers(get: () => { sb: Sandbox; out: Outside }) {
     const s = await get().sb.show(cg);
     return { traffic: s.traffic, dropped: s.dropped };
   };
-  /** Key 0 of the pinned l3_cell_stats: drops outside every cell. */
-  const outsideCells = (): CellStats => {
+  /** Key 0 of the pinned counter maps: traffic and drops outside every cell
+   * (l3_cell_denials has key 0 only once something outside was dropped). */
+  const outsideCells = (): CellTotals => {
     const m = BpfMap.openPinned(`${get().sb.pinDir}/maps/l3_cell_stats`);
+    const d = BpfMap.openPinned(`${get().sb.pinDir}/maps/l3_cell_denials`);
     try {
       const raw = m.lookup(encodeCellKey(0n));
       if (!raw) throw new Error('l3_cell_stats has no key 0');
-      return sumCellStats(decodeCellStatsPerCpu(raw));
+      const rare = d.lookup(encodeCellKey(0n));
+      return {
+        ...sumCellStats(decodeCellStatsPerCpu(raw)),
+        ...(rare ? decodeCellDenials(rare) : emptyCellDenials()),
+      };
     } finally {
       m.close();
+      d.close();
     }
   };
   const ping = async (

@@ -18,7 +18,10 @@ import {
   L3_CELL_ALLOW_LIST,
   L3_LAYOUT_VERSION,
   L3_OWNER_LOOPBACK,
+  TRAFFIC_FIELDS,
+  decodeCellDenials,
   decodeCellStatsPerCpu,
+  emptyCellDenials,
   encodeAddr,
   encodeAllowKey,
   encodeCell,
@@ -27,7 +30,8 @@ import {
   encodeOwner,
   encodePrefixKey,
   sumCellStats,
-  type CellStats,
+  type CellTotals,
+  type TrafficName,
 } from '../../src/codecs/layout';
 import { parsePrefix, type CellAddress } from '../../src/model/address';
 import { cgroup2Mount } from '../harness/sandbox';
@@ -285,10 +289,15 @@ describe('uplink programs under BPF_PROG_TEST_RUN', () => {
     m.update(encodeCellKey(id), Buffer.alloc(m.valueBufferSize));
   };
 
-  const stats = (id: bigint): CellStats => {
+  /** Per-CPU traffic plus the shared denials (none yet: all zero). */
+  const stats = (id: bigint): CellTotals => {
     const raw = map('l3_cell_stats').lookup(encodeCellKey(id));
     if (!raw) throw new Error(`no l3_cell_stats entry for ${id}`);
-    return sumCellStats(decodeCellStatsPerCpu(raw));
+    const rare = map('l3_cell_denials').lookup(encodeCellKey(id));
+    return {
+      ...sumCellStats(decodeCellStatsPerCpu(raw)),
+      ...(rare ? decodeCellDenials(rare) : emptyCellDenials()),
+    };
   };
 
   const own = (text: string, cell: bigint, flags = 0): void =>
@@ -297,32 +306,26 @@ describe('uplink programs under BPF_PROG_TEST_RUN', () => {
   const tc = (f: Buffer): number => progTestRun(tcFd, f).retval;
 
   /** Runs fn and returns how the counters of every cell of interest moved. */
-  const deltas = (cells: bigint[], fn: () => void): Map<bigint, CellStats> => {
+  const deltas = (cells: bigint[], fn: () => void): Map<bigint, CellTotals> => {
     const before = cells.map(stats);
     fn();
-    const out = new Map<bigint, CellStats>();
+    const out = new Map<bigint, CellTotals>();
     cells.forEach((c, i) => {
       const a = before[i];
       const b = stats(c);
+      const traffic = Object.fromEntries(TRAFFIC_FIELDS.map((f) => [f, b[f] - a[f]]));
       out.set(c, {
+        ...(traffic as Record<TrafficName, bigint>),
         refused: b.refused.map((v, j) => v - (a.refused[j] ?? 0n)),
         dropped: b.dropped.map((v, j) => v - (a.dropped[j] ?? 0n)),
-        rxPackets: b.rxPackets - a.rxPackets,
-        rxBytes: b.rxBytes - a.rxBytes,
-        txPackets: b.txPackets - a.txPackets,
-        txBytes: b.txBytes - a.txBytes,
-        uplinkRxPackets: b.uplinkRxPackets - a.uplinkRxPackets,
-        uplinkRxBytes: b.uplinkRxBytes - a.uplinkRxBytes,
-        uplinkTxPackets: b.uplinkTxPackets - a.uplinkTxPackets,
-        uplinkTxBytes: b.uplinkTxBytes - a.uplinkTxBytes,
       });
     });
     return out;
   };
   const ALL = [0n, CELL_A, CELL_B];
-  const d = (m: Map<bigint, CellStats>, c: bigint): CellStats => m.get(c) as CellStats;
-  const droppedTotal = (s: CellStats): bigint => s.dropped.reduce((x, y) => x + y, 0n);
-  const untouched = (s: CellStats): boolean =>
+  const d = (m: Map<bigint, CellTotals>, c: bigint): CellTotals => m.get(c) as CellTotals;
+  const droppedTotal = (s: CellTotals): bigint => s.dropped.reduce((x, y) => x + y, 0n);
+  const untouched = (s: CellTotals): boolean =>
     s.uplinkRxPackets === 0n &&
     s.uplinkRxBytes === 0n &&
     s.uplinkTxPackets === 0n &&
@@ -339,6 +342,7 @@ describe('uplink programs under BPF_PROG_TEST_RUN', () => {
       'l3_cells',
       'l3_owners',
       'l3_cell_stats',
+      'l3_cell_denials',
       'l3_managed',
       'l3_allow',
     ]) {
@@ -955,6 +959,7 @@ describe('uplink programs under BPF_PROG_TEST_RUN', () => {
         map('l3_cells').delete(encodeCellKey(CELL_C));
         for (const a of [C4, C6, '127.64.0.50']) map('l3_owners').delete(encodeAddr(addr(a)));
         map('l3_cell_stats').delete(encodeCellKey(CELL_C));
+        map('l3_cell_denials').delete(encodeCellKey(CELL_C));
         map('l3_config').update(cfgKey, savedCfg);
       }
     });

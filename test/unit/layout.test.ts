@@ -1,28 +1,34 @@
 /**
- * The header is the contract: this test compiles bpf/l3iso.h with the host
- * gcc, asks the compiler for every size and offset LAYOUT claims, and has C
- * fill each struct so the TypeScript codecs must read and write the very
- * same bytes. Any change to one side without the other fails here.
+ * The header is the contract. src/codecs/generated.ts must be what
+ * scripts/gen-layout.js makes of bpf/l3iso.h right now (from clang's BTF);
+ * then, as a second opinion, the host gcc compiles the header and is asked
+ * for every size, offset and constant the generated module claims, and C
+ * fills each struct so the hand-written codecs must read and write the very
+ * same bytes. A header change without a regeneration fails here.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { L3isoError } from '../../src/errors';
+import * as generated from '../../src/codecs/generated';
 import {
   CELL_KEY_SIZE,
+  DROP_COUNTERS,
+  REFUSAL_COUNTERS,
+  TRAFFIC_COUNTERS,
+  TRAFFIC_GROUPS,
+  decodeCellDenials,
+  emptyCellDenials,
+  encodeCellDenials,
   L3_CELL_ALLOW_RAW,
   L3_CELL_STATS_PERCPU_STRIDE,
   L3_CELL_STATS_SIZE,
   L3_DROP_SLOTS,
-  L3_FAMILY_V4,
-  L3_FAMILY_V6,
   L3_LAYOUT_VERSION,
   L3_MAX_DEPTH,
   L3_OWNER_LOOPBACK,
-  L3_OWNER_RELEASING,
-  L3_OWNER_DRAINING,
   L3_CONFIG_COMPLETE,
   L3_CONFIG_MAGIC,
   L3_REFUSED_SLOTS,
@@ -30,19 +36,13 @@ import {
   REASON_MAX,
   Drop,
   DROP_MAX,
-  L3_SOCK_WILDCARD,
-  L3_SOCK_LOCAL_LO6,
-  L3_SOCK_PEER_LO6,
-  L3_SOCK_PARKED,
   encodePrefixKey,
   decodePrefixKey,
   encodeAllowKey,
   decodeAllowKey,
   decodeEvent,
-  L3_CELL_ALLOW_LIST,
   L3_EV_REFUSED,
   L3_EV_DROPPED,
-  L3_EVENTS_PER_SEC,
   Reason,
   decodeAddr,
   decodeCell,
@@ -71,50 +71,18 @@ const HEADER_DIR = path.resolve(__dirname, '../../bpf');
 const HEADER = path.join(HEADER_DIR, 'l3iso.h');
 
 /** C name of each enum l3_reason member, keyed by the TS Reason. */
-const REASON_C: Record<Reason, string> = {
-  [Reason.BindForeign]: 'L3_R_BIND_FOREIGN',
-  [Reason.BindNoFamily]: 'L3_R_BIND_NOFAMILY',
-  [Reason.BindCellAddr]: 'L3_R_BIND_CELL_ADDR',
-  [Reason.ConnectNoFamily]: 'L3_R_CONNECT_NOFAMILY',
-  [Reason.ConnectLoopback]: 'L3_R_CONNECT_LOOPBACK',
-  [Reason.SendmsgForeignSrc]: 'L3_R_SENDMSG_FOREIGN_SRC',
-  [Reason.SendmsgNoFamily]: 'L3_R_SENDMSG_NOFAMILY',
-  [Reason.SendmsgLoopback]: 'L3_R_SENDMSG_LOOPBACK',
-  [Reason.SockRaw]: 'L3_R_SOCK_RAW',
-  [Reason.ProtoRefused]: 'L3_R_PROTO_REFUSED',
-  [Reason.TooDeep]: 'L3_R_TOO_DEEP',
-};
+const REASON_C = Object.fromEntries(
+  REFUSAL_COUNTERS.map((r) => [r.slot, `L3_R_${r.id}`]),
+) as Record<Reason, string>;
 
-const CONSTANTS: Record<string, number> = {
-  L3_MAX_DEPTH,
-  L3_FAMILY_V4,
-  L3_FAMILY_V6,
-  L3_OWNER_LOOPBACK,
-  L3_OWNER_RELEASING,
-  L3_OWNER_DRAINING,
-  L3_CONFIG_COMPLETE,
-  L3_CELL_ALLOW_RAW,
-  L3_LAYOUT_VERSION,
-  L3_REFUSED_SLOTS,
-  L3_DROP_SLOTS,
-  L3_R_MAX: REASON_MAX,
-  L3_SOCK_WILDCARD,
-  L3_SOCK_LOCAL_LO6,
-  L3_SOCK_PEER_LO6,
-  L3_SOCK_PARKED,
-  L3_D_SPOOF: Drop.Spoof,
-  L3_D_FOREIGN_DST: Drop.ForeignDst,
-  L3_D_NO_SOCKET: Drop.NoSocket,
-  L3_D_POLICY: Drop.Policy,
-  L3_D_UNASSIGNED: Drop.Unassigned,
-  L3_D_WIRE_SPOOF: Drop.WireSpoof,
-  L3_D_LOOPBACK: Drop.Loopback,
-  L3_D_MAX: DROP_MAX,
-  L3_CELL_ALLOW_LIST,
-  L3_EV_REFUSED,
-  L3_EV_DROPPED,
-  L3_EVENTS_PER_SEC,
-};
+/** Every #define the generated module carries, checked against gcc below. */
+const CONSTANTS: Record<string, number | bigint> = Object.fromEntries(
+  Object.entries(generated).filter(
+    (e): e is [string, number | bigint] =>
+      /^L3_/.test(e[0]) && (typeof e[1] === 'number' || typeof e[1] === 'bigint'),
+  ),
+);
+for (const d of DROP_COUNTERS) CONSTANTS[`L3_D_${d.id}`] = d.slot;
 
 const reasons = Object.values(Reason).filter((v): v is Reason => typeof v === 'number');
 
@@ -140,17 +108,19 @@ function probeSource(): string {
     emit('}}');
   });
   emit('},"constants":{');
-  Object.keys(CONSTANTS).forEach((c, i) => emit(`${i ? ',' : ''}"${c}":%lld`, `(long long)(${c})`));
+  Object.keys(CONSTANTS).forEach((c, i) =>
+    emit(`${i ? ',' : ''}"${c}":"%llu"`, `(unsigned long long)(${c})`),
+  );
   emit('},"reasons":{');
   reasons.forEach((r, i) =>
     emit(`${i ? ',' : ''}"${REASON_C[r]}":%lld`, `(long long)(${REASON_C[r]})`),
   );
   emit('},"samples":{');
   out.push(`  struct l3_addr a4, a6; struct l3_owner o; struct l3_cell c; struct l3_config cfg;
-  struct l3_cell_stats st; struct l3_sock_origin so;
+  struct l3_cell_stats st; struct l3_cell_denials dn; struct l3_sock_origin so;
   memset(&a4, 0, sizeof a4); memset(&a6, 0, sizeof a6); memset(&o, 0, sizeof o);
   memset(&c, 0, sizeof c); memset(&cfg, 0, sizeof cfg); memset(&st, 0, sizeof st);
-  memset(&so, 0, sizeof so);
+  memset(&dn, 0, sizeof dn); memset(&so, 0, sizeof so);
   a4.family = L3_FAMILY_V4; a4.addr[0] = htonl(0xc0000207);
   a6.family = L3_FAMILY_V6; a6.addr[0] = htonl(0x20010db8); a6.addr[3] = htonl(0x00010002);
   o.cell = 0x0102030405060708ULL; o.flags = L3_OWNER_LOOPBACK;
@@ -161,14 +131,15 @@ function probeSource(): string {
   strcpy(cfg.cgroup_root, ${JSON.stringify(SAMPLE_ROOT)});
   cfg.magic = L3_CONFIG_MAGIC; for (int i = 0; i < 16; i++) cfg.instance[i] = 0xa0 + i;
   cfg.netns_ino = 4026531840ULL; cfg.max_cells = 131072; cfg.flags = L3_CONFIG_COMPLETE;
-  for (int i = 0; i < L3_REFUSED_SLOTS; i++) st.refused[i] = 1000 + i;
+  for (int i = 0; i < L3_REFUSED_SLOTS; i++) dn.refused[i] = 1000 + i;
   st.rx_packets = 1; st.rx_bytes = 0xffffffffffffffffULL; st.tx_packets = 3; st.tx_bytes = 1ULL << 40;
-  for (int i = 0; i < L3_DROP_SLOTS; i++) st.dropped[i] = 2000 + i;
+  for (int i = 0; i < L3_DROP_SLOTS; i++) dn.dropped[i] = 2000 + i;
   st.uplink_rx_packets = 5; st.uplink_rx_bytes = 6; st.uplink_tx_packets = 7; st.uplink_tx_bytes = 1ULL << 50;
   so.ancestors[0] = 1; so.ancestors[1] = 0x100000005ULL; so.ancestors[2] = 77; so.depth = 3;
   hex("a4", &a4, sizeof a4, 1); hex("a6", &a6, sizeof a6, 0); hex("owner", &o, sizeof o, 0);
   hex("cell", &c, sizeof c, 0); hex("config", &cfg, sizeof cfg, 0);
-  hex("stats", &st, sizeof st, 0); hex("origin", &so, sizeof so, 0);`);
+  hex("stats", &st, sizeof st, 0); hex("denials", &dn, sizeof dn, 0);
+  hex("origin", &so, sizeof so, 0);`);
   emit('}}\n');
   return `#include <stdio.h>
 #include <stddef.h>
@@ -197,9 +168,12 @@ interface Probe {
     string,
     { size: number; fields: Record<string, { offset: number; size: number }> }
   >;
-  constants: Record<string, number>;
+  constants: Record<string, string>;
   reasons: Record<string, number>;
-  samples: Record<'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'origin', string>;
+  samples: Record<
+    'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'denials' | 'origin',
+    string
+  >;
 }
 
 let tmp: string;
@@ -233,6 +207,14 @@ function codeOf(fn: () => unknown): string | undefined {
 const hexOf = (b: Buffer): string => b.toString('hex');
 
 describe('LAYOUT matches bpf/l3iso.h', () => {
+  it('src/codecs/generated.ts is what the build generates from the header now', () => {
+    // Fails after a header edit that `npm run build` did not follow.
+    const script = path.resolve(__dirname, '../../scripts/gen-layout.js');
+    const r = spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
   it('covers every struct the header defines', () => {
     const header = readFileSync(HEADER, 'utf8');
     const defined = [...header.matchAll(/^struct\s+(\w+)\s*\{/gm)].map((m) => m[1]);
@@ -256,7 +238,9 @@ describe('LAYOUT matches bpf/l3iso.h', () => {
   );
 
   it('has the header’s constants and reason numbers', () => {
-    expect(probe.constants).toEqual(CONSTANTS);
+    const want = Object.fromEntries(Object.entries(CONSTANTS).map(([k, v]) => [k, String(v)]));
+    expect(probe.constants).toEqual(want);
+    expect(Object.keys(CONSTANTS)).toContain('L3_CONFIG_MAGIC');
     expect(reasons).toHaveLength(REASON_MAX);
     for (const r of reasons) expect(probe.reasons[REASON_C[r]]).toBe(r);
     expect(REASON_MAX).toBeLessThanOrEqual(L3_REFUSED_SLOTS);
@@ -318,12 +302,10 @@ describe('codecs read and write the bytes C does', () => {
 
   it('l3_cell_stats', () => {
     const s: CellStats = {
-      refused: Array.from({ length: L3_REFUSED_SLOTS }, (_, i) => BigInt(1000 + i)),
       rxPackets: 1n,
       rxBytes: (1n << 64n) - 1n,
       txPackets: 3n,
       txBytes: 1n << 40n,
-      dropped: Array.from({ length: L3_DROP_SLOTS }, (_, i) => BigInt(2000 + i)),
       uplinkRxPackets: 5n,
       uplinkRxBytes: 6n,
       uplinkTxPackets: 7n,
@@ -331,6 +313,15 @@ describe('codecs read and write the bytes C does', () => {
     };
     expect(hexOf(encodeCellStats(s))).toBe(probe.samples.stats);
     expect(decodeCellStats(Buffer.from(probe.samples.stats, 'hex'))).toEqual(s);
+  });
+
+  it('l3_cell_denials', () => {
+    const d = {
+      refused: Array.from({ length: L3_REFUSED_SLOTS }, (_, i) => BigInt(1000 + i)),
+      dropped: Array.from({ length: L3_DROP_SLOTS }, (_, i) => BigInt(2000 + i)),
+    };
+    expect(hexOf(encodeCellDenials(d))).toBe(probe.samples.denials);
+    expect(decodeCellDenials(Buffer.from(probe.samples.denials, 'hex'))).toEqual(d);
   });
 
   it('l3_sock_origin', () => {
@@ -430,12 +421,9 @@ describe('codec round trips and edge cases', () => {
 
   it('l3_cell_stats: per-CPU slices split and sum as bigints', () => {
     const a = emptyCellStats();
-    a.refused[Reason.BindForeign] = 5n;
     a.rxBytes = (1n << 64n) - 1n;
-    a.dropped[7] = 1n;
+    a.uplinkTxBytes = 1n;
     const b = emptyCellStats();
-    b.refused[Reason.BindForeign] = 2n;
-    b.refused[Reason.SockRaw] = 1n;
     b.rxBytes = 10n;
     b.txPackets = 4n;
     const raw = Buffer.alloc(3 * L3_CELL_STATS_PERCPU_STRIDE);
@@ -447,19 +435,32 @@ describe('codec round trips and edge cases', () => {
     expect(slices[1]).toEqual(emptyCellStats());
     expect(slices[2]).toEqual(b);
     const sum = sumCellStats(slices);
-    expect(sum.refused[Reason.BindForeign]).toBe(7n);
-    expect(sum.refused[Reason.SockRaw]).toBe(1n);
     expect(sum.rxBytes).toBe((1n << 64n) + 9n);
     expect(sum.txPackets).toBe(4n);
     b.uplinkTxBytes = 3n;
-    expect(sumCellStats([a, b, b]).uplinkTxBytes).toBe(6n);
-    expect(sum.dropped[7]).toBe(1n);
-    expect(sum.refused).toHaveLength(L3_REFUSED_SLOTS);
+    expect(sumCellStats([a, b, b]).uplinkTxBytes).toBe(7n);
     expect(sumCellStats([])).toEqual(emptyCellStats());
     expect(codeOf(() => decodeCellStatsPerCpu(Buffer.alloc(L3_CELL_STATS_SIZE + 1)))).toBe(
       'EKERNEL',
     );
     expect(codeOf(() => decodeCellStatsPerCpu(Buffer.alloc(0)))).toBe('EKERNEL');
+  });
+
+  it('l3_cell_stats holds only the per-packet counters: 8 bytes each, per CPU', () => {
+    expect(L3_CELL_STATS_SIZE).toBe(8 * TRAFFIC_COUNTERS.length);
+    expect(Object.keys(emptyCellStats())).toEqual(TRAFFIC_COUNTERS.map((c) => c.name));
+    expect(TRAFFIC_GROUPS.map((g) => g.group)).toEqual(['rx', 'tx', 'uplink rx', 'uplink tx']);
+  });
+
+  it('l3_cell_denials: refusal and drop slots round-trip; too many entries refused', () => {
+    const d = emptyCellDenials();
+    d.refused[Reason.SockRaw] = 2n;
+    d.dropped[DROP_MAX] = 1n;
+    expect(decodeCellDenials(encodeCellDenials(d))).toEqual(d);
+    expect(
+      codeOf(() => encodeCellDenials({ ...d, refused: new Array(L3_REFUSED_SLOTS + 1).fill(0n) })),
+    ).toBe('EUSAGE');
+    expect(codeOf(() => decodeCellDenials(Buffer.alloc(8)))).toBe('EKERNEL');
   });
 
   it('l3_sock_origin: depth is the ancestor count, bounded by L3_MAX_DEPTH', () => {
@@ -535,6 +536,7 @@ describe('layout version', () => {
   /** sha256 of the shared maps' shapes, per layout version that shipped them. */
   const FINGERPRINTS: Record<number, string> = {
     2: '762d61aae51ee8c6',
+    3: '5c02fd8c43555303', // l3_cell_stats split into traffic and l3_cell_denials
   };
   const fingerprint = async (): Promise<string> => {
     const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/dataplane/programs');
@@ -549,7 +551,7 @@ describe('layout version', () => {
   it('is bumped whenever a shared map changes shape or the set of maps changes', async () => {
     expect(
       await fingerprint(),
-      'shared map shapes changed: bump L3_LAYOUT_VERSION (bpf/l3iso.h, src/codecs/layout.ts) and add its fingerprint here',
+      'shared map shapes changed: bump L3_LAYOUT_VERSION in bpf/l3iso.h (npm run build regenerates src/codecs/generated.ts) and add its fingerprint here',
     ).toBe(FINGERPRINTS[L3_LAYOUT_VERSION]);
   });
 

@@ -29,7 +29,13 @@ import {
   statsRows,
   type CellCounters,
 } from '../../src/observe/stats';
-import { DROP_MAX, LAYOUT, REASON_MAX } from '../../src/codecs/layout';
+import {
+  DROP_MAX,
+  LAYOUT,
+  REASON_MAX,
+  emptyCellDenials,
+  encodeCellDenials,
+} from '../../src/codecs/layout';
 import { parsePromText, sampleValue } from '../harness/promtext';
 
 describe('human units', () => {
@@ -146,22 +152,45 @@ describe('decodeStatsTable', () => {
   const v1 = perCpuValue(cpus, (c, put) => {
     put(W.rxBytes, (1n << 33n) + BigInt(c)); // high half set
     put(W.txPackets, 7n);
-    put(W.refused + 0, BigInt(c + 1));
-    put(W.dropped + 5, 2n);
     put(W.uplinkTxBytes, 0xffffffffn);
   });
+  /** An l3_cell_denials value: one shared copy, not per CPU. */
+  const denials = (refused0: bigint, dropped5: bigint): Buffer => {
+    const d = emptyCellDenials();
+    d.refused[0] = refused0;
+    d.dropped[5] = dropped5;
+    return encodeCellDenials(d);
+  };
 
-  it('sums every counter over CPUs, high and low u32 halves', () => {
+  it('sums the traffic counters over CPUs, high and low u32 halves', () => {
     const t = decodeStatsTable([key(42n), key(0n)], [v1, perCpuValue(cpus, () => {})], cpus);
     expect(t.length).toBe(2);
     expect(t.ids).toEqual([42n, 0n]);
     const at = (row: number, w: number) => t.values[row * STAT_WORDS + w];
     expect(at(0, W.rxBytes)).toBe(3 * 2 ** 33 + 0 + 1 + 2);
     expect(at(0, W.txPackets)).toBe(21);
-    expect(at(0, W.refused)).toBe(6);
-    expect(at(0, W.dropped + 5)).toBe(6);
+    expect(at(0, W.refused)).toBe(0);
     expect(at(0, W.uplinkTxBytes)).toBe(3 * 0xffffffff);
     expect(Array.from(t.values.subarray(STAT_WORDS)).every((v) => v === 0)).toBe(true);
+    expect(t.entries).toEqual({ l3_cell_stats: 2, l3_cell_denials: 0 });
+  });
+
+  it('merges l3_cell_denials rows by id; an id only it has gets a row of its own', () => {
+    const t = decodeStatsTable([key(42n), key(0n)], [v1, perCpuValue(cpus, () => {})], cpus, {
+      keys: [key(0n), key(9n)],
+      values: [denials(2n ** 40n, 3n), denials(1n, 0n)],
+    });
+    expect(t.ids).toEqual([42n, 0n, 9n]);
+    const at = (row: number, w: number) => t.values[row * STAT_WORDS + w];
+    expect(at(0, W.refused)).toBe(0);
+    expect(at(1, W.refused)).toBe(2 ** 40);
+    expect(at(1, W.dropped + 5)).toBe(3);
+    expect(at(1, W.rxBytes)).toBe(0);
+    expect(at(2, W.refused)).toBe(1);
+    expect(t.entries).toEqual({ l3_cell_stats: 2, l3_cell_denials: 2 });
+    expect(() =>
+      decodeStatsTable([], [], cpus, { keys: [key(1n)], values: [Buffer.alloc(8)] }),
+    ).toThrow(/malformed l3_cell_denials/);
   });
 
   it('reads values that are not 4-byte aligned the same way', () => {
