@@ -85,10 +85,16 @@ struct l3_config {
 /* Every pin of the instance exists: the first `up` sets it last, so a dir
  * without it is an interrupted first `up`, never a live engine. */
 #define L3_CONFIG_COMPLETE 0x1
+/* Some `release --force` left a TCP listener on an address it released:
+ * the next assigns look for such listeners in the socket table (to forget
+ * their exact-bind sk_lookup entries) instead of every assign reading it. */
+#define L3_CONFIG_KEPT_LISTENERS 0x2
 
 /* 3: counters split into per-CPU traffic (l3_cell_stats) and shared
- * denials (l3_cell_denials). */
-#define L3_LAYOUT_VERSION 3
+ * denials (l3_cell_denials).
+ * 4: l3_cell_addrs (the reverse index of l3_owners) joined the pinned maps,
+ * and the revocation iterator takes a set of addresses. */
+#define L3_LAYOUT_VERSION 4
 
 /*
  * The counter tables: one X() line per counter. The enums and structs below,
@@ -272,6 +278,23 @@ struct l3_uplink {
 	__u32 xdp_prog_id; /* 0 when ingress is filtered by tc */
 	__u32 tc_prog_id; /* tc egress */
 	__u32 tc_ingress_prog_id; /* 0 when ingress is filtered by XDP */
+};
+
+/* Key of l3_cell_addrs (HASH, written and read by the control plane only):
+ * slot `slot` of cell `cell`'s list of owned addresses; the value is the
+ * struct l3_addr. The slots of a cell are dense from 0, and the list is a
+ * superset of the cell's l3_owners entries at every instant (an address is
+ * listed before it is claimed and unlisted after it is unclaimed), so a
+ * verb touching one cell reads its own addresses, never every owner. */
+/* The revocation iterator (revoke.bpf.c): addresses per walk, and modes. */
+#define L3_REVOKE_BATCH 65536
+#define L3_REVOKE_DESTROY 0
+#define L3_REVOKE_COUNT 1
+
+struct l3_cell_slot {
+	__u64 cell;
+	__u32 slot;
+	__u32 pad;
 };
 
 #endif /* L3ISO_H */

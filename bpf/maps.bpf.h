@@ -54,6 +54,16 @@ struct {
 	__type(value, struct l3_cell_denials);
 } l3_cell_denials SEC(".maps");
 
+/* Reverse index of l3_owners for the control plane (struct l3_cell_slot);
+ * no program reads it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 524288);
+	__type(key, struct l3_cell_slot);
+	__type(value, struct l3_addr);
+} l3_cell_addrs SEC(".maps");
+
 /* BPF_F_CLONE: accepted sockets inherit their listener's origin, so
  * getpeername on them still knows the cell. */
 struct {

@@ -281,6 +281,19 @@ export class BpfMap {
   }
 
   /**
+   * Hands every batch of bpf_map_lookup_batch to `each` as raw buffers (valid
+   * only until it returns; entry i's key at i * keySize, value at
+   * i * valueBufferSize): whole-map reads that decode a field or two per
+   * entry, without a Buffer per entry. Falls back to keys() + lookup, one
+   * entry per call, for map types without batch support.
+   */
+  scan(each: (keys: Buffer, values: Buffer, n: number) => void, batchSize = 4096): void {
+    if (this.eachBatch('scan', batchSize, each)) return;
+    const { keys, values } = this.lookupAllSlow();
+    keys.forEach((k, i) => each(k, values[i] as Buffer, 1));
+  }
+
+  /**
    * Number of entries, as lookupBatch would return them, without keeping
    * them: the batch buffers are reused, so counting a large map allocates
    * nothing per entry. Map types without batch support are walked key by key.

@@ -36,6 +36,13 @@ export const countersModule = (): typeof import('./observe/counters') =>
 export const eventsModule = (): typeof import('./observe/events') => require('./observe/events');
 export const serveModule = (): typeof import('./observe/serve') => require('./observe/serve');
 export const statsModule = (): typeof import('./observe/stats') => require('./observe/stats');
+export const declarativeApply = (): typeof import('./declarative/apply') =>
+  require('./declarative/apply');
+export const declarativeExport = (): typeof import('./declarative/export') =>
+  require('./declarative/export');
+export const declarativeSchema = (): typeof import('./declarative/schema') =>
+  require('./declarative/schema');
+export const yamlModule = (): typeof import('yaml') => require('yaml');
 export const pathsModule = (): typeof import('./dataplane/paths') => require('./dataplane/paths');
 /**
  * Before the engine's first call: libbpf narrates (e.g. netlink's EEXIST for

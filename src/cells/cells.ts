@@ -36,18 +36,27 @@ import {
   relativeCellName,
   resolveCellPath,
 } from '../model/cgroup';
-import {
-  describeSockets,
-  listenersOn,
-  socketsOfProcesses,
-  socketsOn,
-  type LiveSocket,
-} from './holders';
+import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
 import { drainsRunning, holdDrainLock, withLock } from '../dataplane/lock';
 import { nonLocalAddresses } from '../dataplane/local-routes';
-import { pruneCellNames, recordCellName } from './names';
+import { appendCellName, pruneCellNames } from './names';
 import { setAllowList } from '../dataplane/prefixes';
-import { destroySockets, forgetListeners, requireRevoker } from '../dataplane/revoke';
+import { countLiveSockets, destroySockets, requireRevoker } from '../dataplane/revoke';
+import {
+  clearList,
+  indexProblems,
+  listIntents,
+  listed,
+  rebuildIndex,
+  rewriteList,
+  verifiedOwners,
+} from '../dataplane/cell-index';
+import {
+  clearIfNoneLeft,
+  forgetKeptListeners,
+  markKeptListeners,
+  mayHaveKeptListeners,
+} from './kept-listeners';
 import { sleepSync } from '../sleep';
 import { requireRoot } from '../dataplane/privilege';
 import { EngineState } from '../dataplane/state';
@@ -161,7 +170,8 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
   let aliasClaimed: CellAddress | undefined;
   let sockets: LiveSocket[] = [];
   try {
-    const repaired = reconcile(state, id); // a killed earlier run's leftovers first
+    const drains = drainsRunning(state.layout);
+    const repaired = reconcile(state, id, { drains }); // a killed earlier run's leftovers first
     const existing = state.cell(id);
     if (!existing) {
       // Sockets made before the cgroup was a cell keep what they are bound to.
@@ -174,6 +184,8 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
         );
       }
     }
+    // Listed before claimed: the index stays a superset of what the cell owns.
+    let list = listIntents(state, id, listed(state, id), addrs);
     for (const a of addrs) {
       const r = state.claim(a, { cell: id, flags: 0 });
       if (r.claimed) claimed.push(a);
@@ -183,15 +195,17 @@ function assignLocked(t: CellTarget, addrs: CellAddress[], opts: AssignOptions):
     }
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
-    forgetListeners(state, listenersOn(claimed));
+    forgetKeptListeners(state, claimed);
     let loopback4 = existing?.loopback4;
     if (!loopback4 || !ownsAlias(state, id, loopback4)) {
-      loopback4 = claimLoopbackAlias(state, id);
+      const r = claimLoopbackAlias(state, id, list);
+      loopback4 = r.alias;
+      list = r.list;
       aliasClaimed = loopback4;
     }
     const firstOf = (family: 4 | 6) => addrs.find((a) => a.family === family);
-    if (!existing) recordCellName(state.layout, id, t.name);
-    reconcile(state, id, { create: true, prefer: { 4: firstOf(4), 6: firstOf(6) } });
+    if (!existing) appendCellName(state.layout, id, t.name);
+    reconcile(state, id, { create: true, drains, prefer: { 4: firstOf(4), 6: firstOf(6) } });
     const cell = state.cell(id);
     return {
       cell: t.name,
@@ -237,15 +251,23 @@ function processesBelow(cgroupPath: string): number[] {
 
 /** Each cell gets its own 127/8 alias; probing a deterministic sequence
  * means a crashed assign finds the alias it already claimed. */
-function claimLoopbackAlias(state: EngineState, id: bigint): CellAddress {
+function claimLoopbackAlias(
+  state: EngineState,
+  id: bigint,
+  listedNow: CellAddress[],
+): { alias: CellAddress; list: CellAddress[] } {
   let tries = 0;
+  let list = listedNow;
   for (const candidate of loopbackCandidates(id)) {
+    // Each candidate is listed before its claim; the losers' intents go at
+    // the reconcile that ends the assign.
+    list = listIntents(state, id, list, [candidate]);
     const r = state.claim(candidate, { cell: id, flags: L3_OWNER_LOOPBACK });
-    if (r.claimed) return candidate;
+    if (r.claimed) return { alias: candidate, list };
     if (r.owner.cell === id && r.owner.flags & L3_OWNER_LOOPBACK) {
       // Stuck RELEASING from an interrupted release: the alias is ours again.
       if (r.owner.flags & GONE) state.claimFlags(candidate, { cell: id, flags: L3_OWNER_LOOPBACK });
-      return candidate;
+      return { alias: candidate, list };
     }
     if (++tries >= 4096) break;
   }
@@ -281,8 +303,9 @@ export type OwnerEntry = { address: CellAddress; owner: Owner };
 /** Flags of an address on its way out: no new socket may use it. */
 export const GONE = L3_OWNER_RELEASING | L3_OWNER_DRAINING;
 
+/** The cell's owners through its index: O(its own addresses). */
 function ownersOf(state: EngineState, id: bigint): OwnerEntry[] {
-  return state.owners().filter((o) => o.owner.cell === id);
+  return verifiedOwners(state, id, false).owned;
 }
 
 const isUsable = (o: OwnerEntry): boolean => !(o.owner.flags & (L3_OWNER_LOOPBACK | GONE));
@@ -348,7 +371,9 @@ export interface ReconcileOptions {
  */
 export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = {}): string[] {
   const repaired: string[] = [];
-  let owned = o.owned ?? ownersOf(state, id);
+  // Under the lock: the index's leftovers of a killed run are dropped here.
+  const index = o.owned ? undefined : verifiedOwners(state, id, true);
+  let owned = o.owned ?? index!.owned;
   const drains = o.drains ?? drainsRunning(state.layout);
   const stale = owned.filter(
     (e) => e.owner.flags & L3_OWNER_RELEASING && !(drains && e.owner.flags & L3_OWNER_DRAINING),
@@ -371,6 +396,13 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
     );
     for (const e of stale) o.finished?.add(e.address.text);
     owned = owned.filter((e) => !stale.includes(e));
+    if (index)
+      rewriteList(
+        state,
+        id,
+        index.list,
+        owned.map((e) => e.address),
+      );
   }
   if (!cell && !o.create) {
     // Owners without a cell are gc's: claims of an assign that died.
@@ -393,6 +425,13 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
     );
     repaired.push(`released extra loopback aliases ${extra.map((e) => e.address.text).join(', ')}`);
     owned = owned.filter((e) => !extra.includes(e));
+    if (index)
+      rewriteList(
+        state,
+        id,
+        index.list,
+        owned.map((e) => e.address),
+      );
   }
   const next = derive(cell, owned, keep.address, o.prefer);
   if (!cell || !sameCell(cell, next)) {
@@ -459,6 +498,7 @@ function finishCellRelease(state: EngineState, id: bigint, owned: OwnerEntry[]):
   );
   for (const e of rest) state.unclaim(e.address);
   for (const e of alias) state.unclaim(e.address);
+  clearList(state, id); // after the unclaims: the index stays a superset
   state.deleteCell(id);
   state.deleteStats(id);
   setAllowList(state, id, []);
@@ -541,11 +581,16 @@ function planRelease(t: CellTarget, addrs: CellAddress[]): ReleasePlan {
       entries.push({ address: a, owner });
     }
   }
-  const sockets = socketsOn(
-    entries.map((e) => e.address),
-    processesBelow(t.path),
-  );
-  return { whole, repaired, done, entries, sockets };
+  return { whole, repaired, done, entries, sockets: liveSocketsOn(t, entries) };
+}
+
+/** Live sockets on the entries' addresses. Counted in the kernel first
+ * (one walk for all of them): only when some exist is the socket table
+ * read and parsed to say whose they are. */
+function liveSocketsOn(t: CellTarget, entries: OwnerEntry[]): LiveSocket[] {
+  const addresses = entries.map((e) => e.address);
+  if (countLiveSockets(t.state.layout, addresses) === 0) return [];
+  return socketsOn(addresses, processesBelow(t.path));
 }
 
 function liveError(t: CellTarget, plan: ReleasePlan): L3isoError {
@@ -565,6 +610,7 @@ export function releaseLocked(
   const { state, id } = t;
   const plan = planRelease(t, addrs);
   if (plan.sockets.length > 0 && !opts.force) throw liveError(t, plan);
+  if (plan.sockets.some((s) => s.kind === 'tcp-listen')) markKeptListeners(state);
   const base = {
     cell: t.name,
     path: t.path,
@@ -612,6 +658,8 @@ function drainRelease(t: CellTarget, addrs: CellAddress[], seconds: number): Rel
   const { plan, letGo } = withLock(layout, () => {
     const plan = planRelease(t, addrs);
     const letGo = holdDrainLock(layout);
+    // Listeners outlive the drain (only connections are waited for).
+    if (plan.sockets.some((s) => s.kind === 'tcp-listen')) markKeptListeners(state);
     const alias = plan.entries.filter(isAlias);
     flag(state, id, alias, L3_OWNER_RELEASING | L3_OWNER_DRAINING);
     flag(
@@ -716,9 +764,7 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
   requireRevoker(state.layout);
   const drains = drainsRunning(state.layout);
   const cells = state.cells();
-  const byCell = new Map<bigint, OwnerEntry[]>();
-  for (const e of state.owners())
-    byCell.set(e.owner.cell, [...(byCell.get(e.owner.cell) ?? []), e]);
+  const byCell = byOwner(state.owners());
   const result: GcResult = { cells: [], orphanedAddresses: [], repaired: [], staleCounters: [] };
   for (const [id, owned] of byCell) {
     if (cells.has(id)) continue;
@@ -739,6 +785,13 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
     const what = reconcile(state, id, { owned, drains });
     if (what.length > 0) result.repaired.push({ cell: id.toString(), what });
   }
+  const reindexed = rebuildIndex(state, byOwner(state.owners()));
+  const what = [
+    reindexed.added ? `listed ${reindexed.added} owned addresses the index lacked` : '',
+    reindexed.dropped ? `unlisted ${reindexed.dropped} addresses their cell does not own` : '',
+  ].filter((w) => w);
+  if (what.length > 0) result.repaired.push({ cell: 'l3_cell_addrs', what });
+  if (mayHaveKeptListeners(state)) clearIfNoneLeft(state);
   const remaining = state.cells();
   for (const id of new Set([...state.statsIds(), ...state.denialIds()])) {
     if (id === 0n || remaining.has(id)) continue;
@@ -748,6 +801,17 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
   }
   pruneCellNames(state.layout, new Set(remaining.keys()));
   return result;
+}
+
+/** Owner entries grouped by cell (one pass). */
+function byOwner(owners: readonly OwnerEntry[]): Map<bigint, OwnerEntry[]> {
+  const out = new Map<bigint, OwnerEntry[]>();
+  for (const e of owners) {
+    const list = out.get(e.owner.cell);
+    if (list) list.push(e);
+    else out.set(e.owner.cell, [e]);
+  }
+  return out;
 }
 
 // ---- invariants ----------------------------------------------------------------
@@ -760,9 +824,8 @@ function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
 export function inconsistencies(state: EngineState, drains = false): string[] {
   const out: string[] = [];
   const cells = state.cells();
-  const byCell = new Map<bigint, OwnerEntry[]>();
-  for (const e of state.owners())
-    byCell.set(e.owner.cell, [...(byCell.get(e.owner.cell) ?? []), e]);
+  const byCell = byOwner(state.owners());
+  out.push(...indexProblems(state, byCell));
   for (const [id, owned] of byCell) {
     if (!cells.has(id))
       out.push(`owners without a cell #${id}: ${owned.map((e) => e.address.text).join(', ')}`);

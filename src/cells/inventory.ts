@@ -2,6 +2,7 @@
  * Read-only views of an engine: which cells exist, what they own, what they
  * were refused. Built from the maps on every call (they are the state).
  */
+import { verifiedOwners } from '../dataplane/cell-index';
 import { L3isoError } from '../errors';
 import {
   L3_CELL_ALLOW_LIST,
@@ -112,7 +113,11 @@ export function showCell(pinDir: string, cgroupArg: string): CellDetail {
         `assign it: l3iso assign ${t.name} ADDR`,
       );
     }
-    const addrs = addressesByCell(t.state).get(t.id) ?? [];
+    // Through the cell's index, not a walk of every owner; without the
+    // lock, so only what the owner map confirms is shown.
+    const addrs = verifiedOwners(t.state, t.id, false)
+      .owned.filter((e) => !(e.owner.flags & L3_OWNER_LOOPBACK))
+      .map((e) => e.address);
     const row = readStatsRow(t.state.map('l3_cell_stats'), t.state.map('l3_cell_denials'), t.id);
     const c = countersOf(row, 0, t.name);
     const processes = subtreeProcs(t.path);

@@ -27,6 +27,17 @@ export function recordCellName(layout: PinLayout, id: bigint, name: string): voi
   fs.appendFileSync(namesFile(layout), `${id} ${JSON.stringify(name)}\n`, { mode: 0o600 });
 }
 
+/**
+ * recordCellName for a new cell, without reading the file first (it holds
+ * every cell's name: reading it made each assign O(all cells)). A stale
+ * line of the same id is harmless: the last line wins, and gc compacts.
+ * The leading newline ends a line a crash cut short.
+ */
+export function appendCellName(layout: PinLayout, id: bigint, name: string): void {
+  fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });
+  fs.appendFileSync(namesFile(layout), `\n${id} ${JSON.stringify(name)}\n`, { mode: 0o600 });
+}
+
 /** recordCellName for many cells: one read and one append. */
 export function recordCellNames(
   layout: PinLayout,

@@ -3,13 +3,18 @@
  */
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
-import { stringify as toYaml } from 'yaml';
 import { L3isoError } from '../errors';
-import { applyState, type ApplyResult } from '../declarative/apply';
-import { engineStatus, exportState, type EngineStatus } from '../declarative/export';
-import { StateFileError, parseState, type DesiredState } from '../declarative/schema';
-import { describeSockets } from '../cells/holders';
-import { requireRoot } from '../dataplane/privilege';
+import type { ApplyResult } from '../declarative/apply';
+import type { EngineStatus } from '../declarative/export';
+import type { DesiredState, StateFileError } from '../declarative/schema';
+import {
+  declarativeApply,
+  declarativeExport,
+  declarativeSchema,
+  holdersModule,
+  privilege,
+  yamlModule,
+} from '../lazy';
 import { log } from '../log';
 import type { GlobalOptions, Runner } from './commands';
 import { EXIT_USAGE, printJson } from './output';
@@ -22,6 +27,11 @@ export function registerDeclarativeCommands(program: Command, run: Runner): void
 }
 
 /** One line per problem, each naming its path in the file; exit 2. */
+/** The verbs' implementations load when one of them runs, not with the CLI. */
+const requireRoot = (verb: string): void => privilege().requireRoot(verb);
+const isFileError = (err: unknown): err is StateFileError =>
+  err instanceof declarativeSchema().StateFileError;
+
 function reportFileErrors(err: StateFileError, file: string, g: GlobalOptions): number {
   if (g.json) {
     printJson({ error: { code: 'EUSAGE', message: `${file}: invalid state`, errors: err.errors } });
@@ -83,26 +93,28 @@ function registerApply(program: Command, run: Runner): void {
       run((g) => {
         let desired: DesiredState;
         try {
-          desired = parseState(readFile(opts.file), opts.file);
+          desired = declarativeSchema().parseState(readFile(opts.file), opts.file);
         } catch (err) {
-          if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
+          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
           throw err;
         }
         if (!opts.dryRun) requireRoot('apply');
         let r: ApplyResult;
         try {
-          r = applyState(g.pinDir, desired, {
+          r = declarativeApply().applyState(g.pinDir, desired, {
             prune: opts.prune === true,
             dryRun: opts.dryRun === true,
             force: opts.force === true,
             createCgroups: opts.createCgroups === true,
           });
         } catch (err) {
-          if (err instanceof StateFileError) return reportFileErrors(err, opts.file, g);
+          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
           throw err;
         }
         if (r.sockets.length && !r.dryRun)
-          log.warn(`apply took addresses from live sockets: ${describeSockets(r.sockets)}`);
+          log.warn(
+            `apply took addresses from live sockets: ${holdersModule().describeSockets(r.sockets)}`,
+          );
         if (r.notLocal.length)
           log.warn(
             `${r.notLocal.length} addresses are neither local in the engine's network namespace nor in a managed prefix (binds to them fail with EADDRNOTAVAIL): ${r.notLocal.slice(0, 8).join(', ')}${r.notLocal.length > 8 ? ', ...' : ''}`,
@@ -151,10 +163,10 @@ function registerExport(program: Command, run: Runner): void {
     .action((opts: { yaml?: boolean }) =>
       run((g) => {
         requireRoot('export');
-        const r = exportState(g.pinDir);
+        const r = declarativeExport().exportState(g.pinDir);
         for (const s of r.skipped)
           log.warn(`cell ${s} is not exported: its cgroup is gone (run \`l3iso gc\`)`);
-        if (opts.yaml) process.stdout.write(toYaml(r.document));
+        if (opts.yaml) process.stdout.write(yamlModule().stringify(r.document));
         else printJson(r.document);
       }),
     );
@@ -169,7 +181,7 @@ function registerStatus(program: Command, run: Runner): void {
     .action(() =>
       run((g) => {
         requireRoot('status');
-        const r = engineStatus(g.pinDir);
+        const r = declarativeExport().engineStatus(g.pinDir);
         if (g.json) return printJson(r);
         process.stdout.write(statusText(r));
       }),

@@ -17,7 +17,8 @@ export const L3_CELL_ALLOW_RAW = 1;
 export const L3_CELL_ALLOW_LIST = 2;
 export const L3_CONFIG_MAGIC = 0x6766636f7369336cn;
 export const L3_CONFIG_COMPLETE = 1;
-export const L3_LAYOUT_VERSION = 3;
+export const L3_CONFIG_KEPT_LISTENERS = 2;
+export const L3_LAYOUT_VERSION = 4;
 export const L3_REFUSED_SLOTS = 16;
 export const L3_DROP_SLOTS = 8;
 export const L3_CACHE_SHIFT = 8;
@@ -33,6 +34,9 @@ export const L3_SOCK_PARKED = 8;
 export const L3_EV_REFUSED = 1;
 export const L3_EV_DROPPED = 2;
 export const L3_EVENTS_PER_SEC = 2000;
+export const L3_REVOKE_BATCH = 65536;
+export const L3_REVOKE_DESTROY = 0;
+export const L3_REVOKE_COUNT = 1;
 
 // ---- enums
 /** enum l3_reason */
@@ -363,6 +367,14 @@ export const LAYOUT = {
       xdp_prog_id: { offset: 4, size: 4 },
       tc_prog_id: { offset: 8, size: 4 },
       tc_ingress_prog_id: { offset: 12, size: 4 },
+    },
+  },
+  l3_cell_slot: {
+    size: 16,
+    fields: {
+      cell: { offset: 0, size: 8 },
+      slot: { offset: 8, size: 4 },
+      pad: { offset: 12, size: 4 },
     },
   },
 } as const;

@@ -535,3 +535,21 @@ export function decodeUplink(raw: Uint8Array): Uplink {
     tcIngressProgId: buf.readUInt32LE(F.tc_ingress_prog_id.offset),
   };
 }
+
+// ---- struct l3_cell_slot (key of l3_cell_addrs, the reverse index) -------
+
+export const L3_CELL_SLOT_SIZE = LAYOUT.l3_cell_slot.size;
+
+export function encodeCellSlot(cell: bigint, slot: number): Buffer {
+  const F = LAYOUT.l3_cell_slot.fields;
+  const buf = Buffer.alloc(L3_CELL_SLOT_SIZE);
+  buf.writeBigUInt64LE(cell, F.cell.offset);
+  buf.writeUInt32LE(slot, F.slot.offset);
+  return buf;
+}
+
+export function decodeCellSlot(raw: Uint8Array): { cell: bigint; slot: number } {
+  const F = LAYOUT.l3_cell_slot.fields;
+  const buf = checkSize('l3_cell_slot', raw);
+  return { cell: buf.readBigUInt64LE(F.cell.offset), slot: buf.readUInt32LE(F.slot.offset) };
+}

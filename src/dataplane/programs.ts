@@ -3,7 +3,7 @@
  * place), `down` (detach) and `doctor` (probe) never disagree.
  */
 import { AttachType, MapType } from '../../loader';
-import { LAYOUT } from '../codecs/layout';
+import { LAYOUT, L3_CELL_SLOT_SIZE } from '../codecs/layout';
 
 export interface ProgramAttachment {
   /** Function name in the object; also the name of its pinned link. */
@@ -107,6 +107,7 @@ export const SHARED_MAPS = [
   'l3_config',
   'l3_cells',
   'l3_owners',
+  'l3_cell_addrs',
   'l3_cell_stats',
   'l3_cell_denials',
   'l3_sock_origin',
@@ -133,6 +134,11 @@ export const SHARED_MAP_SHAPES: Readonly<Record<SharedMapName, MapShape>> = {
   l3_config: { type: MapType.ARRAY, keySize: 4, valueSize: LAYOUT.l3_config.size },
   l3_cells: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell.size },
   l3_owners: { type: MapType.HASH, keySize: LAYOUT.l3_addr.size, valueSize: LAYOUT.l3_owner.size },
+  l3_cell_addrs: {
+    type: MapType.HASH,
+    keySize: L3_CELL_SLOT_SIZE,
+    valueSize: LAYOUT.l3_addr.size,
+  },
   l3_cell_stats: { type: MapType.PERCPU_HASH, keySize: 8, valueSize: LAYOUT.l3_cell_stats.size },
   l3_cell_denials: { type: MapType.HASH, keySize: 8, valueSize: LAYOUT.l3_cell_denials.size },
   l3_sock_origin: {
@@ -162,6 +168,9 @@ export function mapCapacity(name: string, maxCells: number): number | undefined 
     case 'l3_owners':
       // a few addresses per cell plus its loopback alias
       return maxCells * 5;
+    case 'l3_cell_addrs':
+      // a superset of l3_owners: room for the intents of a few failed claims
+      return maxCells * 5 + 4096;
     case 'l3_cell_stats':
     case 'l3_cell_denials':
       return maxCells + 1; // + key 0: sockets outside every cell

@@ -20,7 +20,15 @@ import {
   pinObject,
   runIterator,
 } from '../../loader';
-import { LAYOUT, L3_FAMILY_V4, L3_FAMILY_V6, encodeAddr } from '../codecs/layout';
+import {
+  LAYOUT,
+  L3_FAMILY_V4,
+  L3_FAMILY_V6,
+  L3_REVOKE_BATCH,
+  L3_REVOKE_COUNT,
+  L3_REVOKE_DESTROY,
+  encodeAddr,
+} from '../codecs/layout';
 import { L3isoError } from '../errors';
 import type { CellAddress } from '../model/address';
 import { bpfObjectPath, type PinLayout } from './paths';
@@ -28,7 +36,7 @@ import { REVOKE_OBJECT } from './programs';
 import type { EngineState } from './state';
 
 const PROGRAMS = ['l3_revoke_tcp', 'l3_revoke_udp'] as const;
-const MAPS = ['l3_revoke_target', 'l3_revoke_count'] as const;
+const MAPS = ['l3_revoke_target', 'l3_revoke_count', 'l3_revoke_mode'] as const;
 type Pinned = (typeof PROGRAMS)[number] | (typeof MAPS)[number];
 
 /** The live set is revoke-<id>/, named by the symlink `revoke`. */
@@ -102,23 +110,55 @@ export function requireRevoker(layout: PinLayout): void {
 
 /** Returns how many sockets were destroyed. */
 export function destroySockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
+  return walk(layout, addresses, L3_REVOKE_DESTROY);
+}
+
+/**
+ * How many sockets a process can hold (listeners included; not time-wait
+ * or request sockets) are bound to one of `addresses`, counted in the
+ * kernel by the iterator: a release that finds none need not read and
+ * parse the whole socket table to tell whose they are.
+ */
+export function countLiveSockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
+  return walk(layout, addresses, L3_REVOKE_COUNT);
+}
+
+/** One walk of the TCP and UDP tables per L3_REVOKE_BATCH addresses. */
+function walk(layout: PinLayout, addresses: readonly CellAddress[], mode: number): number {
   if (addresses.length === 0) return 0;
   requireRevoker(layout);
-  const target = BpfMap.openPinned(pinPath(layout, 'l3_revoke_target'));
-  const count = BpfMap.openPinned(pinPath(layout, 'l3_revoke_count'));
+  const maps = MAPS.map((name) => BpfMap.openPinned(pinPath(layout, name)));
+  const [target, count, modeMap] = maps as [BpfMap, BpfMap, BpfMap];
   const progs = PROGRAMS.map((name) => getPinned(pinPath(layout, name)));
+  const zero = Buffer.alloc(4);
   try {
-    count.update(Buffer.alloc(4), Buffer.alloc(8), MapUpdate.ANY);
-    for (const address of addresses) {
-      target.update(Buffer.alloc(4), encodeAddr(address), MapUpdate.ANY);
+    // A killed run's targets must not be revoked by this one.
+    clearTargets(target);
+    const m = Buffer.alloc(4);
+    m.writeUInt32LE(mode);
+    modeMap.update(zero, m, MapUpdate.ANY);
+    count.update(zero, Buffer.alloc(8), MapUpdate.ANY);
+    const keys = addresses.map(encodeAddr);
+    for (let i = 0; i < keys.length; i += L3_REVOKE_BATCH) {
+      const chunk = keys.slice(i, i + L3_REVOKE_BATCH);
+      target.updateBatch(
+        chunk,
+        chunk.map(() => Buffer.from([1])),
+        MapUpdate.ANY,
+      );
       for (const fd of progs) runIterator(fd);
+      target.deleteBatch(chunk);
     }
-    return Number(count.lookup(Buffer.alloc(4))?.readBigUInt64LE(0) ?? 0n);
+    return Number(count.lookup(zero)?.readBigUInt64LE(0) ?? 0n);
   } finally {
     for (const fd of progs) closeFd(fd);
-    target.close();
-    count.close();
+    for (const map of maps) map.close();
   }
+}
+
+function clearTargets(target: BpfMap): void {
+  const stale = [...target.keys()];
+  if (stale.length > 0) target.deleteBatch(stale);
 }
 
 /**

@@ -245,6 +245,9 @@ export class EngineState {
   /** Creates the zeroed counter entry the BPF programs increment; true if
    * it was missing. */
   ensureStats(id: bigint): boolean {
+    // A lookup first: the usual answer is "exists", and a refused
+    // NOEXIST update costs an exception.
+    if (this.hasStats(id)) return false;
     const zero = encodeCellStats(emptyCellStats());
     const perCpu = Buffer.alloc(this.map('l3_cell_stats').valueBufferSize);
     for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride())

@@ -47,6 +47,8 @@ import { nonLocalAddresses } from '../dataplane/local-routes';
 import { drainsRunning, withLock } from '../dataplane/lock';
 import { recordCellNames } from '../cells/names';
 import { setAllowList } from '../dataplane/prefixes';
+import { listIntentsBatch, slotCounts } from '../dataplane/cell-index';
+import { forgetKeptListeners } from '../cells/kept-listeners';
 import { requireRevoker } from '../dataplane/revoke';
 import { EngineState } from '../dataplane/state';
 import { engineConflicts, planApply, summarize, type CellChange, type Plan } from './diff';
@@ -128,8 +130,9 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
   const errs: string[] = [];
   const ids = new Map<string, bigint>();
   const missing: string[] = [];
+  const rootDev = cgroup2Dev(root);
   desired.cells.forEach((d, i) => {
-    const r = cellCgroup(root, d.cgroup);
+    const r = cellCgroup(root, d.cgroup, rootDev);
     if (typeof r === 'bigint') ids.set(d.cgroup, r);
     else if (r === undefined && opts.createCgroups) missing.push(path.join(root, d.cgroup));
     else
@@ -156,19 +159,30 @@ function prepare(state: EngineState, desired: DesiredState, opts: ApplyOptions):
  * The cgroup id of a listed cell, undefined when its directory does not
  * exist, or why it cannot be a cell. The schema already refused absolute
  * names and `..`, and cgroupfs has no symlinks, so the lexical path is the
- * cgroup: one stat and one statfs per cell instead of resolveCellPath's
- * realpaths (100,000 cells).
+ * cgroup: one stat per cell instead of resolveCellPath's realpaths
+ * (100,000 cells). A dir on the root's device is on the root's cgroup2
+ * filesystem, which one statfs of the root proved.
  */
-function cellCgroup(root: string, name: string): bigint | string | undefined {
+function cellCgroup(root: string, name: string, rootDev: bigint): bigint | string | undefined {
   const dir = path.join(root, name);
   const st = fs.statSync(dir, { bigint: true, throwIfNoEntry: false });
   if (!st) return undefined;
   if (!st.isDirectory()) return `cgroup ${dir} is not a directory`;
-  if (fs.statfsSync(dir, { bigint: true }).type !== BigInt(CGROUP2_SUPER_MAGIC))
+  if (
+    st.dev !== rootDev &&
+    fs.statfsSync(dir, { bigint: true }).type !== BigInt(CGROUP2_SUPER_MAGIC)
+  )
     return `${dir} is not on a cgroup2 filesystem`;
   if (name.split('/').length >= L3_MAX_DEPTH)
     return `cgroup ${name} is ${name.split('/').length} levels below the managed root; cells may be at most ${L3_MAX_DEPTH - 1} levels deep`;
   return st.ino;
+}
+
+/** The device of the root, if it is on cgroup2 (else -1n: every cell is statfs'd). */
+function cgroup2Dev(root: string): bigint {
+  const st = fs.statSync(root, { bigint: true, throwIfNoEntry: false });
+  if (!st || fs.statfsSync(root, { bigint: true }).type !== BigInt(CGROUP2_SUPER_MAGIC)) return -1n;
+  return st.dev;
 }
 
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
@@ -260,12 +274,15 @@ function converge(
   wanted: Map<string, DesiredCell>,
   result: ApplyResult,
 ): void {
-  const owners = state.owners();
-  const taken = new Set(owners.map((e) => e.address.text));
+  // What prepare read under this lock: a superset of what is owned now
+  // (the releases before this only took addresses away).
+  const taken = new Set(p.live.owners.map((e) => e.address.text));
   // An apply killed after its claims left new cells' aliases claimed but
   // no cell entry: the re-run takes the same alias, not a second one.
   const aliasOf = new Map(
-    owners.filter((e) => e.owner.flags & L3_OWNER_LOOPBACK).map((e) => [e.owner.cell, e.address]),
+    p.live.owners
+      .filter((e) => e.owner.flags & L3_OWNER_LOOPBACK)
+      .map((e) => [e.owner.cell, e.address]),
   );
   const liveIds = new Map(p.live.cells.map((c) => [c.cgroup, c.id]));
   const claims: OwnerEntry[] = [];
@@ -287,12 +304,19 @@ function converge(
     } else updated.push({ id, change: c });
   }
   const claimedKeys = claims.map((e) => encodeAddr(e.address));
+  const listedBefore = slotCounts(state);
   try {
+    // Listed before claimed, as assign does (src/dataplane/cell-index.ts).
+    listIntentsBatch(state, listedBefore, claims);
     writeBatch(
       state.map('l3_owners'),
       claimedKeys,
       claims.map((e) => encodeOwner(e.owner)),
       'l3_owners',
+    );
+    forgetKeptListeners(
+      state,
+      claims.map((e) => e.address),
     );
     writeNewCells(state, fresh, groupOwners(claims));
     for (const u of updated) setCellPolicy(state, u.id, u.change);
@@ -304,39 +328,28 @@ function converge(
     state,
     fresh,
     updated.map((u) => u.id),
+    listedBefore,
     result,
   );
 }
 
 /**
- * reconcile() of every touched cell, against one read of the owner and
- * cell maps. A new cell whose written entry already is what its owners
- * imply (the batch wrote it so) is not reconciled one by one: that costs
- * two lookups per cell and proves nothing more.
+ * reconcile() of every touched cell. A new cell is reconciled only when its
+ * index listed something before this apply (a killed assign's claims for
+ * the same cgroup): otherwise the batch wrote exactly what its owners imply,
+ * and checking it again would cost a read of every owner and cell.
  */
 function reconcileTouched(
   state: EngineState,
   fresh: NewCell[],
   updated: bigint[],
+  listedBefore: ReadonlyMap<bigint, number>,
   result: ApplyResult,
 ): void {
-  const after = groupOwners(state.owners());
-  const records = state.cells();
   const drains = drainsRunning(state.layout);
-  const todo = [...updated];
-  for (const f of fresh) {
-    const cell = records.get(f.id);
-    const owned = after.get(f.id) ?? [];
-    const alias = owned.find((e) => e.owner.flags & L3_OWNER_LOOPBACK);
-    const ok =
-      cell &&
-      alias &&
-      alias.address.text === cell.loopback4.text &&
-      encodeCell(derive(cell, owned, alias.address)).equals(encodeCell(cell));
-    if (!ok) todo.push(f.id);
-  }
+  const todo = [...updated, ...fresh.filter((f) => listedBefore.has(f.id)).map((f) => f.id)];
   for (const id of todo) {
-    const what = reconcile(state, id, { owned: after.get(id) ?? [], drains });
+    const what = reconcile(state, id, { drains });
     result.repaired.push(...what.map((w) => `#${id}: ${w}`));
   }
 }
@@ -429,8 +442,8 @@ function rollback(state: EngineState, claimedKeys: Buffer[], ids: bigint[]): voi
   try {
     for (let i = 0; i < claimedKeys.length; i += CHUNK)
       state.map('l3_owners').deleteBatch(claimedKeys.slice(i, i + CHUNK));
-    const after = groupOwners(state.owners());
-    for (const id of ids) reconcile(state, id, { owned: after.get(id) ?? [] });
+    // Through each cell's index: its intents of the undone claims go too.
+    for (const id of ids) reconcile(state, id);
   } catch {
     /* the original error matters more; gc finishes the rest */
   }

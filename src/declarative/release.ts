@@ -18,8 +18,10 @@ import {
 } from '../codecs/layout';
 import { derive, type OwnerEntry } from '../cells/cells';
 import { pruneCellNames } from '../cells/names';
-import { boundAddresses } from '../cells/holders';
 import { destroySockets } from '../dataplane/revoke';
+import { boundAddresses } from '../cells/holders';
+import { clearLists, slotCounts } from '../dataplane/cell-index';
+import { markKeptListeners } from '../cells/kept-listeners';
 import type { EngineState } from '../dataplane/state';
 import { CHUNK, writeBatch } from './batch';
 
@@ -68,13 +70,14 @@ export function releaseCells(
     cellValues.push(encodeCell(derive(cell, flagged, cell.loopback4)));
   }
   writeBatch(state.map('l3_cells'), cellKeys, cellValues, 'l3_cells');
-  // After the flags (no new bind can take these addresses): only addresses
-  // some socket is on need the iterator, which walks every socket per address.
+  // After the flags (no new bind can take these addresses): one read of the
+  // socket table says which addresses some socket is on; only those go to
+  // the iterator (100,000s of cells, mostly without sockets).
   const bound = boundAddresses();
-  const destroyed = destroySockets(
-    state.layout,
-    owned.filter((e) => bound.has(e.address.text)).map((e) => e.address),
-  );
+  const busy = owned.filter((e) => bound.has(e.address.text)).map((e) => e.address);
+  // Listeners stay (see finishRelease): the next claimers must forget them.
+  if (busy.length > 0) markKeptListeners(state);
+  const destroyed = destroySockets(state.layout, busy);
   deleteAll(
     state,
     'l3_owners',
@@ -85,6 +88,8 @@ export function releaseCells(
     'l3_owners',
     aliases.map((e) => encodeAddr(e.address)),
   );
+  clearLists(state, ids, slotCounts(state)); // after the unclaims
+
   const keys = ids.map((id) => encodeCellKey(id));
   deleteAll(state, 'l3_cells', keys);
   deleteAll(state, 'l3_cell_stats', keys);

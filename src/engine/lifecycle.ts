@@ -52,6 +52,7 @@ import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefi
 import { loadWithPinnedMaps } from '../dataplane/objects';
 import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
 import { EngineState, L3_CONFIG_V1_SIZE, missingMaps, refuseOtherLayout } from '../dataplane/state';
+import { rebuildIndex, type IndexedOwner } from '../dataplane/cell-index';
 import { detachAllUplinks } from '../dataplane/uplink';
 import { removePrefixRoutes, syncPrefixRoutes, type RouteChanges } from '../dataplane/local-routes';
 
@@ -121,6 +122,7 @@ export function up(opts: UpOptions): UpResult {
           maxCells: previous?.maxCells || opts.maxCells || DEFAULT_MAX_CELLS,
           previous,
           rebuildCells: found.missing.includes('l3_cells'),
+          rebuildIndex: found.missing.includes('l3_cell_addrs'),
         },
         undo,
         progress,
@@ -343,6 +345,7 @@ interface BringUp {
   maxCells: number;
   previous: Config | undefined;
   rebuildCells: boolean;
+  rebuildIndex: boolean;
 }
 
 function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => void): UpResult {
@@ -373,6 +376,8 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
         if (i === 0) {
           writeConfig(b);
           // Before any program is swapped in: they would see an empty cell map.
+          // The index first: rebuilding cells reads their owners through it.
+          if (b.rebuildIndex || b.rebuildCells) reindex(layout);
           if (b.rebuildCells) rebuildCells(layout);
         }
         for (const p of spec.programs) {
@@ -396,6 +401,22 @@ function bringUp(b: BringUp, undo: (() => void)[], progress: (step: string) => v
   pinRevoker(layout);
   if (b.previous === undefined) undo.push(() => unpinRevoker(layout));
   return result;
+}
+
+/** --repair: the reverse index of l3_owners, from the owner map. */
+function reindex(layout: PinLayout): void {
+  const state = EngineState.open(layout.root, { incomplete: true });
+  try {
+    const byCell = new Map<bigint, IndexedOwner[]>();
+    for (const e of state.owners()) {
+      const list = byCell.get(e.owner.cell);
+      if (list) list.push(e);
+      else byCell.set(e.owner.cell, [e]);
+    }
+    rebuildIndex(state, byCell);
+  } finally {
+    state.close();
+  }
 }
 
 /** --repair: every cell the owner map proves (it owns a loopback alias)
@@ -573,15 +594,6 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
   }
   let rootId: bigint | undefined;
   const result = withLock(layout, () => {
-    // All a down killed before its last rmdir leaves: finish it.
-    if (fs.readdirSync(layout.root).length === 0) {
-      try {
-        fs.rmdirSync(layout.root);
-      } catch {
-        /* a mount point (bpffs itself): nothing of ours in it either way */
-      }
-      return undefined;
-    }
     const result: DownResult = {
       pinDir: layout.root,
       links: 0,
@@ -620,8 +632,6 @@ export function down(pinDir: string, opts: DownOptions = {}): DownResult {
     fs.rmSync(layout.lockFile, { force: true });
     forgetCellNames(layout);
   }
-  if (!result)
-    throw new L3isoError('ENOT_UP', `engine is not up in ${layout.root} (its pin dir was empty)`);
   return result;
 }
 
@@ -635,7 +645,10 @@ function openForDown(
   layout: PinLayout,
 ): { state: EngineState | undefined; rootId: bigint | undefined } | undefined {
   const foreign = foreignEntries(layout);
-  const ours = fs.readdirSync(layout.root).filter(isOwnTopEntry);
+  const entries = fs.readdirSync(layout.root);
+  // An empty dir is a down killed before its last step (the rmdir): finish it.
+  if (entries.length === 0) return undefined;
+  const ours = entries.filter(isOwnTopEntry);
   if (ours.length === 0) {
     throw new L3isoError(
       'EPIN_DIR',

@@ -65,21 +65,25 @@ function parseSyntax(text: string, original: string): IpAddr {
   throw invalid(original, 'not an IPv4 or IPv6 address');
 }
 
+function v4Refusal(a: number, b: number, c: number, d: number): string | undefined {
+  if (a === 0 && b === 0 && c === 0 && d === 0) {
+    return 'the unspecified address (wildcard) cannot be owned';
+  }
+  if (a === 0) return '0.0.0.0/8 ("this network") is not a valid source address';
+  if (a === 127)
+    return 'loopback addresses (127.0.0.0/8) cannot be owned; each cell gets a private loopback alias automatically';
+  if (a >= 224 && a <= 239) return 'multicast addresses (224.0.0.0/4) cannot be owned';
+  if (a === 255 && b === 255 && c === 255 && d === 255) {
+    return 'the limited broadcast address cannot be owned';
+  }
+  return undefined;
+}
+
 /** Why a cell cannot own `ip`, or undefined when it can. */
 function ownershipRefusal(ip: IpAddr): string | undefined {
   if (ip.kind() === 'ipv4') {
     const [a, b, c, d] = (ip as ipaddr.IPv4).octets as [number, number, number, number];
-    if (a === 0 && b === 0 && c === 0 && d === 0) {
-      return 'the unspecified address (wildcard) cannot be owned';
-    }
-    if (a === 0) return '0.0.0.0/8 ("this network") is not a valid source address';
-    if (a === 127)
-      return 'loopback addresses (127.0.0.0/8) cannot be owned; each cell gets a private loopback alias automatically';
-    if (a >= 224 && a <= 239) return 'multicast addresses (224.0.0.0/4) cannot be owned';
-    if (a === 255 && b === 255 && c === 255 && d === 255) {
-      return 'the limited broadcast address cannot be owned';
-    }
-    return undefined;
+    return v4Refusal(a, b, c, d);
   }
   const v6 = ip as ipaddr.IPv6;
   switch (v6.range()) {
@@ -110,6 +114,14 @@ export function parseAddress(text: string): CellAddress {
       'expected a single address, not a prefix',
       `drop the /length, e.g. "${text.split('/')[0] ?? ''}"`,
     );
+  }
+  // The common case without ipaddr.js (a state file lists 100,000s of them).
+  const quad = DOTTED_QUAD.exec(text);
+  if (quad) {
+    const o = [Number(quad[1]), Number(quad[2]), Number(quad[3]), Number(quad[4])] as const;
+    const why = v4Refusal(...o);
+    if (why !== undefined) throw invalid(text, why);
+    return { family: 4, text, bytes: Buffer.from(o) };
   }
   const ip = parseSyntax(text, text);
   const refusal = ownershipRefusal(ip);
@@ -184,16 +196,39 @@ function checkBytes(family: Family, bytes: Uint8Array): void {
   }
 }
 
-/** Canonical text of raw network-order bytes (inverse of parseAddress). */
+/** Four decimal octets without leading zeros: the only IPv4 spelling taken. */
+const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const DOTTED_QUAD = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
+
+/** Canonical text of raw network-order bytes (inverse of parseAddress):
+ * dotted quad, or RFC 5952 (longest run of two or more zero groups as
+ * "::", the first of equal runs; lowercase hex; a v4-mapped address keeps
+ * its dotted-quad tail, section 5). */
 export function formatAddress(family: Family, bytes: Uint8Array): string {
   checkBytes(family, bytes);
-  const ip = ipaddr.fromByteArray(Array.from(bytes));
-  if (ip.kind() === 'ipv4') return ip.toString();
-  const v6 = ip as ipaddr.IPv6;
-  // RFC 5952 section 5: mapped addresses keep their dotted-quad tail.
-  return v6.isIPv4MappedAddress()
-    ? `::ffff:${v6.toIPv4Address().toString()}`
-    : v6.toRFC5952String();
+  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff)
+    return `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (gs: number[]) => gs.map((g) => g.toString(16)).join(':');
+  if (best < 0) return hex(groups);
+  return `${hex(groups.slice(0, best))}::${hex(groups.slice(best + bestLen))}`;
 }
 
 /**

@@ -31,9 +31,26 @@ function unescapeMountField(field: string): string {
  * The cgroup2 mount point: /sys/fs/cgroup on unified hosts, often
  * /sys/fs/cgroup/unified on hybrid ones, so it is looked up, never assumed.
  */
-export function findCgroup2Mount(
-  mountsText: string = readFileSync('/proc/mounts', 'utf8'),
-): string {
+export function findCgroup2Mount(mountsText?: string): string {
+  if (mountsText !== undefined) return cgroup2MountIn(mountsText);
+  // Remembered for the process (the agent resolves a cgroup per request),
+  // and still a cgroup2 filesystem each time it is handed out.
+  if (knownMount !== undefined && isCgroup2(knownMount)) return knownMount;
+  knownMount = cgroup2MountIn(readFileSync('/proc/mounts', 'utf8'));
+  return knownMount;
+}
+
+let knownMount: string | undefined;
+
+function isCgroup2(dir: string): boolean {
+  try {
+    return statfsSync(dir).type === CGROUP2_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+function cgroup2MountIn(mountsText: string): string {
   for (const line of mountsText.split('\n')) {
     const fields = line.trim().split(/\s+/);
     const mountPoint = fields[1];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { L3isoError } from '../../src/errors';
+import ipaddr from 'ipaddr.js';
 import {
   addressFromBytes,
   formatAddress,
@@ -300,5 +301,25 @@ describe('loopbackCandidates', () => {
 
   it.each([-1n, 1n << 64n])('refuses cell id %s', (id) => {
     expect(codeOf(() => loopbackCandidates(id).next())).toBe('EUSAGE');
+  });
+});
+
+describe('formatAddress without ipaddr.js', () => {
+  it('spells random addresses as ipaddr.js does (RFC 5952, mapped tails)', () => {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let n = 0; n < 3000; n++) {
+      const b = Buffer.alloc(16);
+      // Mostly zero groups, so that runs of every length and position occur.
+      for (let g = 0; g < 8; g++) if (next() % 3 === 0) b.writeUInt16BE(next() % 0x10000, 2 * g);
+      if (n % 10 === 0) b.fill(0, 0, 10).writeUInt16BE(0xffff, 10);
+      const ip = ipaddr.fromByteArray([...b]) as ipaddr.IPv6;
+      const want = ip.isIPv4MappedAddress()
+        ? `::ffff:${ip.toIPv4Address().toString()}`
+        : ip.toRFC5952String();
+      expect(formatAddress(6, b)).toBe(want);
+      const v4 = b.subarray(12);
+      expect(formatAddress(4, v4)).toBe(ipaddr.fromByteArray([...v4]).toString());
+    }
   });
 });

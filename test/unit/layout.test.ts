@@ -64,6 +64,8 @@ import {
   sumCellStats,
   type CellStats,
   type StructLayout,
+  decodeCellSlot,
+  encodeCellSlot,
 } from '../../src/codecs/layout';
 import { addressFromBytes, parseAddress, parsePrefix } from '../../src/model/address';
 
@@ -139,7 +141,9 @@ function probeSource(): string {
   hex("a4", &a4, sizeof a4, 1); hex("a6", &a6, sizeof a6, 0); hex("owner", &o, sizeof o, 0);
   hex("cell", &c, sizeof c, 0); hex("config", &cfg, sizeof cfg, 0);
   hex("stats", &st, sizeof st, 0); hex("denials", &dn, sizeof dn, 0);
-  hex("origin", &so, sizeof so, 0);`);
+  hex("origin", &so, sizeof so, 0);
+  struct l3_cell_slot sl; memset(&sl, 0, sizeof sl);
+  sl.cell = 0x0102030405060708ULL; sl.slot = 0x0a0b0c0d; hex("slot", &sl, sizeof sl, 0);`);
   emit('}}\n');
   return `#include <stdio.h>
 #include <stddef.h>
@@ -171,7 +175,7 @@ interface Probe {
   constants: Record<string, string>;
   reasons: Record<string, number>;
   samples: Record<
-    'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'denials' | 'origin',
+    'a4' | 'a6' | 'owner' | 'cell' | 'config' | 'stats' | 'denials' | 'origin' | 'slot',
     string
   >;
 }
@@ -263,6 +267,14 @@ describe('codecs read and write the bytes C does', () => {
     expect(hexOf(encodeAddr(v6))).toBe(probe.samples.a6);
     expect(decodeAddr(Buffer.from(probe.samples.a4, 'hex'))).toEqual(v4);
     expect(decodeAddr(Buffer.from(probe.samples.a6, 'hex'))).toEqual(v6);
+  });
+
+  it('l3_cell_slot', () => {
+    expect(hexOf(encodeCellSlot(0x0102030405060708n, 0x0a0b0c0d))).toBe(probe.samples.slot);
+    expect(decodeCellSlot(Buffer.from(probe.samples.slot, 'hex'))).toEqual({
+      cell: 0x0102030405060708n,
+      slot: 0x0a0b0c0d,
+    });
   });
 
   it('l3_owner', () => {
@@ -537,6 +549,7 @@ describe('layout version', () => {
   const FINGERPRINTS: Record<number, string> = {
     2: '762d61aae51ee8c6',
     3: '5c02fd8c43555303', // l3_cell_stats split into traffic and l3_cell_denials
+    4: 'd6586cebba8988c2', // and the reverse index l3_cell_addrs
   };
   const fingerprint = async (): Promise<string> => {
     const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/dataplane/programs');
