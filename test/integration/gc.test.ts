@@ -219,7 +219,7 @@ describe('gc repairs what a killed verb left (issue 9, Why)', () => {
     withMap(sb, 'l3_owners', (m) => {
       for (const k of [...m.keys()]) if (decodeOwner(m.lookup(k)!).cell === id) m.delete(k);
     });
-    expect(await check()).toEqual([`counters of no cell: #${id}`]);
+    expect(await check()).toContain(`counters of no cell: #${id}`);
     expect(await metric()).toBe(cells);
     const gc = await sb.cliOk(['gc', '--json']);
     expect(gc.json.staleCounters).toEqual([id.toString()]);
