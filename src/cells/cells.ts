@@ -501,7 +501,26 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
     return repaired;
   }
   if (!alias) throw new L3isoError('EKERNEL', `cell ${id} has no loopback alias in l3_owners`);
-  const next = derive(cell, owned, alias.address, o.prefer);
+  // One alias per cell: the one its record names (a second one cost a
+  // slot of 127.64.0.0/10 and was in no record, so no socket is on it).
+  const keep = owned.find((e) => isAlias(e) && e.address.text === cell?.loopback4.text) ?? alias;
+  const extra = owned.filter((e) => isAlias(e) && e !== keep);
+  if (extra.length > 0) {
+    finishRelease(
+      state,
+      extra.map((e) => e.address),
+    );
+    repaired.push(`released extra loopback aliases ${extra.map((e) => e.address.text).join(', ')}`);
+    owned = owned.filter((e) => !extra.includes(e));
+    if (index)
+      rewriteList(
+        state,
+        id,
+        index.list,
+        owned.map((e) => e.address),
+      );
+  }
+  const next = derive(cell, owned, keep.address, o.prefer);
   if (!cell || !sameCell(cell, next)) {
     state.putCell(id, next);
     if (cell) repaired.push(...differences(cell, next));
@@ -893,6 +912,8 @@ export function inconsistencies(state: EngineState, drains = false): string[] {
   for (const [id, cell] of cells) {
     const owned = byCell.get(id) ?? [];
     const alias = owned.find(isAlias);
+    const aliases = owned.filter(isAlias).length;
+    if (aliases > 1) out.push(`cell #${id} owns ${aliases} loopback aliases`);
     if (!alias) out.push(`cell #${id} has no loopback alias owner`);
     else if (alias.address.text !== cell.loopback4.text)
       out.push(`cell #${id} records alias ${cell.loopback4.text}, owns ${alias.address.text}`);

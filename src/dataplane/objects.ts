@@ -55,10 +55,12 @@ export function loadWithPinnedMaps(
           map.valueSize !== spec.valueSize ||
           map.type !== spec.type
         ) {
+          // Before anything is loaded: a program built for other sizes
+          // would read this map's entries wrongly.
           throw new L3isoError(
             'EPIN_DIR',
-            `pinned map ${spec.name} has another layout than this version expects`,
-            'run `l3iso down` and `up` again (this drops the assignments)',
+            `${file} was built for another layout than the engine's pinned maps: its ${spec.name} is type ${spec.type}, key ${spec.keySize} B, value ${spec.valueSize} B; the pinned one is type ${map.type}, key ${map.keySize} B, value ${map.valueSize} B; nothing was changed`,
+            'use the BPF objects of the l3iso that brought the engine up (npm run build:bpf)',
           );
         }
         obj.reuseMap(spec.name, map);

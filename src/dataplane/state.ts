@@ -4,7 +4,7 @@
  * one never leave a stale copy behind.
  */
 import * as fs from 'node:fs';
-import { BpfMap, MapUpdate, isErrno } from '../../loader';
+import { BpfMap, MapType, MapUpdate, isErrno } from '../../loader';
 import { L3isoError } from '../errors';
 import { sleepSync } from '../sleep';
 import {
@@ -28,6 +28,7 @@ import {
   L3_CONFIG_COMPLETE,
   L3_CONFIG_MAGIC,
   L3_LAYOUT_VERSION,
+  LAYOUT,
   type Cell,
   type CellTotals,
   type Config,
@@ -78,6 +79,9 @@ export class EngineState implements Disposable {
         'run `l3iso up --cgroup-root PATH` first',
       );
     }
+    // First, before the set of maps and their shapes: another layout
+    // version may have other maps, or other sizes, l3_config's included.
+    if (!missing.includes('l3_config')) refuseOtherLayout(layout);
     const lock = opts.lock ?? PinDirLock.open(layout.root);
     const state = new EngineState(layout, lock, opts.lock === undefined);
     try {
@@ -137,16 +141,7 @@ export class EngineState implements Disposable {
         'use another --pin-dir; l3iso leaves pins it did not create alone',
       );
     }
-    if (config.version !== L3_LAYOUT_VERSION) {
-      const which = config.version > L3_LAYOUT_VERSION ? 'a newer' : 'an older';
-      throw new L3isoError(
-        'EPIN_DIR',
-        `engine in ${this.layout.root} has layout version ${config.version}, made by ${which} l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
-        config.version > L3_LAYOUT_VERSION
-          ? 'use the l3iso that brought it up'
-          : 'an engine of an older layout cannot be reused: run `l3iso down`, then `l3iso up` (this drops the assignments)',
-      );
-    }
+    if (config.version !== L3_LAYOUT_VERSION) throw otherLayout(this.layout, config.version);
     if (!((config.flags ?? 0) & L3_CONFIG_COMPLETE) && !incompleteOk)
       throw interrupted(this.layout.root);
     return config;
@@ -325,6 +320,50 @@ export class EngineState implements Disposable {
   private statsStride(): number {
     return Math.ceil(this.map('l3_cell_stats').valueSize / 8) * 8;
   }
+}
+
+function otherLayout(layout: PinLayout, version: number): L3isoError {
+  const newer = version > L3_LAYOUT_VERSION;
+  return new L3isoError(
+    'EPIN_DIR',
+    `engine in ${layout.root} has layout version ${version}, made by ${newer ? 'a newer' : 'an older'} l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
+    newer
+      ? 'use the l3iso that brought it up (README "Crashes and gc": downgrades)'
+      : 'an engine of an older layout cannot be reused: run `l3iso down`, then `l3iso up` (this drops the assignments)',
+  );
+}
+
+/** Where every layout version keeps its identity in l3_config: the struct
+ * only ever grows at its end, so `version` stays at byte 12 and, from
+ * version 2 on, `magic` at byte 272 (bpf/l3iso.h). */
+const VERSION_AT = LAYOUT.l3_config.fields.version.offset;
+const MAGIC_AT = LAYOUT.l3_config.fields.magic.offset;
+
+/**
+ * The layout version in a pinned l3_config of any size, when it is an
+ * l3iso marker (magic at its place) or layout 1's (272 bytes, no magic);
+ * undefined when it is neither (refused later as not the engine's).
+ */
+export function pinnedLayoutVersion(layout: PinLayout): number | undefined {
+  const m = BpfMap.openPinned(layout.map('l3_config'));
+  try {
+    if (m.type !== MapType.ARRAY || m.keySize !== 4) return undefined;
+    if (m.valueSize !== L3_CONFIG_V1_SIZE && m.valueSize < MAGIC_AT + 8) return undefined;
+    const raw = m.lookup(configKey());
+    if (!raw) return undefined;
+    if (m.valueSize === L3_CONFIG_V1_SIZE)
+      return raw.readUInt32LE(VERSION_AT) === 1 ? 1 : undefined;
+    if (raw.readBigUInt64LE(MAGIC_AT) !== L3_CONFIG_MAGIC) return undefined;
+    return raw.readUInt32LE(VERSION_AT);
+  } finally {
+    m.close();
+  }
+}
+
+/** EPIN_DIR naming the version when the dir is an engine of another layout. */
+export function refuseOtherLayout(layout: PinLayout): void {
+  const version = pinnedLayoutVersion(layout);
+  if (version !== undefined && version !== L3_LAYOUT_VERSION) throw otherLayout(layout, version);
 }
 
 function interrupted(root: string): L3isoError {

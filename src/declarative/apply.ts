@@ -296,6 +296,13 @@ function converge(
   // What prepare read under this lock: a superset of what is owned now
   // (the releases before this only took addresses away).
   const taken = new Set(p.live.owners.map((e) => e.address.text));
+  // An apply killed after its claims left new cells' aliases claimed but
+  // no cell entry: the re-run takes the same alias, not a second one.
+  const aliasOf = new Map(
+    p.live.owners
+      .filter((e) => e.owner.flags & L3_OWNER_LOOPBACK)
+      .map((e) => [e.owner.cell, e.address]),
+  );
   const liveIds = new Map(p.live.cells.map((c) => [c.cgroup, c.id]));
   const claims: OwnerEntry[] = [];
   const fresh: NewCell[] = [];
@@ -310,7 +317,7 @@ function converge(
     for (const a of c.added)
       claims.push({ address: parseAddress(a), owner: { cell: id, flags: 0 } });
     if (c.action === 'create') {
-      const alias = pickAlias(id, taken);
+      const alias = aliasOf.get(id) ?? pickAlias(id, taken);
       claims.push({ address: alias, owner: { cell: id, flags: L3_OWNER_LOOPBACK } });
       fresh.push({ id, desired: d, alias });
     } else updated.push({ id, change: c });

@@ -55,7 +55,7 @@ import {
 import { allowList, parsePrefixes, setManagedPrefixes } from '../dataplane/prefixes';
 import { loadWithPinnedMaps } from '../dataplane/objects';
 import { pinRevoker, unpinRevoker } from '../dataplane/revoke';
-import { EngineState, L3_CONFIG_V1_SIZE, missingMaps } from '../dataplane/state';
+import { EngineState, L3_CONFIG_V1_SIZE, missingMaps, refuseOtherLayout } from '../dataplane/state';
 import { rebuildIndex, type IndexedOwner } from '../dataplane/cell-index';
 import { detachAllUplinks } from '../dataplane/uplink';
 import { netnsInode } from '../dataplane/netns';
@@ -330,6 +330,8 @@ interface Found {
  * recreates the owner map itself (the truth cannot be rebuilt).
  */
 function inspectForUp(layout: PinLayout, repair: boolean): Found {
+  // A newer engine may have maps this version does not know: not foreign.
+  if (fs.existsSync(layout.map('l3_config'))) refuseOtherLayout(layout);
   const foreign = foreignEntries(layout);
   if (foreign.length > 0) {
     throw new L3isoError(
@@ -340,7 +342,7 @@ function inspectForUp(layout: PinLayout, repair: boolean): Found {
   }
   const missing = missingMaps(layout);
   const anyLinks = fs.existsSync(layout.linksDir) && fs.readdirSync(layout.linksDir).length > 0;
-  if (missing.length === SHARED_MAPS.length) {
+  if (missing.length === SHARED_MAPS.length || killedBeforeConfig(layout, missing, anyLinks)) {
     if (anyLinks) {
       throw new L3isoError(
         'EPIN_PARTIAL',
@@ -374,6 +376,30 @@ function inspectForUp(layout: PinLayout, repair: boolean): Found {
   } finally {
     state.close();
   }
+}
+
+/**
+ * The first up pins its maps before it writes l3_config and attaches
+ * anything, and no verb runs without l3_config: maps without it, with no
+ * link, no revocation iterator and no owner or cell entry, are a first up
+ * killed early, which the next up finishes by reusing them. (A live engine
+ * that lost its l3_config still has its links: refused below.)
+ */
+function killedBeforeConfig(
+  layout: PinLayout,
+  missing: SharedMapName[],
+  anyLinks: boolean,
+): boolean {
+  if (!missing.includes('l3_config') || anyLinks || fs.existsSync(layout.revokeDir)) return false;
+  return (['l3_owners', 'l3_cells'] as const).every((name) => {
+    if (missing.includes(name)) return true;
+    const m = BpfMap.openPinned(layout.map(name));
+    try {
+      return m.keys().next().done === true;
+    } finally {
+      m.close();
+    }
+  });
 }
 
 /** `up` on a live engine with other parameters would report success and

@@ -241,16 +241,16 @@ export function renderTraffic(snap: MetricsSnapshot): string {
 /** Reads everything a scrape needs from an open engine. */
 export function snapshotOf(state: EngineState, namer: CellNamer): MetricsSnapshot {
   const table = readStatsTable(state.map('l3_cell_stats'), state.map('l3_cell_denials'));
-  let cells = 0;
-  for (let i = 0; i < (table.entries?.l3_cell_stats ?? table.length); i++)
-    if (table.ids[i] !== 0n) cells++;
+  // Both counter maps were just read whole: their entry counts are known.
+  const maps = mapFills(state, table.entries);
   return {
     table,
     names: namer.resolve(table.ids),
-    cells,
+    // Cells are l3_cells entries: a counters row a crash left without its
+    // cell (until gc) is not a cell.
+    cells: maps.find((m) => m.map === 'l3_cells')?.entries ?? 0,
     suppressed: readSuppressed(state.map('l3_event_budget')),
-    // Both counter maps were just read whole: their entry counts are known.
-    maps: mapFills(state, table.entries),
+    maps,
   };
 }
 

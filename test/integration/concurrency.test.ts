@@ -1,15 +1,25 @@
-// Issue 9: racing CLIs on many addresses. Every worker (one per cell) tries
-// to assign every batch of a shared address pool, in its own random order;
-// batches that nobody won (two claimers can both lose and roll back) are
-// retried. At the end each address has exactly one owner, it is the cell
-// whose assign of that batch exited 0, and every record is consistent.
-// CI: 8 CLIs on 200 addresses; L3ISO_LONG=1: 16 CLIs on 1,000.
+// Issue 9: racing CLIs and agent clients on many addresses. Every worker
+// (one per cell) tries to assign every batch of a shared address pool, in
+// its own random order; batches that nobody won (two claimers can both
+// lose and roll back) are retried. The CLI workers run alone (--no-agent),
+// the agent clients are CLIs whose requests the agent answers, so the
+// agent's assigns race the CLIs' in the kernel. At the end each address
+// has exactly one owner, it is the cell whose assign of that batch exited
+// 0, and every record is consistent (gc --check and the test's own check).
+// CI: 8 CLIs and 2 agent clients on 200 addresses; L3ISO_LONG=1: 16 CLIs
+// and 4 agent clients on 1,000.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, type Sandbox } from '../harness/sandbox';
 import { childrenOf, flocksOn, inFlock, lockFree, spawnCli, stopped, until } from '../harness/lock';
+import { mapInvariants } from '../harness/invariants';
+import { CLI, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 const LONG = process.env.L3ISO_LONG === '1';
 const WORKERS = LONG ? 16 : 8;
+const AGENT_CLIENTS = LONG ? 4 : 2;
 const ADDRESSES = LONG ? 1000 : 200;
 const BATCH = 10;
 
@@ -25,30 +35,88 @@ function shuffled<T>(xs: readonly T[]): T[] {
   return a;
 }
 
-describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
+/** The agent's request counters (GET /healthz). */
+function agentRequests(socket: string): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, method: 'GET', path: '/healthz' }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        try {
+          resolve((JSON.parse(text) as { requests: Record<string, number> }).requests);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe(`${WORKERS} concurrent CLIs and ${AGENT_CLIENTS} agent clients on ${ADDRESSES} addresses`, () => {
   let sb: Sandbox;
+  let dir: string;
+  let sock: string;
+  let agent: BgProc | undefined;
   beforeAll(async () => {
     sb = await createSandbox();
     await sb.up();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l3iso-race-'));
+    sock = path.join(dir, 'agent.sock');
+    agent = sb.spawnOnHost([
+      process.execPath,
+      CLI,
+      '--pin-dir',
+      sb.pinDir,
+      'agent',
+      '--socket',
+      sock,
+    ]);
+    for (let i = 0; ; i++) {
+      if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.stderr}`);
+      if (
+        await agentRequests(sock).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      if (i > 150) throw new Error('the agent did not answer /healthz');
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
   afterAll(async () => {
+    await agent?.kill();
     await sb?.destroy();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('every address ends with exactly one owner: the cell whose assign won it', async () => {
     const batches = Array.from({ length: ADDRESSES / BATCH }, (_, b) =>
       Array.from({ length: BATCH }, (_, k) => addr(b * BATCH + k)),
     );
-    const cells = Array.from({ length: WORKERS }, (_, w) => `w${w}`);
+    const cells = [
+      ...Array.from({ length: WORKERS }, (_, w) => `w${w}`),
+      ...Array.from({ length: AGENT_CLIENTS }, (_, w) => `agent${w}`),
+    ];
     for (const c of cells) sb.cg(c);
     const winner = new Map<number, string>();
+    let viaAgent = 0;
+    const before = (await agentRequests(sock))['POST /v1/assign'] ?? 0;
     const worker = async (cell: string, order: number[]) => {
+      const agentClient = cell.startsWith('agent');
       for (const b of order) {
         if (winner.has(b)) continue;
-        const r = await sb.cli(['assign', cell, ...batches[b]!], {
-          json: true,
-          timeoutMs: 120_000,
-        });
+        if (agentClient) viaAgent++;
+        const r = await sb.cli(
+          [...(agentClient ? [] : ['--no-agent']), 'assign', cell, ...batches[b]!],
+          {
+            json: true,
+            timeoutMs: 120_000,
+            env: agentClient ? { L3ISO_AGENT_SOCKET: sock } : {},
+          },
+        );
         if (r.status === 0) {
           expect(winner.has(b), `batch ${b} won twice`).toBe(false);
           winner.set(b, cell);
@@ -63,6 +131,14 @@ describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
       await Promise.all(cells.map((c) => worker(c, shuffled(left))));
     }
     expect(winner.size).toBe(batches.length);
+    // the agent answered every agent client's request
+    const answered = ((await agentRequests(sock))['POST /v1/assign'] ?? 0) - before;
+    expect(viaAgent).toBeGreaterThan(0);
+    expect(answered).toBe(viaAgent);
+    const agentWon = [...winner.values()].filter((c) => c.startsWith('agent')).length;
+    console.log(
+      `concurrency: ${cells.length} workers, ${ADDRESSES} addresses; agent clients sent ${viaAgent} assigns and won ${agentWon} of ${batches.length} batches`,
+    );
 
     const owner = new Map<string, string>();
     for (const c of await sb.list()) {
@@ -75,6 +151,7 @@ describe(`${WORKERS} concurrent CLIs on ${ADDRESSES} addresses`, () => {
     expect(owner.size).toBe(ADDRESSES);
     const check = await sb.cli(['gc', '--check', '--json']);
     expect(check.json?.inconsistencies, check.stderr).toEqual([]);
+    expect(mapInvariants(sb.pinDir)).toEqual([]);
   }, 900_000);
 
   // Issue 12: the lock is the pin dir's flock. A writer stopped inside its

@@ -4,15 +4,21 @@
 // partial, damaged and newer dirs (--repair rebuilds the cell map from the
 // owner map); gc never releases a cell because the root cannot be resolved.
 // Issue 7 item 4: up with other parameters, or a second engine on the same
-// root, is refused.
-import { spawnSync } from 'node:child_process';
+// root, is refused. Downgrades (README "Crashes and gc"): a dir of a newer
+// layout (bigger l3_config, maps this version does not know or no longer
+// has) is refused by every verb by its version; BPF objects built from the
+// previous header are refused by up before anything is loaded; the way
+// down is export, down --force, up with the older l3iso, apply.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
+import { BpfLink, BpfMap, BpfObject, MapType, MapUpdate } from '../../loader';
 import {
   L3_CONFIG_COMPLETE,
+  L3_CONFIG_MAGIC,
   L3_LAYOUT_VERSION,
   LAYOUT,
   decodeConfig,
@@ -212,16 +218,20 @@ describe('pin dirs', () => {
 
   it('gc releases nothing when the recorded cgroup root cannot be resolved', async () => {
     const root = sb.root;
-    rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = '/sys/fs/cgroup/garbage\nroot'));
-    try {
-      const r = await sb.cli(['gc']);
-      expect(r.status).toBe(1);
-      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
-      expect(r.stderr).toMatch(/cannot resolve the engine's cgroup root/);
-    } finally {
-      rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = root));
+    // garbage, and a real cgroup that is not the root (walking it, every
+    // cell would look dead)
+    for (const garbage of ['/sys/fs/cgroup/garbage\nroot', sb.outsideCg('elsewhere')]) {
+      rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = garbage));
+      try {
+        const r = await sb.cli(['gc']);
+        expect(r.status).toBe(1);
+        expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+        expect(r.stderr).toMatch(/cannot resolve the engine's cgroup root .*nothing was released/);
+      } finally {
+        rewriteConfig(sb.pinDir, (c) => (c.cgroupRoot = root));
+      }
+      expect(await sb.list()).toHaveLength(1);
     }
-    expect(await sb.list()).toHaveLength(1);
   });
 
   it('up with another --max-cells, --netns or cgroup root is refused', async () => {
@@ -524,5 +534,158 @@ describe('a fresh up is built aside and renamed into place', () => {
     expect(fs.readdirSync(sb.pinDir)).toEqual(['someone-else']);
     expect(builds()).toEqual([]);
     fs.unlinkSync(path.join(sb.pinDir, 'someone-else'));
+  });
+});
+
+/** An engine dir as a newer l3iso (layout version L3_LAYOUT_VERSION + 1)
+ * could leave it: l3_config grown at its end, a map this version does not
+ * know, and maps this version has that it dropped. */
+function newerEngineDir(dir: string): number {
+  const newer = L3_LAYOUT_VERSION + 1;
+  fs.mkdirSync(path.join(dir, 'maps'));
+  fs.mkdirSync(path.join(dir, 'links'));
+  const size = LAYOUT.l3_config.size + 16;
+  const cfg = BpfMap.create({
+    type: MapType.ARRAY,
+    name: 'l3_config',
+    keySize: 4,
+    valueSize: size,
+    maxEntries: 1,
+  });
+  try {
+    const v = Buffer.alloc(size);
+    v.writeUInt32LE(newer, LAYOUT.l3_config.fields.version.offset);
+    v.writeBigUInt64LE(L3_CONFIG_MAGIC, LAYOUT.l3_config.fields.magic.offset);
+    cfg.update(Buffer.alloc(4), v, MapUpdate.ANY);
+    cfg.pin(path.join(dir, 'maps', 'l3_config'));
+  } finally {
+    cfg.close();
+  }
+  for (const name of ['l3_cells', 'l3_owners'] as const) {
+    const sh = SHARED_MAP_SHAPES[name];
+    pinMap(path.join(dir, 'maps', name), sh.type, sh.keySize, sh.valueSize);
+  }
+  pinMap(path.join(dir, 'maps', 'l3_future'), MapType.HASH, 8, 8);
+  return newer;
+}
+
+const tree = (dir: string): string[] => fs.readdirSync(dir, { recursive: true }).map(String).sort();
+
+/** A copy of the package whose sock.bpf.o was built from layout 1's
+ * headers (test/integration/fixtures/layout-v1): a stale build, or an older
+ * package's objects. */
+function staleInstall(): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'l3iso-stale-'));
+  fs.cpSync(path.join(REPO, 'dist'), path.join(root, 'dist'), { recursive: true });
+  fs.copyFileSync(path.join(REPO, 'package.json'), path.join(root, 'package.json'));
+  fs.symlinkSync(fs.realpathSync(path.join(REPO, 'node_modules')), path.join(root, 'node_modules'));
+  fs.mkdirSync(path.join(root, 'bpf'));
+  for (const f of fs.readdirSync(path.join(REPO, 'bpf')))
+    if (f.endsWith('.bpf.o')) fs.copyFileSync(path.join(REPO, 'bpf', f), path.join(root, 'bpf', f));
+  const fixture = path.join(__dirname, 'fixtures', 'layout-v1');
+  const triple = execFileSync('gcc', ['-dumpmachine']).toString().trim();
+  execFileSync('clang', [
+    '-O2',
+    '-g',
+    '-target',
+    'bpf',
+    '-I',
+    fixture,
+    `-I/usr/include/${triple}`,
+    '-c',
+    path.join(fixture, 'sock.bpf.c'),
+    '-o',
+    path.join(root, 'bpf', SOCK_OBJECT),
+  ]);
+  return root;
+}
+
+/** Program id behind each pinned link: what up would change. */
+function linkedPrograms(pinDir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of fs.readdirSync(path.join(pinDir, 'links'))) {
+    const link = BpfLink.openPinned(path.join(pinDir, 'links', name));
+    try {
+      out[name] = link.info().progId;
+    } finally {
+      link.close();
+    }
+  }
+  return out;
+}
+
+describe('downgrades', () => {
+  let sb: Sandbox;
+  let stale: string | undefined;
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up();
+    sb.cg('a');
+    await sb.assign('a', V4(1), V6(1));
+  });
+  afterAll(async () => {
+    if (stale) fs.rmSync(stale, { recursive: true, force: true });
+    await sb?.destroy();
+  });
+
+  it('a newer layout (bigger l3_config, maps added and dropped) is refused by every verb by its version', async () => {
+    const dir = sb.extraPinDir();
+    const newer = newerEngineDir(dir);
+    const before = tree(dir);
+    for (const v of [...VERBS, ['up', '--cgroup-root', sb.root], ['down', '--force']]) {
+      const r = await sb.cli(v, { pinDir: dir, json: true });
+      expect(r.json?.error?.code, `${v.join(' ')}: ${r.stdout}`).toBe('EPIN_DIR');
+      expect(r.json.error.message, v.join(' ')).toContain(
+        `layout version ${newer}, made by a newer l3iso; this one uses version ${L3_LAYOUT_VERSION}`,
+      );
+    }
+    expect(tree(dir)).toEqual(before);
+  });
+
+  it('objects built from the previous header: up refuses them before loading anything', async () => {
+    stale = staleInstall();
+    const links = linkedPrograms(sb.pinDir);
+    const cells = await sb.list();
+    const r = await sb.onHost([
+      process.execPath,
+      path.join(stale, 'dist', 'src', 'cli', 'main.js'),
+      '--pin-dir',
+      sb.pinDir,
+      '--json',
+      'up',
+      '--cgroup-root',
+      sb.root,
+    ]);
+    expect(r.status, r.stderr).toBe(1);
+    const err = JSON.parse(r.stdout).error;
+    expect(err.code).toBe('EPIN_DIR');
+    expect(err.message).toMatch(
+      /^sock\.bpf\.o was built for another layout than the engine's pinned maps: its l3_config is .* value 272 B; the pinned one .* value \d+ B; nothing was changed$/,
+    );
+    // nothing was swapped in or changed, and the cell is still confined
+    expect(linkedPrograms(sb.pinDir)).toEqual(links);
+    expect(await sb.list()).toEqual(cells);
+    expect((await sb.cli(['gc', '--check'])).status).toBe(0);
+    const p = await sb.probe('a', [{ op: 'bind_new', fam: 4, addr: V4(5) }], { keepGoing: true });
+    expect(p.last).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+  });
+
+  it('the way down: export, down --force, up (the older l3iso), apply gives the same cells', async () => {
+    sb.cg('b');
+    await sb.assign('b', V4(2));
+    await sb.cliOk(['policy', 'b', '--allow-raw']);
+    const before = await sb.list();
+    const file = path.join(os.tmpdir(), `l3iso-downgrade-${sb.id}.json`);
+    try {
+      fs.writeFileSync(file, (await sb.cliOk(['export', '--json'])).stdout);
+      await sb.cliOk(['down', '--force']);
+      await sb.up();
+      await sb.cliOk(['apply', '-f', file]);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+    const strip = (cs: { id?: unknown; loopback?: unknown }[]) =>
+      cs.map(({ id: _id, loopback: _lo, ...rest }) => rest);
+    expect(strip(await sb.list())).toEqual(strip(before));
   });
 });

@@ -537,3 +537,39 @@ describe('LPM keys and audit events', () => {
     expect(decodeEvent(raw).reason).toBe('not-allowed-source');
   });
 });
+
+// The downgrade rule (README "Crashes and gc"): a binary accepts only pin
+// dirs of its own layout version, so two builds with the same version must
+// agree on every shared map. Changing a map's type, key or value size, or
+// the set of shared maps, therefore bumps L3_LAYOUT_VERSION; and l3_config
+// only grows at its end, so any version can still read another's version
+// and marker to refuse it by name.
+describe('layout version', () => {
+  /** sha256 of the shared maps' shapes, per layout version that shipped them. */
+  const FINGERPRINTS: Record<number, string> = {
+    2: '762d61aae51ee8c6',
+    3: '5c02fd8c43555303', // l3_cell_stats split into traffic and l3_cell_denials
+    4: 'd6586cebba8988c2', // and the reverse index l3_cell_addrs
+  };
+  const fingerprint = async (): Promise<string> => {
+    const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/dataplane/programs');
+    const shapes = SHARED_MAPS.map((n) => {
+      const s = SHARED_MAP_SHAPES[n];
+      return [n, s.type, s.keySize, s.valueSize];
+    });
+    const { createHash } = await import('node:crypto');
+    return createHash('sha256').update(JSON.stringify(shapes)).digest('hex').slice(0, 16);
+  };
+
+  it('is bumped whenever a shared map changes shape or the set of maps changes', async () => {
+    expect(
+      await fingerprint(),
+      'shared map shapes changed: bump L3_LAYOUT_VERSION in bpf/l3iso.h (npm run build regenerates src/codecs/generated.ts) and add its fingerprint here',
+    ).toBe(FINGERPRINTS[L3_LAYOUT_VERSION]);
+  });
+
+  it("keeps l3_config's version and marker where every version looks for them", () => {
+    expect(LAYOUT.l3_config.fields.version.offset).toBe(12);
+    expect(LAYOUT.l3_config.fields.magic.offset).toBe(272);
+  });
+});
