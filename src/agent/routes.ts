@@ -86,6 +86,20 @@ function count(b: Body): number | undefined {
   return v;
 }
 
+/** A request names its addresses, or a pool and how many of it: never both. */
+type Wanted = { addresses: string[] } | { pool: string; count?: number };
+
+function wantedOf(b: Body): Wanted {
+  const addresses = strList(b, 'addresses');
+  const pool = str(b, 'pool', false);
+  const n = count(b);
+  if ((addresses === undefined) === (pool === undefined))
+    throw usage('give either "addresses" or "pool"');
+  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
+  if (addresses) return { addresses };
+  return { pool: pool!, ...(n !== undefined ? { count: n } : {}) };
+}
+
 async function doAssign(ctx: RouteContext, b: Body): Promise<Reply> {
   onlyKeys(b, [
     'cgroup',
@@ -95,17 +109,13 @@ async function doAssign(ctx: RouteContext, b: Body): Promise<Reply> {
     'force',
     'checkLocal',
   ] satisfies (keyof AssignRequest)[]);
-  const addresses = strList(b, 'addresses');
-  const pool = str(b, 'pool', false);
-  const n = count(b);
-  if ((addresses === undefined) === (pool === undefined))
-    throw usage('give either "addresses" or "pool"');
-  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
+  const w = wantedOf(b);
   const opts = { force: bool(b, 'force') === true, checkLocal: bool(b, 'checkLocal') === true };
   const cgroup = str(b, 'cgroup', true);
-  const r = addresses
-    ? ctx.engine().assign(cgroup, addresses, opts)
-    : await ctx.pools.assign(cgroup, pool!, n ?? 1, opts);
+  const r =
+    'addresses' in w
+      ? ctx.engine().assign(cgroup, w.addresses, opts)
+      : await ctx.pools.assign(cgroup, w.pool, w.count ?? 1, opts);
   ctx.onAssigned(BigInt(r.id), r.path);
   return { status: 200, body: r };
 }
@@ -214,12 +224,7 @@ async function doOciCreate(ctx: RouteContext, b: Body): Promise<Reply> {
     'count',
     'allowFrom',
   ] satisfies (keyof OciCreateRequest)[]);
-  const addresses = strList(b, 'addresses');
-  const pool = str(b, 'pool', false);
-  const n = count(b);
-  if ((addresses === undefined) === (pool === undefined))
-    throw usage('give either "addresses" or "pool"');
-  if (n !== undefined && pool === undefined) throw usage('"count" needs "pool"');
+  const w = wantedOf(b);
   const cgroup = str(b, 'cgroup', true);
   if (!cgroup.startsWith('/')) throw usage('"cgroup" must be an absolute path');
   const allowFrom = strList(b, 'allowFrom');
@@ -228,7 +233,7 @@ async function doOciCreate(ctx: RouteContext, b: Body): Promise<Reply> {
     {
       container: str(b, 'container', true),
       cgroup,
-      ...(addresses ? { addresses } : { pool: pool!, ...(n !== undefined ? { count: n } : {}) }),
+      ...w,
       ...(allowFrom ? { allowFrom } : {}),
     },
     (c, p, k) => ctx.pools.assign(c, p, k, {}),
