@@ -30,12 +30,21 @@ export async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   }
 }
 
-/** Resolves true once stdout is closed under us (EPIPE: `| head`). */
+let stdoutClosed = false;
+let watchingStdout = false;
+
+/** Resolves true once stdout is closed under us (EPIPE: `| head`). One
+ * listener per process, kept for its life (an EPIPE can still come while
+ * the last output drains): main() may run many times in one process (the
+ * fuzz driver, an embedding), and a listener per run would pile up into a
+ * MaxListenersExceededWarning on stderr. */
 export function watchStdout(): { closed: () => boolean } {
-  let closed = false;
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') closed = true;
-    else throw err;
-  });
-  return { closed: () => closed };
+  if (!watchingStdout) {
+    watchingStdout = true;
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') stdoutClosed = true;
+      else throw err;
+    });
+  }
+  return { closed: () => stdoutClosed };
 }

@@ -3,7 +3,7 @@
 // and whether the engine's maps changed. Used by test/integration/fuzz.test.ts
 // inside the sandbox's network namespace: argv 2 is the pin dir, argv 3 a
 // JSON file holding the list of argument vectors.
-/* global __dirname */
+/* global __dirname, setImmediate */
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -28,12 +28,29 @@ function snapshot() {
   }
 }
 
+/** Listeners a run of main() could leave behind (each one left per run
+ * grows into a MaxListenersExceededWarning in a long-lived process). */
+function listeners() {
+  return {
+    stdoutError: process.stdout.listenerCount('error'),
+    sigint: process.listenerCount('SIGINT'),
+    sigterm: process.listenerCount('SIGTERM'),
+    exit: process.listenerCount('exit'),
+  };
+}
+
 async function runAll() {
+  const warnings = [];
+  process.on('warning', (w) => warnings.push(String(w)));
+  // how many runs grew each listener count: once is a module that installs
+  // its handler for the process's life, twice or more is a leak per run
+  const grew = {};
   const realOut = process.stdout.write.bind(process.stdout);
   const realErr = process.stderr.write.bind(process.stderr);
   const results = [];
   for (const argv of cases) {
     const before = snapshot();
+    const had = listeners();
     let stdout = '';
     let stderr = '';
     process.stdout.write = (chunk) => ((stdout += String(chunk)), true);
@@ -49,8 +66,12 @@ async function runAll() {
       process.stderr.write = realErr;
     }
     results.push({ argv, status, stdout, stderr, crash, changed: snapshot() !== before });
+    const has = listeners();
+    for (const k of Object.keys(has)) if (has[k] > had[k]) grew[k] = (grew[k] || 0) + 1;
   }
-  realOut(JSON.stringify(results) + '\n');
+  // a warning is emitted on the next tick: let it come before reporting
+  await new Promise((resolve) => setImmediate(resolve));
+  realOut(JSON.stringify({ results, warnings, listenersGrew: grew }) + '\n');
 }
 
 process.on('uncaughtException', (err) => {

@@ -109,36 +109,52 @@ describe('CLI grammar fuzz', () => {
         timeoutMs: 1_200_000,
       });
       expect(r.status, r.stderr.slice(-2000)).toBe(0);
-      const results = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-        argv: string[];
-        status: number;
-        stdout: string;
-        stderr: string;
-        crash?: string;
-        changed: boolean;
-      }[];
+      const report = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+        results: {
+          argv: string[];
+          status: number;
+          stdout: string;
+          stderr: string;
+          crash?: string;
+          changed: boolean;
+        }[];
+        warnings: string[];
+        listenersGrew: Record<string, number>;
+      };
+      const { results } = report;
       expect(results).toHaveLength(RUNS);
+      // main() run thousands of times in one process leaves nothing behind
+      expect(report.warnings).toEqual([]);
+      for (const [kind, runs] of Object.entries(report.listenersGrew))
+        expect(runs, `${kind} listeners grew in ${runs} runs: a leak per run`).toBeLessThanOrEqual(
+          1,
+        );
       let failures = 0;
+      // every bad case, not just the first: one report names them all
+      const bad: string[] = [];
+      const check = (ok: boolean, what: string, why: string, res: { stderr: string }) => {
+        if (!ok) bad.push(`${what}: ${why}: ${JSON.stringify(res.stderr.slice(0, 300))}`);
+      };
       for (const res of results) {
         const what = JSON.stringify(res.argv);
-        expect(res.crash, what).toBeUndefined();
-        expect(res.stderr + res.stdout, what).not.toMatch(/\n\s+at .+:\d+:\d+\)?\n/);
+        check(res.crash === undefined, what, `crashed: ${res.crash}`, res);
+        check(!/\n\s+at .+:\d+:\d+\)?\n/.test(res.stderr + res.stdout), what, 'stack trace', res);
         if (res.status === 0) continue;
         failures++;
-        expect([1, 2], what).toContain(res.status);
-        expect(res.changed, `${what} failed and changed the maps`).toBe(false);
+        check([1, 2].includes(res.status), what, `status ${res.status}`, res);
+        check(!res.changed, what, 'failed and changed the maps', res);
         const json = res.argv.includes('--json') || res.argv.includes('-j');
-        const errLines = res.stderr.split('\n').filter((l) => l.startsWith('l3iso: '));
         if (json && res.stdout.includes('"error"')) {
-          expect(JSON.parse(res.stdout).error.code, what).toMatch(/^E[A-Z_]+$/);
+          const code = (JSON.parse(res.stdout) as { error: { code: string } }).error.code;
+          check(/^E[A-Z_]+$/.test(code), what, `code ${code}`, res);
         } else {
-          expect(errLines, `${what}: ${res.stderr}`).toHaveLength(1);
-          expect(
-            res.stderr.split('\n').filter((l) => l && !/^l3iso: warning:/.test(l)),
-            what,
-          ).toHaveLength(1);
+          const errLines = res.stderr.split('\n').filter((l) => l.startsWith('l3iso: '));
+          const others = res.stderr.split('\n').filter((l) => l && !/^l3iso: warning:/.test(l));
+          check(errLines.length === 1, what, `${errLines.length} error lines`, res);
+          check(others.length === 1, what, `${others.length} lines`, res);
         }
       }
+      expect(bad.slice(0, 20), `${bad.length} bad cases`).toEqual([]);
       expect(failures).toBeGreaterThan(RUNS / 4);
     } finally {
       rmSync(file, { force: true });
