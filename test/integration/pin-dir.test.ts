@@ -9,7 +9,7 @@
 // has) is refused by every verb by its version; BPF objects built from the
 // previous header are refused by up before anything is loaded; the way
 // down is export, down --force, up with the older l3iso, apply.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -25,6 +25,7 @@ import {
   encodeConfig,
 } from '../../src/codecs/layout';
 import { SHARED_MAP_SHAPES, SHARED_MAPS, SOCK_OBJECT } from '../../src/dataplane/programs';
+import { compileBpf, packageCopy, type PackageCopy } from '../harness/install';
 import { createSandbox, REPO, V4, V6, type Sandbox } from '../harness/sandbox';
 import { holdLock, inFlock, lockFree, spawnCli, until } from '../harness/lock';
 
@@ -574,30 +575,11 @@ const tree = (dir: string): string[] => fs.readdirSync(dir, { recursive: true })
 /** A copy of the package whose sock.bpf.o was built from layout 1's
  * headers (test/integration/fixtures/layout-v1): a stale build, or an older
  * package's objects. */
-function staleInstall(): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'l3iso-stale-'));
-  fs.cpSync(path.join(REPO, 'dist'), path.join(root, 'dist'), { recursive: true });
-  fs.copyFileSync(path.join(REPO, 'package.json'), path.join(root, 'package.json'));
-  fs.symlinkSync(fs.realpathSync(path.join(REPO, 'node_modules')), path.join(root, 'node_modules'));
-  fs.mkdirSync(path.join(root, 'bpf'));
-  for (const f of fs.readdirSync(path.join(REPO, 'bpf')))
-    if (f.endsWith('.bpf.o')) fs.copyFileSync(path.join(REPO, 'bpf', f), path.join(root, 'bpf', f));
+function staleInstall(): PackageCopy {
+  const copy = packageCopy('stale');
   const fixture = path.join(__dirname, 'fixtures', 'layout-v1');
-  const triple = execFileSync('gcc', ['-dumpmachine']).toString().trim();
-  execFileSync('clang', [
-    '-O2',
-    '-g',
-    '-target',
-    'bpf',
-    '-I',
-    fixture,
-    `-I/usr/include/${triple}`,
-    '-c',
-    path.join(fixture, 'sock.bpf.c'),
-    '-o',
-    path.join(root, 'bpf', SOCK_OBJECT),
-  ]);
-  return root;
+  compileBpf(path.join(fixture, 'sock.bpf.c'), path.join(copy.bpf, SOCK_OBJECT), [fixture]);
+  return copy;
 }
 
 /** Program id behind each pinned link: what up would change. */
@@ -616,7 +598,7 @@ function linkedPrograms(pinDir: string): Record<string, number> {
 
 describe('downgrades', () => {
   let sb: Sandbox;
-  let stale: string | undefined;
+  let stale: PackageCopy | undefined;
   beforeAll(async () => {
     sb = await createSandbox();
     await sb.up();
@@ -624,7 +606,7 @@ describe('downgrades', () => {
     await sb.assign('a', V4(1), V6(1));
   });
   afterAll(async () => {
-    if (stale) fs.rmSync(stale, { recursive: true, force: true });
+    stale?.remove();
     await sb?.destroy();
   });
 
@@ -648,7 +630,7 @@ describe('downgrades', () => {
     const cells = await sb.list();
     const r = await sb.onHost([
       process.execPath,
-      path.join(stale, 'dist', 'src', 'cli', 'main.js'),
+      stale.cli,
       '--pin-dir',
       sb.pinDir,
       '--json',

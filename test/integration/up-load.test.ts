@@ -1,11 +1,18 @@
-// Issue 9: `up` re-run (programs reloaded and swapped in place through
+// Issue 9: `up` re-run with rebuilt programs (swapped in place through
 // bpf_link_update) while a client hammers a cell's server and a prober in
 // another cell keeps trying to bind the server's address: zero failed
-// requests, zero foreign binds. 3 re-runs in CI, 10 under L3ISO_LONG=1.
+// requests, zero foreign binds. The ups alternate between this build and
+// a second install whose attached programs were rebuilt with other
+// compiler flags (other instructions, same maps), as an upgrade in place
+// swaps them. 4 re-runs in CI, 10 under L3ISO_LONG=1.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, python, V4, type Sandbox } from '../harness/sandbox';
+import { ATTACHED_OBJECTS } from '../../src/dataplane/programs';
+import { compileBpf, packageCopy, type PackageCopy } from '../harness/install';
+import { createSandbox, python, REPO, V4, type Sandbox } from '../harness/sandbox';
 
-const UPS = process.env.L3ISO_LONG === '1' ? 10 : 3;
+const UPS = process.env.L3ISO_LONG === '1' ? 10 : 4;
 const PORT = 8500;
 
 /** Loops until stdin closes, then prints {"ok": n, "fail": n, "errors": {...}}. */
@@ -45,9 +52,31 @@ finally:
     s.close()
 raise OSError(99, "refused as expected")`);
 
-describe(`up x${UPS} under load`, () => {
+/** This build's attached objects, compiled for BPF ISA v3 (ALU32 and
+ * JMP32: other instructions than the default v2 build). */
+function rebuiltInstall(): PackageCopy {
+  const copy = packageCopy('rebuilt');
+  for (const { file } of ATTACHED_OBJECTS) {
+    const out = path.join(copy.bpf, file);
+    compileBpf(
+      path.join(REPO, 'bpf', file.replace(/\.o$/, '.c')),
+      out,
+      [path.join(REPO, 'bpf')],
+      ['-mcpu=v3'],
+    );
+    // a rebuild that changed nothing would prove nothing
+    expect(fs.readFileSync(out).equals(fs.readFileSync(path.join(REPO, 'bpf', file))), file).toBe(
+      false,
+    );
+  }
+  return copy;
+}
+
+describe(`up x${UPS} under load, alternating two builds`, () => {
   let sb: Sandbox;
+  let rebuilt: PackageCopy | undefined;
   beforeAll(async () => {
+    rebuilt = rebuiltInstall();
     sb = await createSandbox();
     await sb.up();
     sb.cg('srv');
@@ -57,6 +86,7 @@ describe(`up x${UPS} under load`, () => {
   });
   afterAll(async () => {
     await sb?.destroy();
+    rebuilt?.remove();
   });
 
   it('zero failed requests, zero foreign binds', async () => {
@@ -72,8 +102,24 @@ describe(`up x${UPS} under load`, () => {
     await client.waitFor((l) => l.started === true);
     await prober.waitFor((l) => l.started === true);
     for (let i = 0; i < UPS; i++) {
-      const r = await sb.cliOk(['up', '--cgroup-root', sb.root, '--json']);
-      expect(r.json.fresh).toBe(false);
+      const upArgs = ['up', '--cgroup-root', sb.root];
+      if (i % 2 === 0) {
+        const r = await sb.onHost([
+          process.execPath,
+          rebuilt!.cli,
+          '--pin-dir',
+          sb.pinDir,
+          '--json',
+          ...upArgs,
+        ]);
+        expect(r.status, `rebuilt up: ${r.stderr}`).toBe(0);
+        const out = JSON.parse(r.stdout) as { fresh: boolean; programs: { action: string }[] };
+        expect(out.fresh).toBe(false);
+        expect(out.programs.every((p) => p.action === 'replaced')).toBe(true);
+      } else {
+        const r = await sb.cliOk([...upArgs, '--json']);
+        expect(r.json.fresh).toBe(false);
+      }
     }
     client.child.stdin!.end();
     prober.child.stdin!.end();
