@@ -50,10 +50,9 @@ export function exitQuietlyOnEpipe(): void {
   }
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
-  let status = EXIT_OK;
-  const program = new Command();
-  program
+/** The program with its global options and help, before the verbs. */
+function topLevel(): Command {
+  return new Command()
     .name('l3iso')
     .description(
       'Isolate containers at L3 in one shared network stack: each cell (a cgroup v2 ' +
@@ -87,7 +86,11 @@ export async function main(argv: readonly string[]): Promise<number> {
         'exit status 1, or 2 for usage errors.',
       ].join('\n'),
     );
+}
 
+export async function main(argv: readonly string[]): Promise<number> {
+  let status = EXIT_OK;
+  const program = topLevel();
   const run: Runner = async (fn, o = {}) => {
     const cmdOpts = program.opts<{ pinDir: string; json?: boolean; agent: boolean }>();
     const g: GlobalOptions = {
@@ -109,21 +112,24 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     await program.parseAsync(argv as string[], { from: 'node' });
   } catch (err) {
-    if (err instanceof CommanderError) {
-      if (
-        err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help'
-      ) {
-        return EXIT_OK;
-      }
-      const message = `${err.message.replace(/^error: /, '')} (see --help)`;
-      reportError(new L3isoError('EUSAGE', message), wantsJson(argv));
-      return EXIT_USAGE;
-    }
-    return reportError(err, wantsJson(argv));
+    return parseFailure(err, argv);
   }
   return status;
+}
+
+/** Exit status of a parse that threw: help and version are fine, the rest usage errors. */
+function parseFailure(err: unknown, argv: readonly string[]): number {
+  if (!(err instanceof CommanderError)) return reportError(err, wantsJson(argv));
+  if (
+    err.code === 'commander.helpDisplayed' ||
+    err.code === 'commander.version' ||
+    err.code === 'commander.help'
+  ) {
+    return EXIT_OK;
+  }
+  const message = `${err.message.replace(/^error: /, '')} (see --help)`;
+  reportError(new L3isoError('EUSAGE', message), wantsJson(argv));
+  return EXIT_USAGE;
 }
 
 if (require.main === module) {

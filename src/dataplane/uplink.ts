@@ -19,6 +19,7 @@ import {
   tcHookCreate,
   xdpDetach,
   xdpQueryId,
+  type BpfObject,
 } from '../../loader';
 import { L3isoError } from '../errors';
 import { decodeUplink, encodeUplink, type Uplink } from '../codecs/layout';
@@ -185,14 +186,7 @@ export function attachUplink(
     const previous = readUplink(state, ifindex);
     const obj = loadWithPinnedMaps(UPLINK_OBJECT, state.layout);
     try {
-      const present = xdpQueryId(ifindex);
-      if (present !== 0 && present !== previous?.xdpProgId) {
-        throw new L3isoError(
-          'EUSAGE',
-          `${iface} already has an XDP program (id ${present}) that l3iso did not attach`,
-          'detach it first (ip link set dev IFACE xdp off)',
-        );
-      }
+      refuseForeignXdp(iface, ifindex, previous);
       // An XDP mode switch cannot replace in place: take ours off first.
       // Leaving XDP for tc keeps it until tc ingress is on (no gap).
       const wanted = requested ?? (link.kind ? 'tc' : 'native');
@@ -202,43 +196,14 @@ export function attachUplink(
         xdp: obj.program('l3_xdp').fd,
         tcIngress: obj.program('l3_tc_ingress').fd,
       });
-      let tcProgId: number;
-      try {
-        tcHookCreate(ifindex, TcAttachPoint.EGRESS);
-        tcProgId = tcAttach(ifindex, TcAttachPoint.EGRESS, obj.program('l3_tc_egress').fd, {
-          handle: TC_HANDLE,
-          priority: TC_PRIORITY,
-          replace: true,
-        }).progId;
-      } catch (err) {
-        // Nothing half-applied: an ingress filter without its tc egress
-        // half would count ingress but let spoofed frames out.
-        if (!previous)
-          removeIngress(
-            state.layout,
-            ifindex,
-            ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
-            ingress,
-          );
-        throw err;
-      }
+      const tcProgId = attachEgress(state.layout, ifindex, obj, ingress, previous);
       const record: Uplink = {
-        xdpFlags: ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode),
+        xdpFlags: ingressFlags(ingress),
         xdpProgId: ingress.xdpProgId,
         tcProgId,
         tcIngressProgId: ingress.tcIngressProgId,
       };
-      // The half of the previous attachment the new mode does not use.
-      if (previous?.xdpProgId && ingress.mode === 'tc')
-        removeIngress(state.layout, ifindex, previous.xdpFlags, {
-          xdpProgId: previous.xdpProgId,
-          tcIngressProgId: 0,
-        });
-      if (previous?.tcIngressProgId && ingress.mode !== 'tc')
-        removeIngress(state.layout, ifindex, 0, {
-          xdpProgId: 0,
-          tcIngressProgId: previous.tcIngressProgId,
-        });
+      removeUnusedHalf(state.layout, ifindex, previous, ingress);
       state.map('l3_uplinks').update(uplinkKey(ifindex), encodeUplink(record), MapUpdate.ANY);
       const cost = requested ? offloadCost(ingress.mode, link.kind) : undefined;
       return {
@@ -255,6 +220,65 @@ export function attachUplink(
       obj.close();
     }
   });
+}
+
+type Ingress = ReturnType<typeof attachIngress>;
+
+const ingressFlags = (ingress: Ingress): number =>
+  ingress.mode === 'tc' ? 0 : modeFlags(ingress.mode);
+
+/** Another tool's XDP program stays: replacing it would silently drop its filter. */
+function refuseForeignXdp(iface: string, ifindex: number, previous: Uplink | undefined): void {
+  const present = xdpQueryId(ifindex);
+  if (present !== 0 && present !== previous?.xdpProgId) {
+    throw new L3isoError(
+      'EUSAGE',
+      `${iface} already has an XDP program (id ${present}) that l3iso did not attach`,
+      'detach it first (ip link set dev IFACE xdp off)',
+    );
+  }
+}
+
+/** The tc egress filter (anti-spoofing); its program id. */
+function attachEgress(
+  layout: PinLayout,
+  ifindex: number,
+  obj: BpfObject,
+  ingress: Ingress,
+  previous: Uplink | undefined,
+): number {
+  try {
+    tcHookCreate(ifindex, TcAttachPoint.EGRESS);
+    return tcAttach(ifindex, TcAttachPoint.EGRESS, obj.program('l3_tc_egress').fd, {
+      handle: TC_HANDLE,
+      priority: TC_PRIORITY,
+      replace: true,
+    }).progId;
+  } catch (err) {
+    // Nothing half-applied: an ingress filter without its tc egress
+    // half would count ingress but let spoofed frames out.
+    if (!previous) removeIngress(layout, ifindex, ingressFlags(ingress), ingress);
+    throw err;
+  }
+}
+
+/** The half of the previous attachment the new mode does not use. */
+function removeUnusedHalf(
+  layout: PinLayout,
+  ifindex: number,
+  previous: Uplink | undefined,
+  ingress: Ingress,
+): void {
+  if (previous?.xdpProgId && ingress.mode === 'tc')
+    removeIngress(layout, ifindex, previous.xdpFlags, {
+      xdpProgId: previous.xdpProgId,
+      tcIngressProgId: 0,
+    });
+  if (previous?.tcIngressProgId && ingress.mode !== 'tc')
+    removeIngress(layout, ifindex, 0, {
+      xdpProgId: 0,
+      tcIngressProgId: previous.tcIngressProgId,
+    });
 }
 
 /** Where the XDP link of an uplink is pinned (links/uplink-xdp-IFINDEX). */

@@ -64,13 +64,25 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
   say(`  sandbox: netns ${sb.netns}, cgroup root ${sb.cgroupRoot}, pin dir ${sb.pinDir}`);
   say();
 
+  bringUp(sb);
+  await startCells(sb, children, dist);
+  fetchFromOutside(sb);
+  stealAddress(sb);
+  ownLoopback(sb);
+  hostWildcard(sb);
+  whatTheEngineKnows(sb);
+}
+
+function bringUp(sb: Sandbox): void {
   say(bold('1. Bring the engine up on the sandbox cgroup root'));
   cmd(`l3iso up --cgroup-root ${sb.cgroupRoot}`);
   const upRes = sb.cli(['up', '--cgroup-root', sb.cgroupRoot, '--max-cells', '1024']);
   if (upRes.status !== 0) throw new Error(`up failed: ${upRes.stderr.trim()}`);
   say(`    ${upRes.stdout.split('\n')[0]}`);
   say();
+}
 
+async function startCells(sb: Sandbox, children: ChildProcess[], dist: string): Promise<void> {
   say(bold('2. Start two cells; both servers listen on 0.0.0.0:8080'));
   const hostSvc = execSpawn(sb, [process.execPath, path.join(dist, 'host-service.js')]);
   children.push(hostSvc);
@@ -96,7 +108,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
     );
   }
   say();
+}
 
+function fetchFromOutside(sb: Sandbox): void {
   say(bold('3. A client outside the cells fetches from each address'));
   for (const c of [A, B]) {
     cmd(`curl http://${c.addr}:8080/`);
@@ -107,7 +121,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
     );
   }
   say();
+}
 
+function stealAddress(sb: Sandbox): void {
   say(bold(`4. ${A.name} tries to take ${B.name}'s address`));
   cmd(`(inside ${A.name}) bind ${B.addr}:8081`);
   expect(
@@ -122,7 +138,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
     (g) => g.trim() === 'EADDRNOTAVAIL',
   );
   say();
+}
 
+function ownLoopback(sb: Sandbox): void {
   say(
     bold('5. The host runs a service on 127.0.0.1:9000; each cell has its own 127.0.0.1:9000 too'),
   );
@@ -137,7 +155,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
     );
   }
   say();
+}
 
+function hostWildcard(sb: Sandbox): void {
   say(bold('6. The host listens on 0.0.0.0:2222; the shared stack must not hand it cell traffic'));
   cmd(`curl http://${HOST_ADDR}:2222/   # the host's own address`);
   expect('answer', curl(sb, `http://${HOST_ADDR}:2222/`), (g) => g.includes("HOST's wildcard"));
@@ -146,7 +166,9 @@ async function story(sb: Sandbox, children: ChildProcess[]): Promise<void> {
     /refused|reset|Couldn't connect/i.test(g),
   );
   say();
+}
 
+function whatTheEngineKnows(sb: Sandbox): void {
   say(bold('7. What the engine knows'));
   cmd('l3iso list');
   for (const line of sb.cli(['list']).stdout.trimEnd().split('\n')) say(`    ${line}`);

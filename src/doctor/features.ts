@@ -27,6 +27,8 @@ import {
   LOOPBACK_IFINDEX,
   REVOKE_OBJECT,
   UPLINK_OBJECT,
+  type ObjectSpec,
+  type ProgramAttachment,
 } from '../dataplane/programs';
 import { ifindexOf } from '../dataplane/uplink';
 
@@ -149,42 +151,8 @@ export function programChecks(): FeatureCheck[] {
     execFileSync('ip', ['netns', 'add', scratchName], { stdio: 'ignore' });
     netnsFd = fs.openSync(`/run/netns/${scratchName}`, fs.constants.O_RDONLY);
     cgroupFd = fs.openSync(scratchCgroup, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    for (const spec of ATTACHED_OBJECTS) {
-      let obj: BpfObject | undefined;
-      const load = check(
-        `${spec.file} loads`,
-        true,
-        spec.programs.map((p) => p.purpose).join('; '),
-        () => {
-          obj = BpfObject.open(bpfObjectPath(spec.file));
-          obj.load();
-          return `${spec.programs.length} programs verified`;
-        },
-      );
-      checks.push(load);
-      if (!obj) continue;
-      const loaded: BpfObject = obj;
-      try {
-        if (!load.ok) continue;
-        for (const p of spec.programs) {
-          const fd = p.target === 'cgroup' ? cgroupFd : netnsFd;
-          const attach = (): void =>
-            BpfLink.create(loaded.program(p.program).fd, fd, p.attach).close();
-          checks.push(
-            check(`attach ${p.program}`, true, p.purpose, () => {
-              if (p.target === 'lo')
-                inNetns(`/run/netns/${scratchName}`, () =>
-                  BpfLink.create(loaded.program(p.program).fd, LOOPBACK_IFINDEX, p.attach).close(),
-                );
-              else attach();
-              return `${AttachType[p.attach]} on a ${p.target}`;
-            }),
-          );
-        }
-      } finally {
-        loaded.close();
-      }
-    }
+    const scratch = { netns: scratchName, cgroupFd, netnsFd };
+    for (const spec of ATTACHED_OBJECTS) checks.push(...objectChecks(spec, scratch));
     checks.push(...uplinkChecks(scratchName));
     checks.push(revocationCheck());
   } catch (err) {
@@ -205,6 +173,48 @@ export function programChecks(): FeatureCheck[] {
     fs.rmdirSync(scratchCgroup);
   }
   return checks;
+}
+
+/** The throwaway netns (by name and fd) and cgroup (fd) programs attach to. */
+interface Scratch {
+  netns: string;
+  netnsFd: number;
+  cgroupFd: number;
+}
+
+/** One object: it loads, then each of its programs attaches where the engine puts it. */
+function objectChecks(spec: ObjectSpec, scratch: Scratch): FeatureCheck[] {
+  let obj: BpfObject | undefined;
+  const load = check(
+    `${spec.file} loads`,
+    true,
+    spec.programs.map((p) => p.purpose).join('; '),
+    () => {
+      obj = BpfObject.open(bpfObjectPath(spec.file));
+      obj.load();
+      return `${spec.programs.length} programs verified`;
+    },
+  );
+  if (!obj) return [load];
+  const loaded: BpfObject = obj;
+  try {
+    if (!load.ok) return [load];
+    return [load, ...spec.programs.map((p) => attachCheck(loaded, p, scratch))];
+  } finally {
+    loaded.close();
+  }
+}
+
+function attachCheck(loaded: BpfObject, p: ProgramAttachment, scratch: Scratch): FeatureCheck {
+  const fd = p.target === 'cgroup' ? scratch.cgroupFd : scratch.netnsFd;
+  return check(`attach ${p.program}`, true, p.purpose, () => {
+    if (p.target === 'lo')
+      inNetns(`/run/netns/${scratch.netns}`, () =>
+        BpfLink.create(loaded.program(p.program).fd, LOOPBACK_IFINDEX, p.attach).close(),
+      );
+    else BpfLink.create(loaded.program(p.program).fd, fd, p.attach).close();
+    return `${AttachType[p.attach]} on a ${p.target}`;
+  });
 }
 
 /** The uplink programs on a veth inside the throwaway netns: native XDP
@@ -228,42 +238,7 @@ function uplinkChecks(netns: string): FeatureCheck[] {
   const loaded: BpfObject = obj;
   try {
     if (!load.ok) return out;
-    execFileSync(
-      'ip',
-      ['-n', netns, 'link', 'add', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    execFileSync('ip', ['-n', netns, 'link', 'set', 'probe0', 'up'], { stdio: 'ignore' });
-    const ifindex = ifindexOf('probe0', netns);
-    inNetns(`/run/netns/${netns}`, () => {
-      const xdp = loaded.program('l3_xdp').fd;
-      for (const [mode, flags] of [
-        ['native', XdpFlags.DRV_MODE],
-        ['generic', XdpFlags.SKB_MODE],
-      ] as const) {
-        out.push(
-          check(`XDP ${mode} mode`, false, `${mode} XDP on drivers that lack it`, () => {
-            xdpAttach(ifindex, xdp, flags);
-            xdpDetach(ifindex, flags);
-            return 'attached to a veth';
-          }),
-        );
-      }
-      out.push(
-        check(
-          'tc egress (clsact)',
-          false,
-          '`attach`: tx counters and anti-spoof at the wire',
-          () => {
-            tcHookCreate(ifindex, TcAttachPoint.EGRESS);
-            tcAttach(ifindex, TcAttachPoint.EGRESS, loaded.program('l3_tc_egress').fd);
-            return 'attached to a veth';
-          },
-        ),
-      );
-    });
+    vethChecks(loaded, netns, out);
   } catch (err) {
     out.push({
       name: 'uplink probe',
@@ -275,6 +250,42 @@ function uplinkChecks(netns: string): FeatureCheck[] {
     loaded.close();
   }
   return out;
+}
+
+/**
+ * XDP in both modes and tc egress on a veth made in the throwaway netns,
+ * pushed to out as they run: a later failure keeps the earlier results.
+ */
+function vethChecks(loaded: BpfObject, netns: string, out: FeatureCheck[]): void {
+  execFileSync(
+    'ip',
+    ['-n', netns, 'link', 'add', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1'],
+    { stdio: 'ignore' },
+  );
+  execFileSync('ip', ['-n', netns, 'link', 'set', 'probe0', 'up'], { stdio: 'ignore' });
+  const ifindex = ifindexOf('probe0', netns);
+  inNetns(`/run/netns/${netns}`, () => {
+    const xdp = loaded.program('l3_xdp').fd;
+    for (const [mode, flags] of [
+      ['native', XdpFlags.DRV_MODE],
+      ['generic', XdpFlags.SKB_MODE],
+    ] as const) {
+      out.push(
+        check(`XDP ${mode} mode`, false, `${mode} XDP on drivers that lack it`, () => {
+          xdpAttach(ifindex, xdp, flags);
+          xdpDetach(ifindex, flags);
+          return 'attached to a veth';
+        }),
+      );
+    }
+    out.push(
+      check('tc egress (clsact)', false, '`attach`: tx counters and anti-spoof at the wire', () => {
+        tcHookCreate(ifindex, TcAttachPoint.EGRESS);
+        tcAttach(ifindex, TcAttachPoint.EGRESS, loaded.program('l3_tc_egress').fd);
+        return 'attached to a veth';
+      }),
+    );
+  });
 }
 
 /** Listed for completeness: the design must work without them. */

@@ -194,32 +194,50 @@ export interface StreamResult {
  */
 export function streamEvents(o: StreamOptions): Promise<StreamResult> {
   const reader = EventReader.open(o.pinDir, o.readerOptions);
+  const d = deliverer(reader, o);
+  return o.follow ? followRing(reader, o, d) : drainBacklog(reader, o, d);
+}
+
+/** Hands events to onEvent, counting them against --count. */
+interface Deliverer {
+  /** what is in the ring now; the end, if this ended the stream */
+  deliver: () => StreamEnd | undefined;
+  delivered: () => number;
+}
+
+function deliverer(reader: EventReader, o: StreamOptions): Deliverer {
   let delivered = 0;
-  let lastSuppressed = reader.suppressed();
-
-  const deliver = (): StreamEnd | undefined => {
-    // Take no more than --count from the ring: later events stay for the next reader.
-    for (const e of reader.read(o.count === undefined ? Infinity : o.count - delivered)) {
+  return {
+    deliver: () => {
+      // Take no more than --count from the ring: later events stay for the next reader.
+      for (const e of reader.read(o.count === undefined ? Infinity : o.count - delivered)) {
+        if (o.count !== undefined && delivered >= o.count) return 'count';
+        delivered++;
+        if (o.onEvent(e) === false) return 'output-closed';
+      }
       if (o.count !== undefined && delivered >= o.count) return 'count';
-      delivered++;
-      if (o.onEvent(e) === false) return 'output-closed';
-    }
-    if (o.count !== undefined && delivered >= o.count) return 'count';
-    return undefined;
+      return undefined;
+    },
+    delivered: () => delivered,
   };
+}
 
-  if (!o.follow) {
-    try {
-      o.onReady?.();
-      const end = deliver() ?? 'drained';
-      return Promise.resolve({ events: delivered, end });
-    } catch (err) {
-      return Promise.reject(err);
-    } finally {
-      reader.close();
-    }
+/** Without --follow: what is buffered, then the reader is closed. */
+function drainBacklog(reader: EventReader, o: StreamOptions, d: Deliverer): Promise<StreamResult> {
+  try {
+    o.onReady?.();
+    const end = d.deliver() ?? 'drained';
+    return Promise.resolve({ events: d.delivered(), end });
+  } catch (err) {
+    return Promise.reject(err);
+  } finally {
+    reader.close();
   }
+}
 
+/** --follow: drain from timers until an end; every path closes the reader once. */
+function followRing(reader: EventReader, o: StreamOptions, d: Deliverer): Promise<StreamResult> {
+  let lastSuppressed = reader.suppressed();
   return new Promise<StreamResult>((resolve, reject) => {
     let done = false;
     const timers: NodeJS.Timeout[] = [];
@@ -248,7 +266,7 @@ export function streamEvents(o: StreamOptions): Promise<StreamResult> {
         err ??= closeErr;
       }
       if (err !== undefined) reject(err);
-      else resolve({ events: delivered, end: end! });
+      else resolve({ events: d.delivered(), end: end! });
     };
     const guarded =
       (fn: () => StreamEnd | undefined): (() => void) =>
@@ -260,23 +278,22 @@ export function streamEvents(o: StreamOptions): Promise<StreamResult> {
           finish(undefined, err);
         }
       };
-    const onAbort = guarded(() => deliver() ?? 'signal');
+    const onAbort = guarded(() => d.deliver() ?? 'signal');
     if (o.signal?.aborted) return finish('signal');
     o.signal?.addEventListener('abort', onAbort, { once: true });
 
-    timers.push(setInterval(guarded(deliver), o.pollMs ?? 50));
+    timers.push(setInterval(guarded(d.deliver), o.pollMs ?? 50));
     timers.push(setInterval(guarded(checkSuppressed), o.suppressedEveryMs ?? 1000));
-    if (o.timeoutMs !== undefined) {
+    if (o.timeoutMs !== undefined)
       timers.push(
         setTimeout(
-          guarded(() => deliver() ?? 'timeout'),
+          guarded(() => d.deliver() ?? 'timeout'),
           o.timeoutMs,
         ),
       );
-    }
     guarded(() => {
       o.onReady?.();
-      return deliver();
+      return d.deliver();
     })();
   });
 }

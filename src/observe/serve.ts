@@ -73,9 +73,24 @@ function send(
 }
 
 export function startMetricsServer(o: ServeOptions): Promise<MetricsServer> {
-  const exporter = new MetricsExporter(engineSnapshots(o.pinDir));
+  const handle = handler(o, new MetricsExporter(engineSnapshots(o.pinDir)));
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      o.log.error({ err: String(err) }, 'request failed');
+      if (!res.headersSent) send(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  });
+  // Keep-alive scrapers must not hold the process open at shutdown.
+  server.keepAliveTimeout = 5000;
+  return listen(server, o);
+}
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>;
+
+/** GET or HEAD of /metrics (a scrape) and /healthz; everything else refused. */
+function handler(o: ServeOptions, exporter: MetricsExporter): Handler {
+  return async (req, res) => {
     const started = process.hrtime.bigint();
     const path = (req.url ?? '/').split('?')[0];
     const head = req.method === 'HEAD';
@@ -103,17 +118,10 @@ export function startMetricsServer(o: ServeOptions): Promise<MetricsServer> {
       send(res, notUp ? 503 : 500, `${msg}\n`, undefined, head);
     }
   };
+}
 
-  const server = http.createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      o.log.error({ err: String(err) }, 'request failed');
-      if (!res.headersSent) send(res, 500, 'internal error\n');
-      else res.destroy();
-    });
-  });
-  // Keep-alive scrapers must not hold the process open at shutdown.
-  server.keepAliveTimeout = 5000;
-
+/** Listens on o.listen; a port that cannot be had is a usage error naming it. */
+function listen(server: http.Server, o: ServeOptions): Promise<MetricsServer> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(

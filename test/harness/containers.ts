@@ -12,9 +12,21 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { removeCgroupTree } from '../../src/model/cgroup';
+import { recordsDir } from '../../src/runtime/records';
 import { isStale } from '../../src/sandbox';
-import { CLI, PREFIX, type Sandbox } from './sandbox';
+import {
+  CLI,
+  PREFIX,
+  V4,
+  createSandbox,
+  type BgProc,
+  type Op,
+  type ProbeLine,
+  type ProbeResult,
+  type Sandbox,
+} from './sandbox';
 
 /** The interpreter inside the container: the distribution's, under /usr. */
 export const CONTAINER_PYTHON = '/usr/bin/python3';
@@ -132,4 +144,100 @@ export function removeTempDir(dir: string): void {
     .sort((a, b) => b.length - a.length);
   for (const m of below) spawnSync('umount', ['-l', m]);
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+export interface RuntimeWorld {
+  sb: Sandbox;
+  /** the test's temp dir (bundles, runtime state) */
+  dir: string;
+  rootfs: string;
+}
+
+/**
+ * A sandbox that is up, a temp dir and a rootfs, once each tool runs
+ * (argv and the hint that says how to install it).
+ */
+export async function runtimeWorld(tools: [string[], string][]): Promise<RuntimeWorld> {
+  for (const [argv, why] of tools) requireTool(argv, why);
+  sweepStaleContainers();
+  const sb = await createSandbox();
+  let dir: string | undefined;
+  try {
+    await sb.up();
+    dir = tempDir(sb);
+    return { sb, dir, rootfs: makeRootfs(dir) };
+  } catch (err) {
+    await removeRuntimeWorld({ sb, ...(dir ? { dir } : {}) });
+    throw err;
+  }
+}
+
+/** Undoes runtimeWorld (what of it was made), with the OCI records the hook wrote. */
+export async function removeRuntimeWorld(w: Partial<RuntimeWorld>): Promise<void> {
+  const records = w.sb ? recordsDir(w.sb.pinDir) : undefined;
+  await w.sb?.destroy();
+  if (records) fs.rmSync(records, { recursive: true, force: true });
+  if (w.sb) removeV1Cgroups(w.sb);
+  if (w.dir) removeTempDir(w.dir);
+}
+
+/** Result indexes of confinementProbe's steps. */
+export interface ConfinementSteps {
+  cgroup: number;
+  /** bind of an address the container was not given: refused */
+  foreignBind: number;
+  /** connect to its own 127.0.0.1:7002 listener: its loopback is its own */
+  ownLoopback: number;
+  /** bind 0.0.0.0:8080: gets the container's address */
+  wildcardBind: number;
+}
+
+/**
+ * What a confined container's probe tries; `inside` runs after the foreign
+ * bind. Its server answers banner once on the wildcard port 8080.
+ */
+export function confinementProbe(
+  banner: string,
+  inside: Op[] = [],
+): { ops: Op[]; at: ConfinementSteps } {
+  const ops: Op[] = [
+    { op: 'cgroup' },
+    // 192.0.2.9 is on d0, and no cell's
+    { op: 'bind_new', fam: 4, addr: V4(9) },
+    ...inside,
+    { op: 'socket', id: 'l', fam: 4 },
+    { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
+    { op: 'listen', id: 'l' },
+    { op: 'socket', id: 'c', fam: 4 },
+    { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
+    { op: 'socket', fam: 4 },
+    { op: 'bind', addr: '0.0.0.0', port: 8080 },
+    { op: 'listen' },
+    { op: 'serve_banner', banner, count: 1 },
+  ];
+  const n = inside.length;
+  return { ops, at: { cgroup: 0, foreignBind: 1, ownLoopback: 6 + n, wildcardBind: 8 + n } };
+}
+
+/** From the host: the container's loopback listener (must be refused) and its server at addr. */
+export async function outsideView(sb: Sandbox, addr: string): Promise<ProbeResult> {
+  return sb.probe(
+    null,
+    [
+      { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
+      { op: 'fetch', fam: 4, addr, port: 8080 },
+    ],
+    { keepGoing: true },
+  );
+}
+
+/** The ready line of a container's probe whose earlier ops were meant to fail. */
+export async function readyDespiteRefusals(c: BgProc, boundMs = 60_000): Promise<ProbeLine> {
+  for (let waited = 0; waited < boundMs; waited += 50) {
+    const hit = c.lines.find((l) => l.ready === true);
+    if (hit) return hit;
+    if (c.child.exitCode !== null) break;
+    await sleep(50);
+  }
+  throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
 }

@@ -2,57 +2,13 @@
 // CLI going through it (and working alone without it), cells released when
 // their cgroup is removed, and a kill -9 that loses nothing.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, V4, V6, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
-
-interface HttpAnswer {
-  status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-  text: string;
-}
-
-function request(
-  socket: string,
-  method: string,
-  url: string,
-  body?: string,
-  headers: Record<string, string> = {},
-): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, method, path: url, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, json, text });
-      });
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-const post = (socket: string, url: string, body: unknown) =>
-  request(socket, 'POST', url, JSON.stringify(body), { 'content-type': 'application/json' });
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+import { spawnAgent, startAgent as start } from '../harness/agent';
+import { health as healthOf, post, request, type UnixAnswer } from '../harness/http-unix';
+import { until } from '../harness/poll';
+import { V4, V6, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 describe('agent', () => {
   let sb: Sandbox;
@@ -61,30 +17,14 @@ describe('agent', () => {
   let agent: BgProc | undefined;
 
   const startAgent = async (resyncSeconds = 1): Promise<BgProc> => {
-    const p = sb.spawnOnHost([
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      sb.pinDir,
-      'agent',
-      '--socket',
-      sock,
-      '--resync',
-      String(resyncSeconds),
-    ]);
-    agent = p;
-    await until('the agent to answer /healthz', async () => {
-      if (p.child.exitCode !== null) throw new Error(`agent exited: ${p.stderr}`);
-      const r = await request(sock, 'GET', '/healthz');
-      return r.status === 200 && r.json.pid === p.pid ? r : undefined;
-    });
-    return p;
+    agent = await start(sb, { socket: sock, args: ['--resync', String(resyncSeconds)] });
+    return agent;
   };
   const stopAgent = async () => {
     await agent?.kill();
     agent = undefined;
   };
-  const health = async () => (await request(sock, 'GET', '/healthz')).json;
+  const health = () => healthOf(sock);
   const viaAgent = { env: { L3ISO_AGENT_SOCKET: '' } };
   const cellNames = async () =>
     ((await sb.cliOk(['--no-agent', 'list', '--json'])).json.cells as { cell: string }[]).map(
@@ -179,7 +119,7 @@ describe('agent', () => {
     expect((await post(sock, '/v1/assign', { cgroup: 'e1', addresses: [V4(21)] })).status).toBe(
       200,
     );
-    const cases: [Promise<HttpAnswer>, number, string][] = [
+    const cases: [Promise<UnixAnswer>, number, string][] = [
       [post(sock, '/v1/assign', { cgroup: 'e2', addresses: ['nope'] }), 400, 'EADDR_INVALID'],
       [post(sock, '/v1/assign', { cgroup: 'e2', addresses: [V4(21)] }), 409, 'EADDR_OWNED'],
       [post(sock, '/v1/assign', { cgroup: 'e2' }), 400, 'EUSAGE'],
@@ -218,12 +158,9 @@ describe('agent', () => {
   it('a second agent on the same socket refuses to start', async () => {
     await startAgent();
     const first = agent!;
-    const r = await sb.onHost(
-      [process.execPath, CLI, '--pin-dir', sb.pinDir, 'agent', '--socket', sock],
-      { timeoutMs: 15_000 },
-    );
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/another agent answers on/);
+    const second = spawnAgent(sb, { socket: sock });
+    expect((await second.exited).status).toBe(1);
+    expect(second.stderr).toMatch(/another agent answers on/);
     expect((await health()).pid).toBe(first.pid);
   });
 
@@ -337,18 +274,7 @@ describe('agent', () => {
 
   it('socket activation: the first request starts the agent on the socket systemd passes', async () => {
     const act = path.join(dir, 'act.sock');
-    const p = sb.spawnOnHost([
-      'systemd-socket-activate',
-      '-l',
-      act,
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      sb.pinDir,
-      'agent',
-      '--socket',
-      act,
-    ]);
+    const p = spawnAgent(sb, { socket: act, wrap: ['systemd-socket-activate', '-l', act] });
     agent = p;
     await until('the activation socket', async () => (fs.existsSync(act) ? true : undefined));
     const ino = fs.statSync(act).ino;

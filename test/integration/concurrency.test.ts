@@ -9,13 +9,14 @@
 // CI: 8 CLIs and 2 agent clients on 200 addresses; L3ISO_LONG=1: 16 CLIs
 // and 4 agent clients on 1,000.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, flocksOn, inFlock, lockFree, spawnCli, stopped, until } from '../harness/lock';
 import { mapInvariants } from '../harness/invariants';
-import { CLI, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
+import { startAgent } from '../harness/agent';
+import { answered as agentRequests } from '../harness/http-unix';
+import { createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 const LONG = process.env.L3ISO_LONG === '1';
 const WORKERS = LONG ? 16 : 8;
@@ -35,25 +36,6 @@ function shuffled<T>(xs: readonly T[]): T[] {
   return a;
 }
 
-/** The agent's request counters (GET /healthz). */
-function agentRequests(socket: string): Promise<Record<string, number>> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, method: 'GET', path: '/healthz' }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d));
-      res.on('end', () => {
-        try {
-          resolve((JSON.parse(text) as { requests: Record<string, number> }).requests);
-        } catch (err) {
-          reject(err as Error);
-        }
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describe(`${WORKERS} concurrent CLIs and ${AGENT_CLIENTS} agent clients on ${ADDRESSES} addresses`, () => {
   let sb: Sandbox;
   let dir: string;
@@ -64,27 +46,7 @@ describe(`${WORKERS} concurrent CLIs and ${AGENT_CLIENTS} agent clients on ${ADD
     await sb.up();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l3iso-race-'));
     sock = path.join(dir, 'agent.sock');
-    agent = sb.spawnOnHost([
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      sb.pinDir,
-      'agent',
-      '--socket',
-      sock,
-    ]);
-    for (let i = 0; ; i++) {
-      if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.stderr}`);
-      if (
-        await agentRequests(sock).then(
-          () => true,
-          () => false,
-        )
-      )
-        break;
-      if (i > 150) throw new Error('the agent did not answer /healthz');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    agent = await startAgent(sb, { socket: sock });
   });
   afterAll(async () => {
     await agent?.kill();

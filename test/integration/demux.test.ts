@@ -5,7 +5,8 @@
 // addresses and listens on the wildcard — reachable on every one of C's
 // addresses". bpf/demux.bpf.c (sk_lookup) and bpf/skb.bpf.c (ingress).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
+import { sandboxWithCells } from '../harness/cells';
+import { V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
 
 const P_HOST = 8101; // host wildcard listener; cell "empty" has nothing here
 const P_WILD = 8102; // cells a and b listen on the wildcard
@@ -19,15 +20,12 @@ describe('sk_lookup / ingress demux', () => {
   const procs: BgProc[] = [];
 
   beforeAll(async () => {
-    sb = await createSandbox();
-    await sb.up();
-    sb.cg('a');
-    sb.cg('b');
-    sb.cg('empty');
-    sb.cg('hostsvc'); // unassigned child of the managed root: a host cgroup
-    await sb.assign('a', V4(1), V6(1), V4(2), V6(2));
-    await sb.assign('b', V4(3), V6(3));
-    await sb.assign('empty', V4(4), V6(4));
+    sb = await sandboxWithCells({
+      a: [V4(1), V6(1), V4(2), V6(2)],
+      b: [V4(3), V6(3)],
+      empty: [V4(4), V6(4)],
+      hostsvc: [], // unassigned child of the managed root: a host cgroup
+    });
   });
   afterAll(async () => {
     for (const p of procs) await p.kill();

@@ -7,32 +7,27 @@
 // a local rootfs (no pull).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CONTAINER_PROBE,
   CONTAINER_PYTHON,
+  confinementProbe,
   hostMounts,
-  makeRootfs,
-  removeTempDir,
-  removeV1Cgroups,
-  requireTool,
-  sweepStaleContainers,
-  tempDir,
+  outsideView,
+  readyDespiteRefusals,
+  removeRuntimeWorld,
+  runtimeWorld,
+  type RuntimeWorld,
 } from '../harness/containers';
 import { recordsDir } from '../../src/runtime/records';
-import {
-  BgProc,
-  CLI,
-  createSandbox,
-  V4,
-  type Op,
-  type ProbeLine,
-  type Sandbox,
-} from '../harness/sandbox';
+import { startAgent } from '../harness/agent';
+import { health as healthOf } from '../harness/http-unix';
+import { until } from '../harness/poll';
+import { BgProc, V4, type Sandbox } from '../harness/sandbox';
 
 describe('docker run --cgroup-parent below an assigned cell', () => {
+  let w: RuntimeWorld;
   let sb: Sandbox;
   let dir: string;
   let dockerd: ChildProcess | undefined;
@@ -44,13 +39,13 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
     spawnSync('docker', ['-H', host, ...args], { encoding: 'utf8', timeout: 60_000, input });
 
   beforeAll(async () => {
-    requireTool(['dockerd', '--version'], 'install docker.io (scripts/setup.sh does)');
-    requireTool(['docker', '--version'], 'install docker.io (scripts/setup.sh does)');
-    sweepStaleContainers();
-    sb = await createSandbox();
-    await sb.up();
-    dir = tempDir(sb);
-    const rootfs = makeRootfs(dir);
+    const why = 'install docker.io (scripts/setup.sh does)';
+    w = await runtimeWorld([
+      [['dockerd', '--version'], why],
+      [['docker', '--version'], why],
+    ]);
+    ({ sb, dir } = w);
+    const rootfs = w.rootfs;
     host = `unix://${dir}/docker.sock`;
     fs.writeFileSync(path.join(dir, 'daemon.json'), '{}\n');
     const daemon = [
@@ -122,39 +117,13 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
       if (dockerd.exitCode === null) dockerd.kill('SIGKILL');
     }
-    const records = sb ? recordsDir(sb.pinDir) : undefined;
-    await sb?.destroy();
-    if (records) fs.rmSync(records, { recursive: true, force: true });
-    if (sb) removeV1Cgroups(sb);
-    if (dir) removeTempDir(dir);
+    await removeRuntimeWorld(w ?? {});
   }, 60_000);
-
-  async function readyDespiteRefusals(c: BgProc): Promise<ProbeLine> {
-    for (let waited = 0; waited < 60_000; waited += 50) {
-      const hit = c.lines.find((l) => l.ready === true);
-      if (hit) return hit;
-      if (c.child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
-  }
 
   it('a container below the assigned parent is confined to its addresses; releasing the parent frees them', async () => {
     sb.cg('web');
     await sb.assign('web', V4(2));
-    const ops: Op[] = [
-      { op: 'cgroup' },
-      { op: 'bind_new', fam: 4, addr: V4(9) },
-      { op: 'socket', id: 'l', fam: 4 },
-      { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
-      { op: 'listen', id: 'l' },
-      { op: 'socket', id: 'c', fam: 4 },
-      { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
-      { op: 'socket', fam: 4 },
-      { op: 'bind', addr: '0.0.0.0', port: 8080 },
-      { op: 'listen' },
-      { op: 'serve_banner', banner: 'in-docker', count: 1 },
-    ];
+    const probe = confinementProbe('in-docker');
     const argv = [
       'docker',
       '-H',
@@ -169,26 +138,22 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
       image,
       CONTAINER_PYTHON,
       CONTAINER_PROBE,
-      JSON.stringify({ ops, keep_going: true }),
+      JSON.stringify({ ops: probe.ops, keep_going: true }),
     ];
     const c = new BgProc(spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
     try {
       const ready = await readyDespiteRefusals(c);
       const got = c.lines.filter((l) => typeof l.i === 'number');
       const rel = '/' + path.relative(sb.cgroup2, path.join(sb.root, 'web'));
-      expect(path.dirname(got[0]!.cgroup as string)).toBe(rel);
-      expect(got[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
-      expect(got[6]).toMatchObject({ ok: true, peer: { addr: '127.0.0.1', port: 7002 } });
+      expect(path.dirname(got[probe.at.cgroup]!.cgroup as string)).toBe(rel);
+      expect(got[probe.at.foreignBind]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+      expect(got[probe.at.ownLoopback]).toMatchObject({
+        ok: true,
+        peer: { addr: '127.0.0.1', port: 7002 },
+      });
       expect(ready).toMatchObject({ addr: V4(2), port: 8080 });
 
-      const outside = await sb.probe(
-        null,
-        [
-          { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
-          { op: 'fetch', fam: 4, addr: V4(2), port: 8080 },
-        ],
-        { keepGoing: true },
-      );
+      const outside = await outsideView(sb, V4(2));
       expect(outside.ops[0]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
       expect(outside.ops[1]).toMatchObject({ ok: true, data: 'in-docker' });
       expect(await c.exited).toEqual({ status: 0, signal: null });
@@ -207,24 +172,7 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
     const sock = path.join(dir, 'agent.sock');
     const health = (): Promise<{
       docker?: { running: boolean; events: number; released: number };
-    }> =>
-      new Promise((resolve, reject) => {
-        http
-          .get({ socketPath: sock, path: '/healthz' }, (res) => {
-            let text = '';
-            res.setEncoding('utf8').on('data', (d: string) => (text += d));
-            res.on('end', () => resolve(JSON.parse(text)));
-          })
-          .on('error', reject);
-      });
-    const until = async <T>(what: string, f: () => Promise<T | undefined>): Promise<T> => {
-      for (let i = 0; i < 600; i++) {
-        const v = await f().catch(() => undefined);
-        if (v !== undefined) return v;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`never: ${what}`);
-    };
+    }> => healthOf(sock);
     const rel = (cg: string) => '/' + path.relative(sb.cgroup2, path.join(sb.root, cg));
     const sleeper = (cgroupParent: string) => {
       const r = docker([
@@ -249,24 +197,13 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
     // A container whose runtime ran the OCI hook: its own cgroup is a cell,
     // with a record (as createRuntime makes them, here after the start).
     sb.cg('ctr');
-    const agent = sb.spawnOnHost([
-      'env',
-      `DOCKER_HOST=${host}`,
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      sb.pinDir,
-      'agent',
-      '--socket',
-      sock,
-      '--resync',
-      '3600',
-      '--watch-docker',
-    ]);
+    const agent = await startAgent(sb, {
+      socket: sock,
+      args: ['--resync', '3600', '--watch-docker'],
+      wrap: ['env', `DOCKER_HOST=${host}`],
+      ready: async () => (await health()).docker?.running === true,
+    });
     try {
-      await until('the docker watcher runs', async () =>
-        (await health()).docker?.running ? true : undefined,
-      );
       const member = sleeper(rel('web2'));
       const own = sleeper(rel('ctr'));
       const pid = Number(docker(['inspect', '-f', '{{.State.Pid}}', own]).stdout.trim());
@@ -287,10 +224,14 @@ describe('docker run --cgroup-parent below an assigned cell', () => {
       expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${own}.json`))).toBe(true);
 
       expect(docker(['rm', '-f', member, own]).status).toBe(0);
-      const h = await until('the watcher released the recorded cell', async () => {
-        const v = await health();
-        return v.docker && v.docker.released >= 1 && v.docker.events >= 4 ? v : undefined;
-      });
+      const h = await until(
+        'the watcher released the recorded cell',
+        async () => {
+          const v = await health();
+          return v.docker && v.docker.released >= 1 && v.docker.events >= 4 ? v : undefined;
+        },
+        60_000,
+      );
       expect(h.docker!.released).toBe(1);
       expect(fs.existsSync(path.join(recordsDir(sb.pinDir), `${own}.json`))).toBe(false);
       const names = (await sb.list()).map((c: { cell: string }) => c.cell);

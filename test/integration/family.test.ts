@@ -2,37 +2,19 @@
 // semantics), except loopback". A wildcard bind in the missing family is
 // loopback's: it succeeds, reachable by the cell alone or by nobody.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, mapped, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
+import { sandboxWithCells } from '../harness/cells';
+import { hostServers } from '../harness/host-servers';
+import { mapped, V4, V6, type Sandbox } from '../harness/sandbox';
 
 describe('address families a cell lacks', () => {
   let sb: Sandbox;
-  let tcp4: BgProc;
-  let tcp6: BgProc;
   let p4: number;
   let p6: number;
 
   beforeAll(async () => {
-    sb = await createSandbox();
-    await sb.up();
-    sb.cg('c4');
-    sb.cg('c4b');
-    sb.cg('d6');
-    await sb.assign('c4', V4(4));
-    await sb.assign('c4b', V4(5));
-    await sb.assign('d6', V6(6));
-    tcp4 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 4 },
-      { op: 'bind', addr: V4(9), port: 0 },
-      { op: 'listen' },
-      { op: 'serve_banner', banner: 'host4' },
-    ]);
-    tcp6 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 6, v6only: true },
-      { op: 'bind', addr: V6(9), port: 0 },
-      { op: 'listen' },
-      { op: 'serve_banner', banner: 'host6' },
-    ]);
-    [p4, p6] = (await Promise.all([tcp4.ready(), tcp6.ready()])).map((l) => l.port as number);
+    sb = await sandboxWithCells({ c4: [V4(4)], c4b: [V4(5)], d6: [V6(6)] });
+    const host = await hostServers(sb, ['tcp4', 'tcp6']);
+    [p4, p6] = [host.tcp4.port, host.tcp6.port];
   });
   afterAll(async () => {
     await sb?.destroy();

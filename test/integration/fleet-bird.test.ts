@@ -6,49 +6,15 @@
 // cannot run here the test fails and says why.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, BgProc, createSandbox, run, type Sandbox } from '../harness/sandbox';
+import { startAgent } from '../harness/agent';
+import { call } from '../harness/http-unix';
+import { until } from '../harness/poll';
+import { BgProc, createSandbox, run, type Sandbox } from '../harness/sandbox';
 import { startEtcd, type TestEtcd } from '../harness/etcd';
 import { spawn } from 'node:child_process';
-
-function call(socket: string, method: string, url: string, body?: unknown) {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise<{
-    status: number;
-    json: { error?: { message: string } } & Record<string, unknown>;
-  }>((resolve, reject) => {
-    const req = http.request(
-      {
-        socketPath: socket,
-        method,
-        path: url,
-        headers: payload ? { 'content-type': 'application/json' } : {},
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    const v = await f().catch((err: unknown) => ((last = err), undefined));
-    if (v !== undefined) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what} ${String(last ?? '')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 function which(cmd: string): string | undefined {
   for (const d of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']))
@@ -175,35 +141,29 @@ protocol bgp host4 { local 10.99.0.2 as 65002; neighbor 10.99.0.1 as 65001;
       60_000,
     );
     agentSock = path.join(dir, 'agent.sock');
-    const agent = sb.spawnOnHost([
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      sb.pinDir,
-      'agent',
-      '--socket',
-      agentSock,
-      '--etcd',
-      etcd.unixUrl,
-      '--host-id',
-      'bgp-host',
-      '--lease-ttl',
-      '10',
-      '--announce-bird',
-      inc,
-      '--birdc-socket',
-      sockA,
-    ]);
+    const agent = await startAgent(sb, {
+      socket: agentSock,
+      args: [
+        '--etcd',
+        etcd.unixUrl,
+        '--host-id',
+        'bgp-host',
+        '--lease-ttl',
+        '10',
+        '--announce-bird',
+        inc,
+        '--birdc-socket',
+        sockA,
+      ],
+      ready: (p) => p.stderr.includes('fleet: lease granted'),
+    });
     procs.push(agent);
-    await until('the agent', async () =>
-      agent.stderr.includes('fleet: lease granted') ? true : undefined,
-    );
     const r = await call(agentSock, 'POST', '/v1/pools/add', {
       name: 'bgp',
       cidr: '10.88.0.0/16',
       blockSize: 28,
     });
-    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.status, r.text).toBe(200);
   }, 120_000);
 
   afterAll(async () => {
@@ -222,7 +182,7 @@ protocol bgp host4 { local 10.99.0.2 as 65002; neighbor 10.99.0.1 as 65001;
     expect(await showB()).not.toMatch(/10\.88\./);
     const cell = path.basename(sb.cg('web'));
     const r = await call(agentSock, 'POST', '/v1/assign', { cgroup: cell, pool: 'bgp', count: 17 });
-    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.status, r.text).toBe(200);
     // 17 addresses of /28 blocks: two blocks, both announced
     expect(fs.readFileSync(path.join(dir, 'inc', 'l3iso4.conf'), 'utf8')).toMatch(
       /route 10\.88\.0\.0\/28 blackhole;\nroute 10\.88\.0\.16\/28 blackhole;/,
@@ -240,7 +200,7 @@ protocol bgp host4 { local 10.99.0.2 as 65002; neighbor 10.99.0.1 as 65001;
     });
     // release: the blocks go back to the pool and out of BGP
     const rel = await call(agentSock, 'POST', '/v1/release', { cgroup: cell });
-    expect(rel.status, JSON.stringify(rel.json)).toBe(200);
+    expect(rel.status, rel.text).toBe(200);
     await until('the peer to drop the blocks', async () =>
       (await showB()).match(/10\.88\./) ? undefined : true,
     );

@@ -6,12 +6,14 @@
 // recovers when it returns. Counts: 3 x 500 addresses (L3ISO_LONG=1 and
 // outside CI), 3 x 150 with CI set.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
+import { spawnAgent, startAgent as start } from '../harness/agent';
+import { call } from '../harness/http-unix';
+import { until } from '../harness/poll';
+import { createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 import { startEtcd, type TestEtcd } from '../harness/etcd';
 
 const LONG = process.env.L3ISO_LONG === '1';
@@ -20,51 +22,6 @@ const PER_HOST = LONG || !process.env.CI ? 500 : 150;
 const PER_CELL = 5;
 const POOL = '10.77.0.0/16';
 const BLOCK = 26; // 64 addresses
-
-interface Answer {
-  status: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  json: any;
-}
-
-function call(socket: string, method: string, url: string, body?: unknown): Promise<Answer> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        socketPath: socket,
-        method,
-        path: url,
-        headers: payload ? { 'content-type': 'application/json' } : {},
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = text;
-          }
-          resolve({ status: res.statusCode ?? 0, json });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface Host {
   id: string;
@@ -87,28 +44,21 @@ describe('fleet: three hosts, one etcd', () => {
   let dir: string;
   const hosts: Host[] = [];
 
-  async function startAgent(h: Omit<Host, 'agent'>, ttl: number): Promise<BgProc> {
-    const agent = h.sb.spawnOnHost([
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      h.sb.pinDir,
-      'agent',
-      '--socket',
-      h.sock,
-      '--etcd',
-      etcd.unixUrl,
-      '--host-id',
-      h.id,
-      '--lease-ttl',
-      String(ttl),
-      '--etcd-timeout',
-      '1',
-    ]);
-    await until(`agent ${h.id}`, async () =>
-      agent.stderr.includes('fleet: lease granted') ? true : undefined,
-    );
-    return agent;
+  function startAgent(h: Omit<Host, 'agent'>, ttl: number): Promise<BgProc> {
+    return start(h.sb, {
+      socket: h.sock,
+      args: [
+        '--etcd',
+        etcd.unixUrl,
+        '--host-id',
+        h.id,
+        '--lease-ttl',
+        String(ttl),
+        '--etcd-timeout',
+        '1',
+      ],
+      ready: (agent) => agent.stderr.includes('fleet: lease granted'),
+    });
   }
 
   /** Every block key in etcd: block -> host. */
@@ -169,7 +119,7 @@ describe('fleet: three hosts, one etcd', () => {
       cidr: POOL,
       blockSize: BLOCK,
     });
-    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.status, r.text).toBe(200);
     expect(JSON.parse((await kv.get('/l3iso/ipam/v1/pools/fleet').string())!)).toEqual({
       name: 'fleet',
       cidr: POOL,
@@ -202,7 +152,7 @@ describe('fleet: three hosts, one etcd', () => {
           while (next < h.cells.length) {
             const cell = h.cells[next++]!;
             const r = await assignVia(h, cell, PER_CELL);
-            expect(r.status, JSON.stringify(r.json)).toBe(200);
+            expect(r.status, r.text).toBe(200);
             expect(r.json.added).toHaveLength(PER_CELL);
           }
         };
@@ -249,19 +199,10 @@ describe('fleet: three hosts, one etcd', () => {
     );
     expect(await kv.get('/l3iso/ipam/v1/hosts/h0').string()).toBeNull();
     // a live host's id is not for another engine to take
-    const thief = dead.sb.spawnOnHost([
-      process.execPath,
-      CLI,
-      '--pin-dir',
-      dead.sb.pinDir,
-      'agent',
-      '--socket',
-      path.join(dir, 'thief.sock'),
-      '--etcd',
-      etcd.unixUrl,
-      '--host-id',
-      alive.id,
-    ]);
+    const thief = spawnAgent(dead.sb, {
+      socket: path.join(dir, 'thief.sock'),
+      args: ['--etcd', etcd.unixUrl, '--host-id', alive.id],
+    });
     const exit = await thief.exited;
     expect(exit.status).toBe(1);
     expect(thief.stderr).toMatch(/host id h1 is held by another live agent/);
@@ -270,7 +211,7 @@ describe('fleet: three hosts, one etcd', () => {
     alive.cells.push(cell);
     const free = await freeInHeld(alive);
     const r = await assignVia(alive, cell, free + 1);
-    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.status, r.text).toBe(200);
     const now = await blocks();
     const taken = deadBlocks.filter((k) => now.get(k) === alive.id);
     expect(taken).toEqual([
@@ -303,7 +244,7 @@ describe('fleet: three hosts, one etcd', () => {
     for (const h of live) {
       // from the blocks held: no etcd needed
       const ok = await assignVia(h, extra[h.id]!, 1);
-      expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+      expect(ok.status, ok.text).toBe(200);
       // more than the held blocks have: needs etcd, which is gone
       const big = await assignVia(h, extra[h.id]!, (await freeInHeld(h)) + 2);
       expect(big.status).toBe(503);
@@ -339,7 +280,7 @@ describe('fleet: three hosts, one etcd', () => {
     const h = hosts[2]!;
     for (const cell of h.cells) {
       const r = await call(h.sock, 'POST', '/v1/release', { cgroup: cell });
-      expect(r.status, JSON.stringify(r.json)).toBe(200);
+      expect(r.status, r.text).toBe(200);
     }
     await until('the blocks of h2 to be given back', async () => {
       const b = await blocks();

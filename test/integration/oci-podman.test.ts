@@ -11,24 +11,18 @@ import { recordsDir } from '../../src/runtime/records';
 import {
   CONTAINER_PROBE,
   CONTAINER_PYTHON,
+  confinementProbe,
   hostMounts,
-  makeRootfs,
-  removeTempDir,
-  removeV1Cgroups,
-  requireTool,
-  sweepStaleContainers,
-  tempDir,
+  outsideView,
+  readyDespiteRefusals,
+  removeRuntimeWorld,
+  runtimeWorld,
+  type RuntimeWorld,
 } from '../harness/containers';
-import {
-  createSandbox,
-  V4,
-  type BgProc,
-  type Op,
-  type ProbeLine,
-  type Sandbox,
-} from '../harness/sandbox';
+import { V4, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 
 describe('podman runs the OCI hook from hooks.d', () => {
+  let w: RuntimeWorld;
   let sb: Sandbox;
   let dir: string;
   let rootfs: string;
@@ -36,19 +30,11 @@ describe('podman runs the OCI hook from hooks.d', () => {
   let podmanGlobal: string[];
 
   beforeAll(async () => {
-    requireTool(
-      ['runc', '--version'],
-      'install runc (scripts/setup.sh does: apt-get install runc)',
-    );
-    requireTool(
-      ['podman', '--version'],
-      'install podman (scripts/setup.sh does: apt-get install podman)',
-    );
-    sweepStaleContainers();
-    sb = await createSandbox();
-    await sb.up();
-    dir = tempDir(sb);
-    rootfs = makeRootfs(dir);
+    w = await runtimeWorld([
+      [['runc', '--version'], 'install runc (scripts/setup.sh does: apt-get install runc)'],
+      [['podman', '--version'], 'install podman (scripts/setup.sh does: apt-get install podman)'],
+    ]);
+    ({ sb, dir, rootfs } = w);
     hooksDir = path.join(dir, 'hooks.d');
     const p = (d: string) => path.join(dir, 'podman', d);
     podmanGlobal = [
@@ -77,11 +63,7 @@ describe('podman runs the OCI hook from hooks.d', () => {
   afterAll(async () => {
     if (podmanGlobal)
       spawnSync('podman', [...podmanGlobal, 'rm', '--all', '--force'], { timeout: 30_000 });
-    const records = sb ? recordsDir(sb.pinDir) : undefined;
-    await sb?.destroy();
-    if (sb) removeV1Cgroups(sb);
-    if (dir) removeTempDir(dir);
-    if (records) fs.rmSync(records, { recursive: true, force: true });
+    await removeRuntimeWorld(w ?? {});
   });
 
   function podman(name: string, ops: Op[], annotations: Record<string, string> = {}): BgProc {
@@ -115,58 +97,31 @@ describe('podman runs the OCI hook from hooks.d', () => {
     return sb.spawnOnHost(argv);
   }
 
-  async function readyDespiteRefusals(c: BgProc): Promise<ProbeLine> {
-    for (let waited = 0; waited < 60_000; waited += 50) {
-      const hit = c.lines.find((l) => l.ready === true);
-      if (hit) return hit;
-      if (c.child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
-  }
-
   const podmanCells = async () =>
     (await sb.list()).filter((c: { cell: string }) => c.cell.startsWith('podman/'));
 
   it('an annotated container is a cell from its first instruction and is released when it exits', async () => {
-    const c = podman(
-      'c1',
-      [
-        { op: 'cgroup' },
-        { op: 'bind_new', fam: 4, addr: V4(9) },
-        { op: 'socket', id: 'l', fam: 4 },
-        { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
-        { op: 'listen', id: 'l' },
-        { op: 'socket', id: 'c', fam: 4 },
-        { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
-        { op: 'socket', fam: 4 },
-        { op: 'bind', addr: '0.0.0.0', port: 8080 },
-        { op: 'listen' },
-        { op: 'serve_banner', banner: 'in-podman', count: 1 },
-      ],
-      { 'io.l3iso.addresses': V4(5) },
-    );
+    const probe = confinementProbe('in-podman');
+    const c = podman('c1', probe.ops, { 'io.l3iso.addresses': V4(5) });
     const ready = await readyDespiteRefusals(c);
     const cid = fs.readFileSync(path.join(dir, 'c1.cid'), 'utf8').trim();
     const ops = c.lines.filter((l) => typeof l.i === 'number');
     const cellName = `podman/libpod-${cid}`;
-    expect(ops[0]!.cgroup).toBe('/' + path.relative(sb.cgroup2, path.join(sb.root, cellName)));
-    expect(ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
-    expect(ops[6]).toMatchObject({ ok: true, peer: { addr: '127.0.0.1', port: 7002 } });
+    expect(ops[probe.at.cgroup]!.cgroup).toBe(
+      '/' + path.relative(sb.cgroup2, path.join(sb.root, cellName)),
+    );
+    expect(ops[probe.at.foreignBind]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    expect(ops[probe.at.ownLoopback]).toMatchObject({
+      ok: true,
+      peer: { addr: '127.0.0.1', port: 7002 },
+    });
     expect(ready).toMatchObject({ addr: V4(5), port: 8080 });
     expect(await podmanCells()).toEqual([
       expect.objectContaining({ cell: cellName, addresses: [V4(5)] }),
     ]);
     expect(fs.readdirSync(recordsDir(sb.pinDir))).toContain(`${cid}.json`);
 
-    const outside = await sb.probe(
-      null,
-      [
-        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
-        { op: 'fetch', fam: 4, addr: V4(5), port: 8080 },
-      ],
-      { keepGoing: true },
-    );
+    const outside = await outsideView(sb, V4(5));
     expect(outside.ops[0]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
     expect(outside.ops[1]).toMatchObject({ ok: true, data: 'in-podman' });
 

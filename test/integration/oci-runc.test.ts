@@ -4,47 +4,36 @@
 // then. The bundle's rootfs is the host's /usr: no image, no pull.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordsDir } from '../../src/runtime/records';
+import { startAgent } from '../harness/agent';
+import { answered as requestCounts } from '../harness/http-unix';
 import {
   CONTAINER_PROBE,
   CONTAINER_PYTHON,
+  confinementProbe,
   makeBundle,
-  makeRootfs,
-  removeTempDir,
-  removeV1Cgroups,
-  requireTool,
-  sweepStaleContainers,
-  tempDir,
+  outsideView,
+  readyDespiteRefusals,
+  removeRuntimeWorld,
+  runtimeWorld,
+  type RuntimeWorld,
 } from '../harness/containers';
-import {
-  CLI,
-  createSandbox,
-  V4,
-  type BgProc,
-  type Op,
-  type ProbeLine,
-  type Sandbox,
-} from '../harness/sandbox';
+import { V4, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 
 describe('runc runs the OCI hook', () => {
+  let w: RuntimeWorld;
   let sb: Sandbox;
   let dir: string;
   let rootfs: string;
   let runcRoot: string;
 
   beforeAll(async () => {
-    requireTool(
-      ['runc', '--version'],
-      'install runc (scripts/setup.sh does: apt-get install runc)',
-    );
-    sweepStaleContainers();
-    sb = await createSandbox();
-    await sb.up();
-    dir = tempDir(sb);
-    rootfs = makeRootfs(dir);
+    w = await runtimeWorld([
+      [['runc', '--version'], 'install runc (scripts/setup.sh does: apt-get install runc)'],
+    ]);
+    ({ sb, dir, rootfs } = w);
     runcRoot = path.join(dir, 'runc');
   });
   afterAll(async () => {
@@ -53,11 +42,7 @@ describe('runc runs the OCI hook', () => {
       for (const id of (ids.stdout ?? '').split('\n').filter(Boolean))
         spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
     }
-    const records = sb ? recordsDir(sb.pinDir) : undefined;
-    await sb?.destroy();
-    if (sb) removeV1Cgroups(sb);
-    if (dir) removeTempDir(dir);
-    if (records) fs.rmSync(records, { recursive: true, force: true });
+    await removeRuntimeWorld(w ?? {});
   });
 
   const probeArgs = (ops: Op[]) => [
@@ -83,17 +68,6 @@ describe('runc runs the OCI hook', () => {
     return sb.spawnOnHost(['runc', '--root', runcRoot, 'run', '--bundle', bundle, name]);
   }
 
-  /** The ready line of a probe whose earlier ops were meant to fail. */
-  async function readyDespiteRefusals(c: BgProc): Promise<ProbeLine> {
-    for (let waited = 0; waited < 30_000; waited += 50) {
-      const hit = c.lines.find((l) => l.ready === true);
-      if (hit) return hit;
-      if (c.child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`container never served: ${c.stdout} ${c.stderr}`);
-  }
-
   const cellNames = async () => (await sb.list()).map((c: { cell: string }) => c.cell);
 
   it('an annotated container is its own cell from the first instruction, and is released when it exits', async () => {
@@ -105,35 +79,26 @@ describe('runc runs the OCI hook', () => {
     ]);
     await hostLoopback.ready();
 
-    const c = runc(
-      'c1',
-      [
-        { op: 'cgroup' },
-        { op: 'bind_new', fam: 4, addr: V4(9) },
-        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7001 },
-        { op: 'socket', id: 'l', fam: 4 },
-        { op: 'bind', id: 'l', addr: '127.0.0.1', port: 7002 },
-        { op: 'listen', id: 'l' },
-        { op: 'socket', id: 'c', fam: 4 },
-        { op: 'connect', id: 'c', addr: '127.0.0.1', port: 7002 },
-        { op: 'socket', fam: 4 },
-        { op: 'bind', addr: '0.0.0.0', port: 8080 },
-        { op: 'listen' },
-        { op: 'serve_banner', banner: 'in-runc', count: 1 },
-      ],
-      { 'io.l3iso.addresses': V4(2) },
-    );
-    const ready = await readyDespiteRefusals(c);
+    const probe = confinementProbe('in-runc', [
+      { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7001 },
+    ]);
+    const c = runc('c1', probe.ops, { 'io.l3iso.addresses': V4(2) });
+    const ready = await readyDespiteRefusals(c, 30_000);
     const ops = c.lines.filter((l) => typeof l.i === 'number');
-    expect(ops[0]!.cgroup).toBe('/' + path.relative(sb.cgroup2, path.join(sb.root, 'runc/c1')));
-    // it cannot bind an address it was not given (192.0.2.9 is on d0)
-    expect(ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    expect(ops[probe.at.cgroup]!.cgroup).toBe(
+      '/' + path.relative(sb.cgroup2, path.join(sb.root, 'runc/c1')),
+    );
+    // it cannot bind an address it was not given
+    expect(ops[probe.at.foreignBind]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
     // its 127.0.0.1 is its own: the host's loopback service is not there...
-    expect(ops[2]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
+    expect(ops[probe.at.foreignBind + 1]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
     // ...its own one is
-    expect(ops[7]).toMatchObject({ ok: true, peer: { addr: '127.0.0.1', port: 7002 } });
+    expect(ops[probe.at.ownLoopback]).toMatchObject({
+      ok: true,
+      peer: { addr: '127.0.0.1', port: 7002 },
+    });
     // the wildcard bind got the annotated address
-    expect(ops[9]).toMatchObject({ ok: true, addr: V4(2), port: 8080 });
+    expect(ops[probe.at.wildcardBind]).toMatchObject({ ok: true, addr: V4(2), port: 8080 });
     expect(ready).toMatchObject({ addr: V4(2), port: 8080 });
 
     const cells = await sb.list();
@@ -141,14 +106,7 @@ describe('runc runs the OCI hook', () => {
     expect(fs.readdirSync(recordsDir(sb.pinDir))).toContain('c1.json');
 
     // and from outside: the host's 127.0.0.1:7002 is not the container's
-    const outside = await sb.probe(
-      null,
-      [
-        { op: 'fetch', fam: 4, addr: '127.0.0.1', port: 7002 },
-        { op: 'fetch', fam: 4, addr: V4(2), port: 8080 },
-      ],
-      { keepGoing: true },
-    );
+    const outside = await outsideView(sb, V4(2));
     expect(outside.ops[0]).toMatchObject({ ok: false, errno: 'ECONNREFUSED' });
     expect(outside.ops[1]).toMatchObject({ ok: true, data: 'in-runc' });
 
@@ -242,37 +200,11 @@ describe('runc runs the OCI hook', () => {
     let agent: BgProc | undefined;
 
     /** Requests the agent answered, by route. */
-    const answered = (): Promise<Record<string, number>> =>
-      new Promise((resolve, reject) => {
-        http
-          .get({ socketPath: sock, path: '/healthz' }, (res) => {
-            let text = '';
-            res.setEncoding('utf8').on('data', (d: string) => (text += d));
-            res.on('end', () =>
-              resolve((JSON.parse(text) as { requests: Record<string, number> }).requests),
-            );
-          })
-          .on('error', reject);
-      });
+    const answered = () => requestCounts(sock);
 
     beforeAll(async () => {
       sock = path.join(dir, 'agent.sock');
-      agent = sb.spawnOnHost([
-        process.execPath,
-        CLI,
-        '--pin-dir',
-        sb.pinDir,
-        'agent',
-        '--socket',
-        sock,
-      ]);
-      for (let i = 0; i < 300 && !fs.existsSync(sock); i++) {
-        if (agent.child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      await answered().catch((err: unknown) => {
-        throw new Error(`the agent does not answer: ${String(err)} ${agent?.stderr}`);
-      });
+      agent = await startAgent(sb, { socket: sock });
     });
     afterAll(async () => {
       await agent?.kill();
@@ -293,7 +225,7 @@ describe('runc runs the OCI hook', () => {
         { 'io.l3iso.addresses': V4(5) },
         [`L3ISO_AGENT_SOCKET=${sock}`],
       );
-      const ready = await readyDespiteRefusals(c);
+      const ready = await readyDespiteRefusals(c, 30_000);
       const ops = c.lines.filter((l) => typeof l.i === 'number');
       expect(ops[0]!.cgroup).toBe(
         '/' + path.relative(sb.cgroup2, path.join(sb.root, 'runc/viaagent')),

@@ -6,9 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordsDir } from '../../src/runtime/records';
-import * as http from 'node:http';
 import * as os from 'node:os';
-import { CLI, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
+import { startAgent } from '../harness/agent';
+import { post } from '../harness/http-unix';
+import { createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 describe('pools (single host)', () => {
   let sb: Sandbox;
@@ -341,20 +342,11 @@ describe('pools (single host)', () => {
         "const M = require('module'); const load = M._load; M._load = function (r, ...a) { if (/^etcd3($|\\/)/.test(r)) { process.stderr.write('ETCD3 LOADED\\n'); process.exit(99); } return load.call(this, r, ...a); };\n",
       );
       const sock = path.join(dir, 'a.sock');
-      const agent = sb.spawnOnHost([
-        'env',
-        `NODE_OPTIONS=--require=${trap}`,
-        process.execPath,
-        CLI,
-        '--pin-dir',
-        sb.pinDir,
-        'agent',
-        '--socket',
-        sock,
-      ]);
+      const agent = await startAgent(sb, {
+        socket: sock,
+        wrap: ['env', `NODE_OPTIONS=--require=${trap}`],
+      });
       procs.push(agent);
-      for (let i = 0; i < 200 && !fs.existsSync(sock); i++)
-        await new Promise((r) => setTimeout(r, 50));
       const env = { L3ISO_AGENT_SOCKET: sock };
       await sb.cliOk(['pool', 'add', 'ag', '192.0.2.200/30'], { env });
       const a = await sb.cliOk(['assign', 'a', '--from-pool', 'ag', '--count', '2', '--json'], {
@@ -364,25 +356,13 @@ describe('pools (single host)', () => {
       const l = await sb.cliOk(['pool', 'list', '--json'], { env });
       expect(l.json.pools.find((p: { name: string }) => p.name === 'ag').assigned).toBe(2);
       expect(l.json.blocks).toBeUndefined();
-      const bad = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = http.request(
-          {
-            socketPath: sock,
-            method: 'POST',
-            path: '/v1/assign',
-            headers: { 'content-type': 'application/json' },
-          },
-          (res) => {
-            let body = '';
-            res.on('data', (d: Buffer) => (body += d.toString()));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          },
-        );
-        req.on('error', reject);
-        req.end(JSON.stringify({ cgroup: 'a', pool: 'ag', addresses: ['192.0.2.1'] }));
+      const bad = await post(sock, '/v1/assign', {
+        cgroup: 'a',
+        pool: 'ag',
+        addresses: ['192.0.2.1'],
       });
       expect(bad.status).toBe(400);
-      expect(bad.body, bad.body).toMatch(/give either \\"addresses\\" or \\"pool\\"/);
+      expect(bad.text, bad.text).toMatch(/give either \\"addresses\\" or \\"pool\\"/);
       await sb.cliOk(['release', 'a', '192.0.2.200', '192.0.2.201'], { env });
       await sb.cliOk(['pool', 'del', 'ag'], { env });
       await agent.kill();

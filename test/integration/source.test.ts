@@ -2,7 +2,9 @@
 // family, never the host's; an explicit foreign source (IP_PKTINFO) is
 // refused".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, mapped, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
+import { sandboxWithCells } from '../harness/cells';
+import { hostServers } from '../harness/host-servers';
+import { mapped, V4, V6, type BgProc, type Sandbox } from '../harness/sandbox';
 
 describe('forced source address', () => {
   let sb: Sandbox;
@@ -13,37 +15,14 @@ describe('forced source address', () => {
   const port: Record<string, number> = {};
 
   beforeAll(async () => {
-    sb = await createSandbox();
-    await sb.up();
-    sb.cg('a');
-    sb.cg('b');
-    await sb.assign('a', V4(1), V6(1), V4(2), V6(2));
-    await sb.assign('b', V4(3), V6(3));
+    sb = await sandboxWithCells({ a: [V4(1), V6(1), V4(2), V6(2)], b: [V4(3), V6(3)] });
     // The listeners are outside the cells, on the host's (unassigned) .9
-    tcp4 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 4 },
-      { op: 'bind', addr: V4(9), port: 0 },
-      { op: 'listen' },
-      { op: 'serve_banner', banner: 'host4' },
-    ]);
-    tcp6 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 6, v6only: true },
-      { op: 'bind', addr: V6(9), port: 0 },
-      { op: 'listen' },
-      { op: 'serve_banner', banner: 'host6' },
-    ]);
-    udp4 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 4, type: 'udp' },
-      { op: 'bind', addr: V4(9), port: 0 },
-      { op: 'serve_echo' },
-    ]);
-    udp6 = sb.spawnProbe(null, [
-      { op: 'socket', fam: 6, type: 'udp', v6only: true },
-      { op: 'bind', addr: V6(9), port: 0 },
-      { op: 'serve_echo' },
-    ]);
-    const r = await Promise.all([tcp4.ready(), tcp6.ready(), udp4.ready(), udp6.ready()]);
-    [port.tcp4, port.tcp6, port.udp4, port.udp6] = r.map((l) => l.port as number);
+    const host = await hostServers(sb, ['tcp4', 'tcp6', 'udp4', 'udp6']);
+    tcp4 = host.tcp4.proc;
+    tcp6 = host.tcp6.proc;
+    udp4 = host.udp4.proc;
+    udp6 = host.udp6.proc;
+    for (const [k, v] of Object.entries(host)) port[k] = v.port;
   });
   afterAll(async () => {
     await sb?.destroy();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AttachType, BpfLink, LinkType } from '../../loader';
 import { objInfo } from '../../loader/sys';
+import { sandboxWithCells } from '../harness/cells';
 import { createSandbox, V4, V6, type BgProc, type Op, type Sandbox } from '../harness/sandbox';
 
 const P_PLAIN = 8201; // cell a: plain recvfrom/sendto wildcard servers
@@ -24,15 +25,12 @@ describe('UDP wildcard sockets serve every address of their cell', () => {
   const procs: BgProc[] = [];
 
   beforeAll(async () => {
-    sb = await createSandbox();
-    await sb.up();
-    sb.cg('a');
-    sb.cg('b');
-    sb.cg('r');
     // First address of each family: the primary.
-    await sb.assign('a', V4(1), V6(1), V4(2), V6(2));
-    await sb.assign('b', V4(3), V6(3));
-    await sb.assign('r', V4(5), V4(6));
+    sb = await sandboxWithCells({
+      a: [V4(1), V6(1), V4(2), V6(2)],
+      b: [V4(3), V6(3)],
+      r: [V4(5), V4(6)],
+    });
   });
   afterAll(async () => {
     for (const p of procs) await p.kill();

@@ -7,7 +7,7 @@ import { L3isoError } from '../../errors';
 import { agentClient, agentServer, announceModule, fleetModule, logModule } from '../../lazy';
 import type { PoolBackend } from '../../agent/pools';
 import type { FleetLog } from '../../fleet/host';
-import { asRoot, type Runner } from '../context';
+import { asRoot, type GlobalOptions, type Runner } from '../context';
 import { examples, positiveInt, positiveSeconds } from '../options';
 
 interface AgentFlags {
@@ -60,7 +60,7 @@ async function fleetPools(
 }
 
 export function registerAgent(program: Command, run: Runner): void {
-  program
+  const cmd = program
     .command('agent')
     .summary('run the agent: the engine over HTTP + JSON on a unix socket')
     .description(
@@ -83,7 +83,24 @@ export function registerAgent(program: Command, run: Runner): void {
     .option(
       '--watch-docker',
       'follow `docker events` (DOCKER_HOST picks the daemon): when a container dies or is destroyed, release its runtime record and the cell it names; never a --cgroup-parent cell',
+    );
+  fleetOptions(cmd)
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso agent',
+        'l3iso agent --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --host-id node-a',
+        'l3iso agent --watch-docker',
+        'l3iso agent --socket /run/l3iso/lab.sock --resync 10',
+        'curl -s --unix-socket /run/l3iso/agent.sock http://l3iso/v1/cells',
+      ]),
     )
+    .action((opts: AgentFlags) => run((g) => serve(g, opts)));
+}
+
+/** The options of fleet mode (pools shared through etcd, blocks announced to BIRD). */
+function fleetOptions(cmd: Command): Command {
+  return cmd
     .option(
       '--etcd <urls>',
       'fleet mode: share pools through etcd (http://HOST:PORT, https://..., unix:///PATH; comma-separated)',
@@ -105,49 +122,44 @@ export function registerAgent(program: Command, run: Runner): void {
       '--announce-bird <dir>',
       'fleet mode: write the held blocks as BIRD 2 static routes (DIR/l3iso4.conf, DIR/l3iso6.conf) and run `birdc configure`',
     )
-    .option('--birdc-socket <path>', "BIRD's control socket for birdc -s")
-    .addHelpText(
-      'after',
-      examples([
-        'l3iso agent',
-        'l3iso agent --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --host-id node-a',
-        'l3iso agent --watch-docker',
-        'l3iso agent --socket /run/l3iso/lab.sock --resync 10',
-        'curl -s --unix-socket /run/l3iso/agent.sock http://l3iso/v1/cells',
-      ]),
-    )
-    .action((opts: AgentFlags) =>
-      run(async (g) => {
-        const { activationFd, startAgent } = agentServer();
-        const listenFd = activationFd();
-        const { log } = logModule();
-        asRoot('agent');
-        const socket = opts.socket ?? agentClient().agentSocket();
-        // Before fleet mode registers this host: a second agent of the same
-        // engine would take over the first one's host key.
-        if (listenFd === undefined && (await agentServer().socketAnswers(socket)))
-          throw new L3isoError('EAGENT_RUNNING', `another agent answers on ${socket}`);
-        const pools = await fleetPools(g.pinDir, opts, log);
-        const agent = await startAgent({
-          ...(pools ? { pools } : {}),
-          pinDir: g.pinDir,
-          socket,
-          log,
-          resyncMs: opts.resync * 1000,
-          watchDocker: opts.watchDocker === true,
-          ...(listenFd !== undefined ? { listenFd } : {}),
-        });
-        await new Promise<void>((resolve) => {
-          const stop = (sig: NodeJS.Signals) => {
-            log.info({ signal: sig }, 'agent stopping');
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await agent.close();
-      }),
-    );
+    .option('--birdc-socket <path>', "BIRD's control socket for birdc -s");
+}
+
+/** The verb: serve until SIGINT or SIGTERM, then close. */
+async function serve(g: GlobalOptions, opts: AgentFlags): Promise<void> {
+  const { activationFd, startAgent } = agentServer();
+  const listenFd = activationFd();
+  const { log } = logModule();
+  asRoot('agent');
+  const socket = opts.socket ?? agentClient().agentSocket();
+  // Before fleet mode registers this host: a second agent of the same
+  // engine would take over the first one's host key.
+  if (listenFd === undefined && (await agentServer().socketAnswers(socket)))
+    throw new L3isoError('EAGENT_RUNNING', `another agent answers on ${socket}`);
+  const pools = await fleetPools(g.pinDir, opts, log);
+  const agent = await startAgent({
+    ...(pools ? { pools } : {}),
+    pinDir: g.pinDir,
+    socket,
+    log,
+    resyncMs: opts.resync * 1000,
+    watchDocker: opts.watchDocker === true,
+    ...(listenFd !== undefined ? { listenFd } : {}),
+  });
+  await stopSignal(log);
+  await agent.close();
+}
+
+/** Resolves on the first SIGINT or SIGTERM, logging which. */
+function stopSignal(log: { info: (o: object, msg: string) => void }): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (sig: NodeJS.Signals) => {
+      log.info({ signal: sig }, 'agent stopping');
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
 }

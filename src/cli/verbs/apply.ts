@@ -72,39 +72,44 @@ export function registerApply(program: Command, run: Runner): void {
         'l3iso export > state.json && l3iso apply -f state.json --prune',
       ]),
     )
-    .action((opts: ApplyCliOptions) =>
-      run((g) => {
-        let desired: DesiredState;
-        try {
-          desired = declarativeSchema().parseState(readFile(opts.file), opts.file);
-        } catch (err) {
-          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
-          throw err;
-        }
-        const o = {
-          prune: opts.prune === true,
-          dryRun: opts.dryRun === true,
-          force: opts.force === true,
-          createCgroups: opts.createCgroups === true,
-        };
-        let r: ApplyResult;
-        try {
-          r = withEngine(g, (e) => e.apply(desired, o), opts.dryRun ? {} : { write: 'apply' });
-        } catch (err) {
-          if (isFileError(err)) return reportFileErrors(err, opts.file, g);
-          throw err;
-        }
-        if (r.sockets.length && !r.dryRun)
-          log.warn(
-            `apply took addresses from live sockets: ${holdersModule().describeSockets(r.sockets)}`,
-          );
-        if (r.notLocal.length)
-          log.warn(
-            `${r.notLocal.length} addresses are neither local in the engine's network namespace nor in a managed prefix (binds to them fail with EADDRNOTAVAIL): ${r.notLocal.slice(0, 8).join(', ')}${r.notLocal.length > 8 ? ', ...' : ''}`,
-          );
-        if (g.json) return printJson(r);
-        process.stdout.write(applyText(r));
-      }),
+    .action((opts: ApplyCliOptions) => run((g) => apply(g, opts)));
+}
+
+/** The verb: parse, converge (or plan with --dry-run), warn, print; exit 2 on a bad file. */
+function apply(g: GlobalOptions, opts: ApplyCliOptions): number | void {
+  let desired: DesiredState;
+  try {
+    desired = declarativeSchema().parseState(readFile(opts.file), opts.file);
+  } catch (err) {
+    if (isFileError(err)) return reportFileErrors(err, opts.file, g);
+    throw err;
+  }
+  const o = {
+    prune: opts.prune === true,
+    dryRun: opts.dryRun === true,
+    force: opts.force === true,
+    createCgroups: opts.createCgroups === true,
+  };
+  let r: ApplyResult;
+  try {
+    r = withEngine(g, (e) => e.apply(desired, o), opts.dryRun ? {} : { write: 'apply' });
+  } catch (err) {
+    if (isFileError(err)) return reportFileErrors(err, opts.file, g);
+    throw err;
+  }
+  warnApplied(r);
+  if (g.json) return printJson(r);
+  process.stdout.write(applyText(r));
+}
+
+function warnApplied(r: ApplyResult): void {
+  if (r.sockets.length && !r.dryRun)
+    log.warn(
+      `apply took addresses from live sockets: ${holdersModule().describeSockets(r.sockets)}`,
+    );
+  if (r.notLocal.length)
+    log.warn(
+      `${r.notLocal.length} addresses are neither local in the engine's network namespace nor in a managed prefix (binds to them fail with EADDRNOTAVAIL): ${r.notLocal.slice(0, 8).join(', ')}${r.notLocal.length > 8 ? ', ...' : ''}`,
     );
 }
 

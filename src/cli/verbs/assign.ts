@@ -5,7 +5,7 @@ import type { AssignResult } from '../../cells/cells';
 import { L3isoError } from '../../errors';
 import { log } from '../../log';
 import { holdersModule } from '../../lazy';
-import { viaAgent, withEngine, type Runner } from '../context';
+import { viaAgent, withEngine, type GlobalOptions, type Runner } from '../context';
 import { examples, jsonOption, positiveInt } from '../options';
 import { printJson } from '../output';
 
@@ -43,38 +43,40 @@ export function registerAssign(program: Command, run: Runner): void {
       ]),
     )
     .action((cgroup: string, addrs: string[], opts: AssignFlags) =>
-      run(
-        async (g) => {
-          checkFlags(addrs, opts);
-          const o = { force: opts.force === true, checkLocal: true };
-          const pool =
-            opts.fromPool !== undefined ? { pool: opts.fromPool, count: opts.count ?? 1 } : {};
-          const r =
-            (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
-              cgroup,
-              ...(addrs.length ? { addresses: addrs } : pool),
-              ...(opts.force ? { force: true } : {}),
-              checkLocal: true,
-            } satisfies AssignRequest)) ??
-            withEngine(
-              g,
-              (e) =>
-                opts.fromPool !== undefined
-                  ? e.assignFromPool(cgroup, opts.fromPool, opts.count ?? 1, o)
-                  : e.assign(cgroup, addrs, o),
-              { write: 'assign' },
-            );
-          warnAssigned(r);
-          if (g.json) return printJson(r);
-          const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
-          const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
-          process.stdout.write(
-            `${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`,
-          );
-        },
-        { lazyEngine: true },
-      ),
+      run((g) => assign(g, cgroup, addrs, opts), { lazyEngine: true }),
     );
+}
+
+/** The verb: through the agent when it answers, else in this process. */
+async function assign(
+  g: GlobalOptions,
+  cgroup: string,
+  addrs: string[],
+  opts: AssignFlags,
+): Promise<void> {
+  checkFlags(addrs, opts);
+  const o = { force: opts.force === true, checkLocal: true };
+  const pool = opts.fromPool !== undefined ? { pool: opts.fromPool, count: opts.count ?? 1 } : {};
+  const r =
+    (await viaAgent<AssignResult>(g, 'POST', '/v1/assign', {
+      cgroup,
+      ...(addrs.length ? { addresses: addrs } : pool),
+      ...(opts.force ? { force: true } : {}),
+      checkLocal: true,
+    } satisfies AssignRequest)) ??
+    withEngine(
+      g,
+      (e) =>
+        opts.fromPool !== undefined
+          ? e.assignFromPool(cgroup, opts.fromPool, opts.count ?? 1, o)
+          : e.assign(cgroup, addrs, o),
+      { write: 'assign' },
+    );
+  warnAssigned(r);
+  if (g.json) return printJson(r);
+  const added = r.added.length ? `assigned ${r.added.join(', ')}` : 'nothing new';
+  const same = r.unchanged.length ? ` (already had ${r.unchanged.join(', ')})` : '';
+  process.stdout.write(`${r.cell}: ${added}${same}; loopback 127.0.0.1 -> ${r.loopback4}\n`);
 }
 
 interface AssignFlags {

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { EventView } from '../../observe/events';
 import { eventsModule } from '../../lazy';
 import { log } from '../../log';
-import type { Runner } from '../context';
+import type { GlobalOptions, Runner } from '../context';
 import { examples, jsonOption, positiveInt, positiveSeconds } from '../options';
 import { interruptSignal, watchStdout } from '../signals';
 
@@ -32,47 +32,56 @@ export function registerEvents(program: Command, run: Runner): void {
         'l3iso events --json --count 1 --timeout 5',
       ]),
     )
-    .action((opts: { follow?: boolean; count?: number; timeout?: number }) =>
-      run(async (g) => {
-        const out = watchStdout();
-        const follow =
-          Boolean(opts.follow) || opts.count !== undefined || opts.timeout !== undefined;
-        const { signal, dispose } = interruptSignal();
-        const print = (e: EventView): boolean => {
-          if (out.closed()) return false;
-          process.stdout.write(
-            g.json ? JSON.stringify(e) + '\n' : eventsModule().formatEventLine(e) + '\n',
-          );
-          return true;
-        };
-        try {
-          const r = await eventsModule().streamEvents({
-            pinDir: g.pinDir,
-            follow,
-            signal,
-            ...(opts.count !== undefined ? { count: opts.count } : {}),
-            ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout * 1000 } : {}),
-            onReady: () => log.info({ pinDir: g.pinDir, follow }, 'reading audit events'),
-            onEvent: print,
-            onSuppressed: (delta, total) => {
-              const time = new Date().toISOString();
-              process.stdout.write(
-                g.json
-                  ? JSON.stringify({ time, kind: 'suppressed', count: delta, total }) + '\n'
-                  : `${time} - suppressed ${delta} events (kernel rate limit: 2000/s per CPU), ${total} in total\n`,
-              );
-            },
-          });
-          log.debug({ events: r.events, end: r.end }, 'events done');
-          if (r.end === 'timeout' && opts.count !== undefined && r.events < opts.count) {
-            process.stderr.write(
-              `l3iso: timed out after ${opts.timeout}s with ${r.events} of ${opts.count} events\n`,
-            );
-            return 1;
-          }
-        } finally {
-          dispose();
-        }
-      }),
+    .action((opts: EventsFlags) => run((g) => events(g, opts)));
+}
+
+interface EventsFlags {
+  follow?: boolean;
+  count?: number;
+  timeout?: number;
+}
+
+/** The verb: stream until done; exit 1 when --timeout came before --count events. */
+async function events(g: GlobalOptions, opts: EventsFlags): Promise<number | void> {
+  const out = watchStdout();
+  const follow = Boolean(opts.follow) || opts.count !== undefined || opts.timeout !== undefined;
+  const { signal, dispose } = interruptSignal();
+  const print = (e: EventView): boolean => {
+    if (out.closed()) return false;
+    process.stdout.write(
+      g.json ? JSON.stringify(e) + '\n' : eventsModule().formatEventLine(e) + '\n',
     );
+    return true;
+  };
+  try {
+    const r = await eventsModule().streamEvents({
+      pinDir: g.pinDir,
+      follow,
+      signal,
+      ...(opts.count !== undefined ? { count: opts.count } : {}),
+      ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout * 1000 } : {}),
+      onReady: () => log.info({ pinDir: g.pinDir, follow }, 'reading audit events'),
+      onEvent: print,
+      onSuppressed: (delta, total) => printSuppressed(g, delta, total),
+    });
+    log.debug({ events: r.events, end: r.end }, 'events done');
+    if (r.end === 'timeout' && opts.count !== undefined && r.events < opts.count) {
+      process.stderr.write(
+        `l3iso: timed out after ${opts.timeout}s with ${r.events} of ${opts.count} events\n`,
+      );
+      return 1;
+    }
+  } finally {
+    dispose();
+  }
+}
+
+/** The line that says the kernel's rate limit dropped events. */
+function printSuppressed(g: GlobalOptions, delta: number, total: number): void {
+  const time = new Date().toISOString();
+  process.stdout.write(
+    g.json
+      ? JSON.stringify({ time, kind: 'suppressed', count: delta, total }) + '\n'
+      : `${time} - suppressed ${delta} events (kernel rate limit: 2000/s per CPU), ${total} in total\n`,
+  );
 }

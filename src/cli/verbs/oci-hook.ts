@@ -117,6 +117,24 @@ export function registerOciHook(program: Command, run: Runner): void {
         'left alone.',
     );
 
+  registerStages(hook, run);
+  hook
+    .command('install')
+    .summary('write the hooks.d files that make podman run this hook')
+    .option('--dir <dir>', 'hooks directory', DEFAULT_HOOKS_DIR)
+    .addOption(jsonOption())
+    .addHelpText(
+      'after',
+      examples([
+        'l3iso oci-hook install',
+        'l3iso --pin-dir /sys/fs/bpf/l3iso-lab oci-hook install --dir /etc/containers/oci/hooks.d',
+      ]),
+    )
+    .action((opts: { dir: string }) => run((g) => install(g, opts.dir)));
+}
+
+/** The two stages a runtime runs: createRuntime (fails the start) and poststop (never does). */
+function registerStages(hook: Command, run: Runner): void {
   hook
     .command('createRuntime')
     .summary('assign the annotated container its cell (state on stdin)')
@@ -154,28 +172,14 @@ export function registerOciHook(program: Command, run: Runner): void {
         { lazyEngine: true },
       ),
     );
+}
 
-  hook
-    .command('install')
-    .summary('write the hooks.d files that make podman run this hook')
-    .option('--dir <dir>', 'hooks directory', DEFAULT_HOOKS_DIR)
-    .addOption(jsonOption())
-    .addHelpText(
-      'after',
-      examples([
-        'l3iso oci-hook install',
-        'l3iso --pin-dir /sys/fs/bpf/l3iso-lab oci-hook install --dir /etc/containers/oci/hooks.d',
-      ]),
-    )
-    .action((opts: { dir: string }) =>
-      run((g) => {
-        // Hooks run with an empty environment: absolute node and script,
-        // and the pin dir spelled out unless it is the default.
-        const argv = [process.execPath, fs.realpathSync(process.argv[1] ?? '')];
-        if (g.pinDir !== DEFAULT_PIN_DIR) argv.push('--pin-dir', g.pinDir);
-        const files = ociHookModule().installHooks(opts.dir, argv);
-        if (g.json) return printJson({ files });
-        process.stdout.write(files.map((f) => `wrote ${f}\n`).join(''));
-      }),
-    );
+function install(g: GlobalOptions, dir: string): void {
+  // Hooks run with an empty environment: absolute node and script,
+  // and the pin dir spelled out unless it is the default.
+  const argv = [process.execPath, fs.realpathSync(process.argv[1] ?? '')];
+  if (g.pinDir !== DEFAULT_PIN_DIR) argv.push('--pin-dir', g.pinDir);
+  const files = ociHookModule().installHooks(dir, argv);
+  if (g.json) return printJson({ files });
+  process.stdout.write(files.map((f) => `wrote ${f}\n`).join(''));
 }

@@ -22,6 +22,12 @@ export function registerPool(program: Command, run: Runner): void {
         'the kernel). Pools of one engine must not overlap. In fleet mode (`agent --etcd`) the ' +
         'pools are shared by every host and each host leases blocks of --block-size from them.',
     );
+  registerAdd(pool, lazy);
+  registerList(pool, lazy);
+  registerDel(pool, lazy);
+}
+
+function registerAdd(pool: Command, lazy: Runner): void {
   pool
     .command('add')
     .summary('define a pool')
@@ -57,6 +63,9 @@ export function registerPool(program: Command, run: Runner): void {
         );
       }),
     );
+}
+
+function registerList(pool: Command, lazy: Runner): void {
   pool
     .command('list')
     .alias('ls')
@@ -68,26 +77,27 @@ export function registerPool(program: Command, run: Runner): void {
           pools: withEngine(g, (e) => e.poolList()),
         };
         if (g.json) return printJson(r);
-        if (r.pools.length === 0) return void process.stdout.write('no pools\n');
-        const rows = r.pools.map((p) => [
-          p.name,
-          p.cidr,
-          `/${p.blockSize}`,
-          String(p.assigned),
-          p.size,
-          ...(r.blocks ? [String(r.blocks.filter((b) => b.pool === p.name).length)] : []),
-        ]);
-        const head = [
-          'POOL',
-          'CIDR',
-          'BLOCK',
-          'ASSIGNED',
-          'SIZE',
-          ...(r.blocks ? ['BLOCKS HELD'] : []),
-        ];
-        process.stdout.write(table(head, rows));
+        printPools(r);
       }),
     );
+}
+
+/** The pools as a table; in fleet mode with the blocks this host holds of each. */
+function printPools(r: PoolsResponse): void {
+  if (r.pools.length === 0) return void process.stdout.write('no pools\n');
+  const rows = r.pools.map((p) => [
+    p.name,
+    p.cidr,
+    `/${p.blockSize}`,
+    String(p.assigned),
+    p.size,
+    ...(r.blocks ? [String(r.blocks.filter((b) => b.pool === p.name).length)] : []),
+  ]);
+  const head = ['POOL', 'CIDR', 'BLOCK', 'ASSIGNED', 'SIZE', ...(r.blocks ? ['BLOCKS HELD'] : [])];
+  process.stdout.write(table(head, rows));
+}
+
+function registerDel(pool: Command, lazy: Runner): void {
   pool
     .command('del')
     .alias('delete')

@@ -5,7 +5,7 @@ import type { ReleaseResult } from '../../cells/cells';
 import { L3isoError } from '../../errors';
 import { log } from '../../log';
 import { holdersModule } from '../../lazy';
-import { viaAgent, withEngine, type Runner } from '../context';
+import { viaAgent, withEngine, type GlobalOptions, type Runner } from '../context';
 import { examples, jsonOption, positiveSeconds } from '../options';
 import { printJson } from '../output';
 
@@ -39,34 +39,44 @@ export function registerRelease(program: Command, run: Runner): void {
         'l3iso release web 192.0.2.10 --drain 30',
       ]),
     )
-    .action((cgroup: string, addrs: string[], opts: { force?: boolean; drain?: number }) =>
-      run(
-        async (g) => {
-          if (opts.force && opts.drain !== undefined)
-            throw new L3isoError('EUSAGE', '--force and --drain exclude each other');
-          const o = {
-            force: opts.force === true,
-            ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
-          };
-          const r =
-            (await viaAgent<ReleaseResult>(g, 'POST', '/v1/release', {
-              cgroup,
-              ...(addrs.length ? { addresses: addrs } : {}),
-              ...(o.force ? { force: true } : {}),
-              ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
-            } satisfies ReleaseRequest)) ??
-            withEngine(g, (e) => e.release(cgroup, addrs, o), { write: 'release' });
-          if (r.sockets.length)
-            log.warn(
-              `${r.cell}: took the addresses from live sockets (${holdersModule().describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
-            );
-          if (g.json) return printJson(r);
-          const what = r.released.length ? r.released.join(', ') : 'no addresses';
-          process.stdout.write(
-            `${r.cell}: released ${what}${r.removed ? '; cell removed' : ''}${r.socketsDestroyed ? `; ${r.socketsDestroyed} sockets destroyed` : ''}\n`,
-          );
-        },
-        { lazyEngine: true },
-      ),
+    .action((cgroup: string, addrs: string[], opts: ReleaseFlags) =>
+      run((g) => release(g, cgroup, addrs, opts), { lazyEngine: true }),
     );
+}
+
+interface ReleaseFlags {
+  force?: boolean;
+  drain?: number;
+}
+
+/** The verb: through the agent when it answers, else in this process. */
+async function release(
+  g: GlobalOptions,
+  cgroup: string,
+  addrs: string[],
+  opts: ReleaseFlags,
+): Promise<void> {
+  if (opts.force && opts.drain !== undefined)
+    throw new L3isoError('EUSAGE', '--force and --drain exclude each other');
+  const o = {
+    force: opts.force === true,
+    ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
+  };
+  const r =
+    (await viaAgent<ReleaseResult>(g, 'POST', '/v1/release', {
+      cgroup,
+      ...(addrs.length ? { addresses: addrs } : {}),
+      ...(o.force ? { force: true } : {}),
+      ...(opts.drain !== undefined ? { drainSeconds: opts.drain } : {}),
+    } satisfies ReleaseRequest)) ??
+    withEngine(g, (e) => e.release(cgroup, addrs, o), { write: 'release' });
+  if (r.sockets.length)
+    log.warn(
+      `${r.cell}: took the addresses from live sockets (${holdersModule().describeSockets(r.sockets)}); listeners stay open but unreachable until their process closes them`,
+    );
+  if (g.json) return printJson(r);
+  const what = r.released.length ? r.released.join(', ') : 'no addresses';
+  process.stdout.write(
+    `${r.cell}: released ${what}${r.removed ? '; cell removed' : ''}${r.socketsDestroyed ? `; ${r.socketsDestroyed} sockets destroyed` : ''}\n`,
+  );
 }

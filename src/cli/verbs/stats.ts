@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { Rates, StatsReport } from '../../observe/stats';
 import { countersModule, statsModule } from '../../lazy';
-import { withEngine, type Runner } from '../context';
+import { withEngine, type GlobalOptions, type Runner } from '../context';
 import { examples, jsonOption, positiveSeconds } from '../options';
 import { printJson, table } from '../output';
 import { interruptSignal, pause, watchStdout } from '../signals';
@@ -34,44 +34,45 @@ export function registerStats(program: Command, run: Runner): void {
       examples(['l3iso stats', 'l3iso stats --watch 2', 'l3iso stats --json | jq ".cells[0]"']),
     )
     .action((opts: { watch?: number }) =>
-      run(async (g) => {
-        if (opts.watch === undefined) {
-          const report = withEngine(g, (e) => e.stats());
-          if (g.json) return printJson(report);
-          process.stdout.write(statsText(report));
-          return;
-        }
-        const out = watchStdout();
-        const { signal, dispose } = interruptSignal();
-        const tty = process.stdout.isTTY === true;
-        const namers = new (countersModule().NamerCache)();
-        let prev: { report: StatsReport; at: bigint } | undefined;
-        try {
-          do {
-            const at = process.hrtime.bigint();
-            const report = withEngine(g, (e) => e.stats(namers));
-            const seconds = prev ? Number(at - prev.at) / 1e9 : 0;
-            const rates = prev
-              ? statsModule().ratesBetween(prev.report, report, seconds)
-              : new Map();
-            prev = { report, at };
-            if (g.json) {
-              const now = new Date().toISOString();
-              process.stdout.write(
-                JSON.stringify({ time: now, interval: seconds || null, ...report }) + '\n',
-              );
-            } else {
-              const head =
-                `l3iso stats  ${new Date().toLocaleTimeString()}  ${report.cells.length} cells  ` +
-                `every ${opts.watch}s${seconds ? `  (rates over ${seconds.toFixed(1)}s)` : ''}\n`;
-              const body = statsText(report, rates);
-              process.stdout.write(tty ? `\x1b[H\x1b[2J${head}${body}` : `${head}${body}\n`);
-            }
-            if (out.closed()) break;
-          } while (await pause(opts.watch * 1000, signal));
-        } finally {
-          dispose();
-        }
-      }),
+      run((g) => (opts.watch === undefined ? statsOnce(g) : watchStats(g, opts.watch))),
     );
+}
+
+function statsOnce(g: GlobalOptions): void {
+  const report = withEngine(g, (e) => e.stats());
+  if (g.json) return printJson(report);
+  process.stdout.write(statsText(report));
+}
+
+/** Redraws every `every` seconds with the rates since the last draw, until interrupted. */
+async function watchStats(g: GlobalOptions, every: number): Promise<void> {
+  const out = watchStdout();
+  const { signal, dispose } = interruptSignal();
+  const tty = process.stdout.isTTY === true;
+  const namers = new (countersModule().NamerCache)();
+  let prev: { report: StatsReport; at: bigint } | undefined;
+  try {
+    do {
+      const at = process.hrtime.bigint();
+      const report = withEngine(g, (e) => e.stats(namers));
+      const seconds = prev ? Number(at - prev.at) / 1e9 : 0;
+      const rates = prev ? statsModule().ratesBetween(prev.report, report, seconds) : new Map();
+      prev = { report, at };
+      if (g.json) {
+        const now = new Date().toISOString();
+        process.stdout.write(
+          JSON.stringify({ time: now, interval: seconds || null, ...report }) + '\n',
+        );
+      } else {
+        const head =
+          `l3iso stats  ${new Date().toLocaleTimeString()}  ${report.cells.length} cells  ` +
+          `every ${every}s${seconds ? `  (rates over ${seconds.toFixed(1)}s)` : ''}\n`;
+        const body = statsText(report, rates);
+        process.stdout.write(tty ? `\x1b[H\x1b[2J${head}${body}` : `${head}${body}\n`);
+      }
+      if (out.closed()) break;
+    } while (await pause(every * 1000, signal));
+  } finally {
+    dispose();
+  }
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { log } from '../../log';
 import { engineModule } from '../../lazy';
-import { asRoot, type Runner } from '../context';
+import { asRoot, type GlobalOptions, type Runner } from '../context';
 import { examples, jsonOption, positiveInt } from '../options';
 import { printJson } from '../output';
 
@@ -51,28 +51,28 @@ export function registerUp(program: Command, run: Runner): void {
         'l3iso --pin-dir /sys/fs/bpf/l3iso-lab up --cgroup-root /sys/fs/cgroup/lab --max-cells 200000',
       ]),
     )
-    .action((opts: UpCliOptions) =>
-      run((g) => {
-        asRoot('up');
-        const r = engineModule().Engine.up({
-          pinDir: g.pinDir,
-          cgroupRoot: opts.cgroupRoot,
-          netns: opts.netns,
-          repair: opts.repair === true,
-          ...(opts.managedPrefix ? { managedPrefixes: opts.managedPrefix } : {}),
-          ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
-          onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
-        });
-        for (const w of r.routes?.warnings ?? []) log.warn(w);
-        if (g.json) return printJson(r);
-        const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
-        if (r.repaired.length) log.warn({ maps: r.repaired }, 'repaired missing maps');
-        process.stdout.write(
-          `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
-            r.maps
-              .map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`)
-              .join(''),
-        );
-      }),
-    );
+    .action((opts: UpCliOptions) => run((g) => up(g, opts)));
+}
+
+function up(g: GlobalOptions, opts: UpCliOptions): void {
+  asRoot('up');
+  const r = engineModule().Engine.up({
+    pinDir: g.pinDir,
+    cgroupRoot: opts.cgroupRoot,
+    netns: opts.netns,
+    repair: opts.repair === true,
+    ...(opts.managedPrefix ? { managedPrefixes: opts.managedPrefix } : {}),
+    ...(opts.maxCells !== undefined ? { maxCells: opts.maxCells } : {}),
+    onProgress: (step) => log.info({ pinDir: g.pinDir }, step),
+  });
+  for (const w of r.routes?.warnings ?? []) log.warn(w);
+  if (g.json) return printJson(r);
+  const verb = r.fresh ? 'up' : 'already up; programs replaced in place';
+  if (r.repaired.length) log.warn({ maps: r.repaired }, 'repaired missing maps');
+  process.stdout.write(
+    `engine ${verb}: ${r.programs.length} programs at ${r.cgroupRoot}, state in ${r.pinDir}\n` +
+      r.maps
+        .map((m) => `  map ${m.name.padEnd(15)} ${m.action.padEnd(7)} max ${m.maxEntries}\n`)
+        .join(''),
+  );
 }
