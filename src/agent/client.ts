@@ -43,8 +43,14 @@ export function callAgent(
           : {}),
       },
     });
+    // The timer runs before the loop's I/O phase: after a stall of this
+    // process (a loaded host), it can fire while a connect that finished
+    // long ago waits to be delivered. setImmediate runs after that phase,
+    // so only a connect still pending then counts as no agent.
     const timer = setTimeout(() => {
-      if (!connected) req.destroy(new Error('agent connect timeout'));
+      setImmediate(() => {
+        if (!connected) req.destroy(new Error('agent connect timeout'));
+      });
     }, CONNECT_TIMEOUT_MS);
     req.on('socket', (s) => s.once('connect', () => (connected = true)));
     req.on('error', (err) => {
