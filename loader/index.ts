@@ -34,6 +34,6 @@ export { Fd, guardLeak, openFds, setLeakReporter } from './fd';
 export type { LeakReporter } from './fd';
 export { setLibbpfLogger } from './log';
 export type { LibbpfLogger, LibbpfLogLevel } from './log';
-export { runIterator } from './iter';
+export { iteratorLink, readIterator, runIterator } from './iter';
 export { RingBuffer } from './ringbuf';
 export type { RingBufferSampleFn } from './ringbuf';

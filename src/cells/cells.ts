@@ -38,13 +38,14 @@ import {
   findCgroupById,
   relativeCellName,
   resolveCellPath,
+  unpopulated,
 } from '../model/cgroup';
 import { describeSockets, socketsOfProcesses, socketsOn, type LiveSocket } from './holders';
 import { drainsRunning, holdDrainLock, withLock } from '../dataplane/lock';
 import { nonLocalAddresses } from '../dataplane/local-routes';
 import { appendCellName, pruneCellNames } from './names';
 import { setAllowList } from '../dataplane/prefixes';
-import { countLiveSockets, destroySockets, requireRevoker } from '../dataplane/revoke';
+import { countLiveSockets, destroySockets } from '../dataplane/revoke';
 import {
   clearList,
   indexProblems,
@@ -253,8 +254,10 @@ function assignLocked(
   let sockets: LiveSocket[] = [];
   try {
     const drains = drainsRunning(state.layout);
-    const repaired = reconcile(state, id, { drains }); // a killed earlier run's leftovers first
-    const existing = state.cell(id);
+    const seen: Seen = {};
+    const repaired = reconcile(state, id, { drains, seen }); // a killed earlier run's leftovers first
+    const before = seen.owned;
+    const existing = before ? seen.cell : state.cell(id);
     if (!existing) {
       // Sockets made before the cgroup was a cell keep what they are bound to.
       sockets = socketsOfProcesses(processesBelow(t.path));
@@ -267,7 +270,7 @@ function assignLocked(
       }
     }
     // Listed before claimed: the index stays a superset of what the cell owns.
-    let list = listed(state, id);
+    let list = seen.list ?? listed(state, id);
     if (!Array.isArray(what)) list = claimFromSource(state, id, what, list, claimed, unchanged);
     else {
       list = listIntents(state, id, list, what);
@@ -284,7 +287,11 @@ function assignLocked(
     // new cell's connections through its exact-bind sk_lookup entry.
     forgetKeptListeners(state, claimed);
     let loopback4 = existing?.loopback4;
-    if (!loopback4 || !ownsAlias(state, id, loopback4)) {
+    const ownsIt = (a: CellAddress) =>
+      before
+        ? before.some((e) => isAlias(e) && e.address.text === a.text)
+        : ownsAlias(state, id, a);
+    if (!loopback4 || !ownsIt(loopback4)) {
       const r = claimLoopbackAlias(state, id, list);
       loopback4 = r.alias;
       list = r.list;
@@ -292,8 +299,15 @@ function assignLocked(
     }
     const firstOf = (family: 4 | 6) => addrs.find((a) => a.family === family);
     if (!existing) appendCellName(state.layout, id, t.name);
-    reconcile(state, id, { create: true, drains, prefer: { 4: firstOf(4), 6: firstOf(6) } });
-    const cell = state.cell(id);
+    const done: Seen = {};
+    reconcile(state, id, {
+      create: true,
+      drains,
+      prefer: { 4: firstOf(4), 6: firstOf(6) },
+      owned: ownedAfterClaims(id, before, list, claimed, aliasClaimed),
+      seen: done,
+    });
+    const cell = done.cell;
     return {
       cell: t.name,
       path: t.path,
@@ -318,6 +332,32 @@ function assignLocked(
   }
 }
 
+/**
+ * The cell's owner entries after assign's claims, known without reading
+ * them back (under the lock nobody else changes this cell's owners):
+ * what reconcile saw, plus the new claims. Undefined, so reconcile reads
+ * and repairs the index itself, when the list holds more than that (a
+ * candidate lost to another claimer left an intent) or the alias was one
+ * the cell already held.
+ */
+function ownedAfterClaims(
+  id: bigint,
+  before: OwnerEntry[] | undefined,
+  list: readonly CellAddress[],
+  claimed: readonly CellAddress[],
+  alias: CellAddress | undefined,
+): OwnerEntry[] | undefined {
+  if (!before) return undefined;
+  const had = new Set(before.map((e) => e.address.text));
+  if (alias && had.has(alias.text)) return undefined;
+  const owned = [
+    ...before,
+    ...claimed.map((address) => ({ address, owner: { cell: id, flags: 0 } })),
+    ...(alias ? [{ address: alias, owner: { cell: id, flags: L3_OWNER_LOOPBACK } }] : []),
+  ];
+  return list.length === owned.length ? owned : undefined;
+}
+
 function ownsAlias(state: EngineState, id: bigint, alias: CellAddress): boolean {
   const o = state.owner(alias);
   return o !== undefined && o.cell === id && (o.flags & L3_OWNER_LOOPBACK) !== 0;
@@ -325,6 +365,9 @@ function ownsAlias(state: EngineState, id: bigint, alias: CellAddress): boolean 
 
 /** Every process of the cgroup's subtree. */
 function processesBelow(cgroupPath: string): number[] {
+  // A subtree the kernel says is empty needs no walk (one read, not a
+  // readdir and a cgroup.procs per cgroup); anything else is walked.
+  if (unpopulated(cgroupPath)) return [];
   const out: number[] = [];
   for (const dir of cgroupPathsById(cgroupPath).values()) {
     try {
@@ -448,6 +491,17 @@ export interface ReconcileOptions {
   drains?: boolean;
   /** collects the addresses whose interrupted release this finished */
   finished?: Set<string>;
+  /** filled with what the cell is once reconcile is done, so the caller
+   * need not read it again (left empty when it released the whole cell) */
+  seen?: Seen;
+}
+
+/** A cell as reconcile left it, under the lock: its owner entries, its
+ * index slots (absent when the caller passed `owned`) and its record. */
+export interface Seen {
+  owned?: OwnerEntry[];
+  list?: CellAddress[];
+  cell?: Cell;
 }
 
 /**
@@ -491,6 +545,9 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
         owned.map((e) => e.address),
       );
   }
+  // The index as it stands: verifiedOwners and every rewrite above leave it
+  // listing exactly the owned addresses, in order.
+  const listNow = () => (index ? owned.map((e) => e.address) : undefined);
   if (!cell && !o.create) {
     // Owners without a cell are gc's: claims of an assign that died.
     if (owned.length === 0 && id !== 0n && state.hasStats(id)) {
@@ -498,6 +555,7 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
       setAllowList(state, id, []);
       repaired.push('removed the counters of a cell that no longer exists');
     }
+    if (o.seen) Object.assign(o.seen, { owned, list: listNow(), cell: undefined });
     return repaired;
   }
   if (!alias) throw new L3isoError('EKERNEL', `cell ${id} has no loopback alias in l3_owners`);
@@ -525,7 +583,10 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
     state.putCell(id, next);
     if (cell) repaired.push(...differences(cell, next));
   }
-  if (state.ensureStats(id) && cell) repaired.push('created the missing counters entry');
+  const list = listNow();
+  // A new cell's counters are usually missing, an existing one's there.
+  if (state.ensureStats(id, !cell) && cell) repaired.push('created the missing counters entry');
+  if (o.seen) Object.assign(o.seen, { owned, list, cell: next });
   return repaired;
 }
 
@@ -542,11 +603,17 @@ function differences(was: Cell, now: Cell): string[] {
   return out;
 }
 
-/** Writes the derived cell right after flags changed (no repair pass). */
-function rederive(state: EngineState, id: bigint): void {
-  const owned = ownersOf(state, id);
+/** Writes the derived cell right after flags changed (no repair pass).
+ * `known`: the owners with their new flags and the cell record, when the
+ * caller has them (under the lock they are what a read would return). */
+function rederive(
+  state: EngineState,
+  id: bigint,
+  known?: { owned: OwnerEntry[]; cell?: Cell },
+): void {
+  const owned = known?.owned ?? ownersOf(state, id);
   const alias = owned.find(isAlias);
-  const cell = state.cell(id);
+  const cell = known ? known.cell : state.cell(id);
   if (!cell || !alias) return;
   const next = derive(cell, owned, alias.address);
   if (!sameCell(cell, next)) state.putCell(id, next);
@@ -567,25 +634,43 @@ function flag(state: EngineState, id: bigint, entries: OwnerEntry[], bits: numbe
  * their l3_listeners entries: sk_lookup refuses connections to an unowned
  * address that one of them is bound to (bpf/demux.bpf.c). */
 function finishRelease(state: EngineState, addrs: CellAddress[]): number {
-  const destroyed = destroySockets(state.layout, addrs);
+  const destroyed = destroySockets(state, addrs);
   for (const a of addrs) state.unclaim(a);
   return destroyed;
 }
 
-/** The whole-cell release, from wherever an earlier run stopped. */
-function finishCellRelease(state: EngineState, id: bigint, owned: OwnerEntry[]): number {
+/** The whole-cell release, from wherever an earlier run stopped. `seen`:
+ * the cell's record and index slots as the caller just read them. */
+function finishCellRelease(
+  state: EngineState,
+  id: bigint,
+  owned: OwnerEntry[],
+  seen?: { cell?: Cell; list?: CellAddress[] },
+): number {
   const alias = owned.filter(isAlias);
   const rest = owned.filter((e) => !isAlias(e));
   flag(state, id, alias, L3_OWNER_RELEASING);
   flag(state, id, rest, L3_OWNER_RELEASING);
-  rederive(state, id);
+  rederive(
+    state,
+    id,
+    seen && {
+      owned: owned.map((e) => ({
+        address: e.address,
+        owner: { ...e.owner, flags: e.owner.flags | L3_OWNER_RELEASING },
+      })),
+      cell: seen.cell,
+    },
+  );
   const destroyed = destroySockets(
-    state.layout,
+    state,
     owned.map((e) => e.address),
   );
   for (const e of rest) state.unclaim(e.address);
   for (const e of alias) state.unclaim(e.address);
-  clearList(state, id); // after the unclaims: the index stays a superset
+  // After the unclaims: the index stays a superset.
+  if (seen?.list) rewriteList(state, id, seen.list, []);
+  else clearList(state, id);
   state.deleteCell(id);
   state.deleteStats(id);
   setAllowList(state, id, []);
@@ -629,23 +714,28 @@ interface ReleasePlan {
   /** every owner the release takes (for a whole cell: the alias too) */
   entries: OwnerEntry[];
   sockets: LiveSocket[];
+  /** the cell's record and index slots as planned (whole releases under
+   * one lock hold only: nothing changes them before the release) */
+  seen?: { cell?: Cell; list?: CellAddress[] };
 }
 
 /** Checks what the release would take, before anything changes. */
 function planRelease(t: CellTarget, addrs: CellAddress[]): ReleasePlan {
   const { state, id } = t;
-  requireRevoker(state.layout);
+  state.revoker(); // refuses before anything changes when it is not pinned
   const finished = new Set<string>();
-  const repaired = reconcile(state, id, { finished });
+  const seen: Seen = {};
+  const repaired = reconcile(state, id, { finished, seen });
   const whole = addrs.length === 0;
-  if (!state.cell(id)) {
+  const cell = seen.owned ? seen.cell : state.cell(id);
+  if (!cell) {
     if (whole && finished.size > 0) return { whole, repaired, done: [], entries: [], sockets: [] };
     throw new L3isoError('ENOT_ASSIGNED', `cgroup ${t.name} is not a cell (nothing assigned)`);
   }
   let entries: OwnerEntry[] = [];
   const done: string[] = [];
   if (whole) {
-    entries = ownersOf(state, id);
+    entries = seen.owned ?? ownersOf(state, id);
   } else {
     // Point lookups: the owner map can hold 500k entries on a dense host.
     for (const a of addrs) {
@@ -663,7 +753,14 @@ function planRelease(t: CellTarget, addrs: CellAddress[]): ReleasePlan {
       entries.push({ address: a, owner });
     }
   }
-  return { whole, repaired, done, entries, sockets: liveSocketsOn(t, entries) };
+  return {
+    whole,
+    repaired,
+    done,
+    entries,
+    sockets: liveSocketsOn(t, entries),
+    ...(seen.owned ? { seen: { cell, list: seen.list } } : {}),
+  };
 }
 
 /** Live sockets on the entries' addresses. Counted in the kernel first
@@ -671,7 +768,7 @@ function planRelease(t: CellTarget, addrs: CellAddress[]): ReleasePlan {
  * read and parsed to say whose they are. */
 function liveSocketsOn(t: CellTarget, entries: OwnerEntry[]): LiveSocket[] {
   const addresses = entries.map((e) => e.address);
-  if (countLiveSockets(t.state.layout, addresses) === 0) return [];
+  if (countLiveSockets(t.state, addresses) === 0) return [];
   return socketsOn(addresses, processesBelow(t.path));
 }
 
@@ -702,7 +799,9 @@ export function releaseLocked(
   };
   if (plan.whole) {
     const socketsDestroyed =
-      plan.entries.length > 0 || state.cell(id) ? finishCellRelease(state, id, plan.entries) : 0;
+      plan.entries.length > 0 || (plan.seen ? plan.seen.cell : state.cell(id))
+        ? finishCellRelease(state, id, plan.entries, plan.seen)
+        : 0;
     return { ...base, released: publicTexts(plan.entries), removed: true, socketsDestroyed };
   }
   // Marked first, so no new bind or explicit source takes the address, and
@@ -835,7 +934,7 @@ function liveCgroups(root: string, rootId: bigint): Set<bigint> {
 }
 
 function gcLocked(state: EngineState, live: Set<bigint>): GcResult {
-  requireRevoker(state.layout);
+  state.revoker();
   const drains = drainsRunning(state.layout);
   const cells = state.cells();
   const byCell = byOwner(state.owners());

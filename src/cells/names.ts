@@ -31,8 +31,15 @@ export function recordCellName(layout: PinLayout, id: bigint, name: string): voi
  * The leading newline ends a line a crash cut short.
  */
 export function appendCellName(layout: PinLayout, id: bigint, name: string): void {
-  fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });
-  fs.appendFileSync(namesFile(layout), `\n${id} ${JSON.stringify(name)}\n`, { mode: 0o600 });
+  const line = `\n${id} ${JSON.stringify(name)}\n`;
+  try {
+    fs.appendFileSync(namesFile(layout), line, { mode: 0o600 });
+  } catch (err) {
+    // The dir is made once, not per assign (the agent's hot path).
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    fs.mkdirSync(path.dirname(namesFile(layout)), { recursive: true, mode: 0o700 });
+    fs.appendFileSync(namesFile(layout), line, { mode: 0o600 });
+  }
 }
 
 /** recordCellName for many cells: one read and one append. */

@@ -40,11 +40,16 @@ export function bumpGeneration(layout: PinLayout): void {
   if (!fs.existsSync(pin)) return;
   const map = BpfMap.openPinned(pin);
   try {
-    const key = genKey();
-    const value = Buffer.alloc(8);
-    value.writeBigUInt64LE(nextGeneration(map.lookup(key)?.readBigUInt64LE(0) ?? 0n));
-    map.update(key, value);
+    bumpGenerationIn(map);
   } finally {
     map.close();
   }
+}
+
+/** bumpGeneration on an l3_generation map the caller holds open. */
+export function bumpGenerationIn(map: BpfMap): void {
+  const key = genKey();
+  const value = Buffer.alloc(8);
+  value.writeBigUInt64LE(nextGeneration(map.lookup(key)?.readBigUInt64LE(0) ?? 0n));
+  map.update(key, value);
 }

@@ -133,6 +133,8 @@ export class PinDirLock implements Disposable {
 export interface Lockable {
   readonly layout: PinLayout;
   readonly lock: PinDirLock;
+  /** bumps l3_generation through a map it holds open (else opened per bump) */
+  bumpGeneration?(): void;
 }
 
 export function withLock<T>(engine: Lockable, fn: () => T): T {
@@ -141,7 +143,8 @@ export function withLock<T>(engine: Lockable, fn: () => T): T {
       return fn();
     } finally {
       // Whatever fn changed in l3_cells or l3_owners, sockets re-resolve.
-      bumpGeneration(engine.layout);
+      if (engine.bumpGeneration) engine.bumpGeneration();
+      else bumpGeneration(engine.layout);
     }
   });
 }

@@ -12,13 +12,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  BpfLink,
   BpfMap,
   BpfObject,
   MapUpdate,
   closeFd,
   getPinned,
+  iteratorLink,
   pinObject,
-  runIterator,
+  readIterator,
 } from '../../loader';
 import {
   LAYOUT,
@@ -108,9 +110,14 @@ export function requireRevoker(layout: PinLayout): void {
   }
 }
 
+/** What a revocation runs on: an engine's state, which keeps one Revoker
+ * open across verbs (see EngineState.revoker), or a bare pin layout, opened
+ * for the one walk. */
+export type RevokeTarget = PinLayout | { revoker(): Revoker };
+
 /** Returns how many sockets were destroyed. */
-export function destroySockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
-  return walk(layout, addresses, L3_REVOKE_DESTROY);
+export function destroySockets(on: RevokeTarget, addresses: readonly CellAddress[]): number {
+  return walkOn(on, addresses, L3_REVOKE_DESTROY);
 }
 
 /**
@@ -119,40 +126,98 @@ export function destroySockets(layout: PinLayout, addresses: readonly CellAddres
  * kernel by the iterator: a release that finds none need not read and
  * parse the whole socket table to tell whose they are.
  */
-export function countLiveSockets(layout: PinLayout, addresses: readonly CellAddress[]): number {
-  return walk(layout, addresses, L3_REVOKE_COUNT);
+export function countLiveSockets(on: RevokeTarget, addresses: readonly CellAddress[]): number {
+  return walkOn(on, addresses, L3_REVOKE_COUNT);
 }
 
-/** One walk of the TCP and UDP tables per L3_REVOKE_BATCH addresses. */
-function walk(layout: PinLayout, addresses: readonly CellAddress[], mode: number): number {
+function walkOn(on: RevokeTarget, addresses: readonly CellAddress[], mode: number): number {
   if (addresses.length === 0) return 0;
-  requireRevoker(layout);
-  const maps = MAPS.map((name) => BpfMap.openPinned(pinPath(layout, name)));
-  const [target, count, modeMap] = maps as [BpfMap, BpfMap, BpfMap];
-  const progs = PROGRAMS.map((name) => getPinned(pinPath(layout, name)));
-  const zero = Buffer.alloc(4);
+  if ('revoker' in on) return on.revoker().walk(addresses, mode);
+  const r = Revoker.open(on);
   try {
+    return r.walk(addresses, mode);
+  } finally {
+    r.close();
+  }
+}
+
+/** The set the `revoke` symlink names now; undefined when there is none
+ * (a `down` removes the symlink first) or it is an older l3iso's plain dir. */
+export function revokerSet(layout: PinLayout): string | undefined {
+  try {
+    return fs.readlinkSync(layout.revokeDir);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pinned iterator set, opened: its maps, and one iterator link per
+ * program. Opening costs a dozen bpf() calls through FFI, more than a
+ * release's map work, so an engine keeps one and reuses it while the
+ * `revoke` symlink still names the same set (`up` re-pins a new one).
+ */
+export class Revoker {
+  private constructor(
+    /** the revoke-* set it was opened from (undefined: an older plain dir) */
+    readonly set: string | undefined,
+    private readonly target: BpfMap,
+    private readonly count: BpfMap,
+    private readonly mode: BpfMap,
+    private readonly links: readonly BpfLink[],
+  ) {}
+
+  static open(layout: PinLayout): Revoker {
+    requireRevoker(layout);
+    const set = revokerSet(layout);
+    const maps: BpfMap[] = [];
+    const links: BpfLink[] = [];
+    try {
+      for (const name of MAPS) maps.push(BpfMap.openPinned(pinPath(layout, name)));
+      for (const name of PROGRAMS) {
+        const fd = getPinned(pinPath(layout, name));
+        try {
+          links.push(iteratorLink(fd));
+        } finally {
+          closeFd(fd); // the link holds the program
+        }
+      }
+    } catch (err) {
+      for (const l of links) l.close();
+      for (const m of maps) m.close();
+      throw err;
+    }
+    const [target, count, mode] = maps as [BpfMap, BpfMap, BpfMap];
+    return new Revoker(set, target, count, mode, links);
+  }
+
+  /** One walk of the TCP and UDP tables per L3_REVOKE_BATCH addresses. */
+  walk(addresses: readonly CellAddress[], mode: number): number {
+    if (addresses.length === 0) return 0;
+    const zero = Buffer.alloc(4);
     // A killed run's targets must not be revoked by this one.
-    clearTargets(target);
+    clearTargets(this.target);
     const m = Buffer.alloc(4);
     m.writeUInt32LE(mode);
-    modeMap.update(zero, m, MapUpdate.ANY);
-    count.update(zero, Buffer.alloc(8), MapUpdate.ANY);
+    this.mode.update(zero, m, MapUpdate.ANY);
+    this.count.update(zero, Buffer.alloc(8), MapUpdate.ANY);
     const keys = addresses.map(encodeAddr);
     for (let i = 0; i < keys.length; i += L3_REVOKE_BATCH) {
       const chunk = keys.slice(i, i + L3_REVOKE_BATCH);
-      target.updateBatch(
+      this.target.updateBatch(
         chunk,
         chunk.map(() => Buffer.from([1])),
         MapUpdate.ANY,
       );
-      for (const fd of progs) runIterator(fd);
-      target.deleteBatch(chunk);
+      for (const link of this.links) readIterator(link);
+      this.target.deleteBatch(chunk);
     }
-    return Number(count.lookup(zero)?.readBigUInt64LE(0) ?? 0n);
-  } finally {
-    for (const fd of progs) closeFd(fd);
-    for (const map of maps) map.close();
+    return Number(this.count.lookup(zero)?.readBigUInt64LE(0) ?? 0n);
+  }
+
+  close(): void {
+    for (const l of this.links) l.close();
+    for (const m of [this.target, this.count, this.mode]) m.close();
   }
 }
 

@@ -37,7 +37,8 @@ import {
 import type { CellAddress } from '../model/address';
 import { pinLayout, type PinLayout } from './paths';
 import { PinDirLock } from './lock';
-import { revokerReady } from './revoke';
+import { Revoker, revokerReady, revokerSet } from './revoke';
+import { bumpGenerationIn } from './generation';
 import { SHARED_MAPS, SHARED_MAP_SHAPES, type SharedMapName } from './programs';
 
 export type ClaimResult = { claimed: true } | { claimed: false; owner: Owner };
@@ -55,6 +56,7 @@ export class EngineState implements Disposable {
   /** Maps are opened on first use: a verb that touches two maps should
    * not pay the FFI round trips of opening all of them. */
   private readonly opened = new Map<SharedMapName, BpfMap>();
+  private revokerOpen: Revoker | undefined;
 
   private constructor(
     readonly layout: PinLayout,
@@ -167,7 +169,39 @@ export class EngineState implements Disposable {
     return m;
   }
 
+  /**
+   * The revocation iterator, opened once and kept while the `revoke`
+   * symlink names the set it was opened from (an `up` re-pins a new set;
+   * a `down` removes the symlink first, and then this refuses as
+   * requireRevoker does).
+   */
+  revoker(): Revoker {
+    const set = revokerSet(this.layout);
+    if (this.revokerOpen && set !== undefined && this.revokerOpen.set === set)
+      return this.revokerOpen;
+    this.revokerOpen?.close();
+    this.revokerOpen = undefined;
+    this.revokerOpen = Revoker.open(this.layout);
+    return this.revokerOpen;
+  }
+
+  /** Invalidates what every socket cached (l3_generation), through the
+   * map this state keeps open. */
+  bumpGeneration(): void {
+    let map: BpfMap;
+    try {
+      map = this.map('l3_generation');
+    } catch (err) {
+      // Before `up` pinned it nothing can have cached anything.
+      if (err instanceof L3isoError && err.code === 'ENOT_UP') return;
+      throw err;
+    }
+    bumpGenerationIn(map);
+  }
+
   close(): void {
+    this.revokerOpen?.close();
+    this.revokerOpen = undefined;
     for (const m of this.opened.values()) m.close();
     this.opened.clear();
     if (this.ownsLock) this.lock.close();
@@ -259,10 +293,10 @@ export class EngineState implements Disposable {
 
   /** Creates the zeroed counter entry the BPF programs increment; true if
    * it was missing. */
-  ensureStats(id: bigint): boolean {
-    // A lookup first: the usual answer is "exists", and a refused
+  ensureStats(id: bigint, likelyMissing = false): boolean {
+    // A lookup first where the usual answer is "exists": a refused
     // NOEXIST update costs an exception.
-    if (this.hasStats(id)) return false;
+    if (!likelyMissing && this.hasStats(id)) return false;
     const zero = encodeCellStats(emptyCellStats());
     const perCpu = Buffer.alloc(this.map('l3_cell_stats').valueBufferSize);
     for (let off = 0; off + zero.length <= perCpu.length; off += this.statsStride())

@@ -117,7 +117,7 @@ export function cgroupLevel(cgroupPath: string, mount: string): number {
 
 function realpathOrMissing(p: string, what: string): string {
   try {
-    return realpathSync(p);
+    return realpathSync.native(p);
   } catch (err) {
     const code = errnoOf(err);
     throw new L3isoError(
@@ -189,7 +189,7 @@ export function resolveCellPath(arg: string, root: string, mount: string): strin
  * a path resolveCellPath returned.
  */
 export function assertRecordableDepth(cellPath: string, root: string): void {
-  const rel = relativeInside(realpathSync(root), cellPath);
+  const rel = relativeInside(realpathSync.native(root), cellPath);
   const depth = rel ? rel.split(path.sep).length : 0;
   if (depth >= L3_MAX_DEPTH) {
     throw new L3isoError(
@@ -267,6 +267,16 @@ export function cgroupPathsById(root: string): Map<bigint, string> {
     }
   }
   return out;
+}
+
+/** The kernel says the subtree holds no process (cgroup.events
+ * "populated 0"); false when it holds some or cgroup.events cannot be read. */
+export function unpopulated(dir: string): boolean {
+  try {
+    return /^populated 0$/m.test(readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** The subtree still holds processes (cgroup.events "populated 1"). */

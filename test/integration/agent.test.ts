@@ -1,6 +1,7 @@
 // The agent (src/agent/): the engine over HTTP + JSON on a unix socket, the
 // CLI going through it (and working alone without it), cells released when
 // their cgroup is removed, and a kill -9 that loses nothing.
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -200,6 +201,44 @@ describe('agent', () => {
     const r = await sb.cliOk(['release', 'c1'], viaAgent);
     expect(r.stdout).toBe(`c1: released ${V4(31)}; cell removed\n`);
     expect(await cellNames()).toEqual([]);
+  });
+
+  it('an up that re-pins the revocation iterator while the agent runs: the agent revokes with the new set and lets the old one go', async () => {
+    await startAgent();
+    const progId = (): number => {
+      const pin = path.join(sb.pinDir, 'revoke', 'l3_revoke_tcp');
+      const out = execFileSync('bpftool', ['-j', 'prog', 'show', 'pinned', pin], {
+        encoding: 'utf8',
+      });
+      return (JSON.parse(out) as { id: number }).id;
+    };
+    const loaded = (id: number): boolean =>
+      spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0;
+    sb.cg('rp1');
+    sb.cg('rp2');
+    await post(sock, '/v1/assign', { cgroup: 'rp1', addresses: [V4(7)] });
+    await post(sock, '/v1/assign', { cgroup: 'rp2', addresses: [V4(6)] });
+    // the agent's Engine opens the iterator (and keeps it) on this release
+    const first = await post(sock, '/v1/release', { cgroup: 'rp1' });
+    expect(first.status, first.text).toBe(200);
+    const old = progId();
+    await sb.up(); // a live engine: the iterator is re-pinned into a new set
+    expect(progId()).not.toBe(old);
+    const holder = sb.spawnProbe('rp2', [
+      { op: 'socket', fam: 4, type: 'udp' },
+      { op: 'bind', addr: V4(6), port: 0 },
+      { op: 'wait_stdin' },
+    ]);
+    try {
+      await holder.waitFor((l) => l.op === 'bind' && l.ok === true);
+      const r = await post(sock, '/v1/release', { cgroup: 'rp2', force: true });
+      expect(r.status, r.text).toBe(200);
+      expect(r.json.socketsDestroyed).toBe(1);
+      // nobody holds the old set's programs any more: the agent dropped them
+      expect(loaded(old)).toBe(false);
+    } finally {
+      await holder.kill();
+    }
   });
 
   it('a release with a drain runs aside: the agent answers other requests meanwhile', async () => {
