@@ -90,8 +90,8 @@ export class Engine implements Disposable {
    * Engine holds fds of may no longer be the engine's: a long-lived holder
    * compares this before each use and opens a new Engine when it changed.
    */
-  static pinsIdentity(pinDir: string): string {
-    const layout = pinLayout(pinDir);
+  static pinsIdentity(pinDir: string | PinLayout): string {
+    const layout = typeof pinDir === 'string' ? pinLayout(pinDir) : pinDir;
     const ino = fs.statSync(layout.root, { throwIfNoEntry: false })?.ino ?? '-';
     let up = '-';
     try {

@@ -21,7 +21,7 @@ export class HeldEngine {
   constructor(readonly pinDir: string) {}
 
   get(): Engine {
-    const now = Engine.pinsIdentity(this.pinDir);
+    const now = Engine.pinsIdentity(this.engine?.layout ?? this.pinDir);
     if (this.engine && now !== this.identity) this.close();
     if (!this.engine) {
       // The identity is taken before the open: pins replaced in between
