@@ -23,7 +23,8 @@ import type { CellAddress, Family } from '../model/address';
 import { fromInt, sizeOf, type Range } from './cidr';
 
 interface Copy {
-  /** every address with an l3_owners entry, as integers (see cidr.toInt) */
+  /** every address with an l3_owners entry that a pool can hold, as
+   * integers (see cidr.toInt) */
   owned: Record<Family, Set<bigint>>;
   /** per range: every address below this one is owned */
   floor: Map<string, bigint>;
@@ -51,8 +52,11 @@ function walk(state: EngineState): Copy {
   state.map('l3_owners').scan((keys, _values, n) => {
     for (let i = 0, at = 0; i < n; i++, at += size) {
       const family = keys[at + FAMILY];
-      if (family === L3_FAMILY_V4) owned[4].add(BigInt(keys.readUInt32BE(at + ADDR)));
-      else if (family === L3_FAMILY_V6)
+      if (family === L3_FAMILY_V4) {
+        const n = keys.readUInt32BE(at + ADDR);
+        // Loopback aliases (127/8, one per cell): no pool holds them.
+        if (n >>> 24 !== 127) owned[4].add(BigInt(n));
+      } else if (family === L3_FAMILY_V6)
         owned[6].add(
           (keys.readBigUInt64BE(at + ADDR) << 64n) | keys.readBigUInt64BE(at + ADDR + 8),
         );
