@@ -7,11 +7,16 @@
  *     (64 addresses of a /26);
  *   - per address: one etcd compare-and-create transaction per address
  *     (an IPAM that keeps each address in etcd), then the same kernel claim.
+ *   - pool, one host: `assign --from-pool` through a held Engine (the agent
+ *     without --etcd), no etcd at all.
  * N cells of one address each, in turn; allocations/s per host, the kernel
- * claim alone (explicit addresses, no etcd) as the floor both pay, what etcd
+ * claim alone (explicit addresses, no etcd) as the floor all pay, what etcd
  * adds per allocation, and the median etcd transaction, so the figures can
  * be carried to a remote etcd (add its round trip per block, or per
- * address). Printed, never asserted.
+ * address). Each mode runs in 5 rounds, interleaved with the others, and
+ * the cells are released (by another Engine) after each round: a pool's
+ * kept copy of the owned addresses is taken again once per round
+ * (src/pools/free.ts). Printed, never asserted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -157,8 +162,17 @@ function kernelMode(pinDir: string): Mode {
   };
 }
 
-/** Rounds of the three modes in turn, so load that comes and goes on a
- * shared machine weighs on all three alike. Seconds per mode. */
+/** `assign --from-pool` on one host, through the held Engine. */
+function poolMode(pinDir: string): Mode {
+  engineOf(pinDir).poolAdd('local', '198.21.0.0/16');
+  return (cells) => {
+    for (const c of cells) engineOf(pinDir).assignFromPool(c, 'local', 1);
+    return Promise.resolve();
+  };
+}
+
+/** Rounds of the modes in turn, so load that comes and goes on a
+ * shared machine weighs on all of them alike. Seconds per mode. */
 async function interleaved(pinDir: string, cells: string[], modes: Mode[]): Promise<number[]> {
   const rounds = 5;
   const per = Math.ceil(cells.length / rounds);
@@ -187,10 +201,11 @@ async function main(): Promise<void> {
     for (const c of cells) fs.mkdirSync(path.join(sb.cgroupRoot, c));
     const blocks = await blockMode(sb.pinDir, e.url);
     const perAddr = await addressMode(sb.pinDir, e.url);
-    const [k, b, p] = await interleaved(sb.pinDir, cells, [
+    const [k, b, p, l] = await interleaved(sb.pinDir, cells, [
       kernelMode(sb.pinDir),
       blocks.run,
       perAddr.run,
+      poolMode(sb.pinDir),
     ]);
     const held = await blocks.close();
     const txnMs = perAddr.txnMs();
@@ -204,6 +219,7 @@ async function main(): Promise<void> {
         etcdPerBlock: r(N / b!),
         etcdPerAddress: r(N / p!),
         kernelClaimOnly: r(N / k!),
+        poolOneHost: r(N / l!),
         ratio: ms(p! / b!),
       },
       // what etcd adds to each allocation, over the kernel claim alone

@@ -20,9 +20,6 @@ import {
   L3_OWNER_DRAINING,
   L3_OWNER_LOOPBACK,
   L3_OWNER_RELEASING,
-  decodeAddr,
-  decodeAddrBytes,
-  decodeOwner,
   encodeCell,
   type Cell,
   type Owner,
@@ -153,15 +150,13 @@ export function assign(
  * that the cell must end up with `count` of the source's addresses, claimed
  * lowest first, each with BPF_NOEXIST like any other claim.
  */
-/** An owner map key, compared but never printed. */
-export type OwnedAddress = Pick<CellAddress, 'family' | 'bytes'>;
-
 export interface AddressSource {
   count: number;
   /** the address is one of the source's (the cell's own count towards `count`) */
   has(a: CellAddress): boolean;
-  /** candidates, lowest first, skipping `owned` (every address the owner map holds) */
-  candidates(owned: readonly OwnedAddress[]): Iterable<CellAddress>;
+  /** free candidates, lowest first (called under the lock; src/pools/free.ts
+   * knows which are free without a walk of the owner map per call) */
+  candidates(): Iterable<CellAddress>;
   /** the error when the candidates run out `missing` short */
   exhausted(missing: number): L3isoError;
 }
@@ -212,18 +207,12 @@ function claimFromSource(
   claimed: CellAddress[],
   unchanged: CellAddress[],
 ): CellAddress[] {
-  // One scan, no text per entry: the free addresses of a pool are the ones
-  // no cell owns, which only the whole owner map tells; only the cell's own
-  // addresses are ever printed.
-  const { keys, values } = state.map('l3_owners').lookupBatch();
-  keys.forEach((k, i) => {
-    const owner = decodeOwner(values[i]!);
-    if (owner.cell !== id || owner.flags & (L3_OWNER_LOOPBACK | GONE)) return;
-    const a = decodeAddr(k);
-    if (source.has(a)) unchanged.push(a);
-  });
+  // The cell's own through its index: a walk of the owner map costs its
+  // capacity (every bucket), whatever it holds.
+  for (const o of ownersOf(state, id))
+    if (isUsable(o) && source.has(o.address)) unchanged.push(o.address);
   let need = source.count - unchanged.length;
-  const candidates = source.candidates(keys.map(decodeAddrBytes))[Symbol.iterator]();
+  const candidates = source.candidates()[Symbol.iterator]();
   while (need > 0) {
     const batch: CellAddress[] = [];
     while (batch.length < need) {

@@ -13,15 +13,10 @@
  * The verbs' modules are required on first use: a CLI process pays only
  * for the verb it runs (README "How it works").
  */
+import * as fs from 'node:fs';
 import type { UplinkMode } from '../model/defaults';
-import type {
-  AddressSource,
-  AssignOptions,
-  AssignResult,
-  GcResult,
-  ReleaseOptions,
-} from '../cells/cells';
-import type { PoolAddResult, PoolDelResult, PoolView } from '../pools/pools';
+import type { AssignOptions, AssignResult, GcResult, ReleaseOptions } from '../cells/cells';
+import type { PoolAddResult, PoolDelResult, PoolView, RangesRequest } from '../pools/pools';
 import type { PoolDef } from '../pools/store';
 import type { ReleaseResult } from '../cells/cells';
 import type { CellDetail, CellView } from '../cells/inventory';
@@ -42,6 +37,7 @@ import { L3isoError } from '../errors';
 import { sleepSync } from '../sleep';
 import { withLock } from '../dataplane/lock';
 import { EngineState } from '../dataplane/state';
+import { pinLayout } from '../dataplane/paths';
 import type { DownOptions, DownResult, UpOptions, UpResult } from './lifecycle';
 
 const cells = (): typeof import('../cells/cells') => require('../cells/cells');
@@ -83,6 +79,27 @@ export class Engine implements Disposable {
   /** Every shared map is pinned (open may still refuse the dir). */
   static isUp(pinDir: string): boolean {
     return EngineState.isUp(pinDir);
+  }
+
+  /**
+   * Which pins pinDir holds now. Pins are replaced only by a down and up
+   * (a new dir) and by an `up` in place (`--repair` re-creates lost maps),
+   * and every up ends by pinning the revocation iterator into a new
+   * revoke-* set that the `revoke` symlink is renamed to (dataplane/revoke.ts).
+   * So the dir's inode and the symlink's target change whenever the maps an
+   * Engine holds fds of may no longer be the engine's: a long-lived holder
+   * compares this before each use and opens a new Engine when it changed.
+   */
+  static pinsIdentity(pinDir: string | PinLayout): string {
+    const layout = typeof pinDir === 'string' ? pinLayout(pinDir) : pinDir;
+    const ino = fs.statSync(layout.root, { throwIfNoEntry: false })?.ino ?? '-';
+    let up = '-';
+    try {
+      up = fs.readlinkSync(layout.revokeDir);
+    } catch {
+      /* none (or an older l3iso's dir): an open refuses it */
+    }
+    return `${ino} ${up}`;
   }
 
   /** Brings an engine up (fresh: built aside and renamed into place), or
@@ -134,11 +151,11 @@ export class Engine implements Disposable {
     return cells().assign(this.state, cgroup, addresses, o);
   }
 
-  /** Tops the cell up to `source.count` of the source's addresses (a pool,
-   * a fleet host's blocks), the lowest free ones first. */
-  assignFrom(cgroup: string, source: AddressSource, o: AssignOptions = {}): AssignResult {
+  /** Tops the cell up to `req.count` addresses of the ranges (a fleet
+   * host's blocks of a pool), the lowest free ones first. */
+  assignFromRanges(cgroup: string, req: RangesRequest, o: AssignOptions = {}): AssignResult {
     this.writes();
-    return cells().assignFrom(this.state, cgroup, source, o);
+    return pools().assignFromRanges(this.state, cgroup, req, o);
   }
 
   assignFromPool(

@@ -15,7 +15,7 @@
 import type { Etcd3, Lease } from 'etcd3';
 import { L3isoError } from '../errors';
 import type { AssignOptions, AssignResult } from '../cells/cells';
-import { Engine } from '../engine/engine';
+import { HeldEngine } from './held';
 import { L3_OWNER_LOOPBACK } from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import {
@@ -31,12 +31,7 @@ import {
   type Range,
 } from '../pools/cidr';
 import { clash, findPool } from '../pools/defs';
-import {
-  rangesSource,
-  type PoolAddResult,
-  type PoolDelResult,
-  type PoolView,
-} from '../pools/pools';
+import type { PoolAddResult, PoolDelResult, PoolView } from '../pools/pools';
 import { checkPoolName, type PoolDef } from '../pools/store';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectEtcd, withDeadline, type EtcdOptions } from './etcd';
@@ -112,16 +107,14 @@ export class FleetPools {
   private reconnecting: Promise<void> | undefined;
   private closed = false;
   private readonly engine: string;
+  /** one Engine for the agent's life, not one per allocation */
+  private readonly local: HeldEngine;
 
   private constructor(private readonly o: FleetOptions) {
     checkHostId(o.hostId);
+    this.local = new HeldEngine(o.pinDir);
+    this.engine = this.local.run((e) => e.state.config().instance ?? '');
     this.client = connectEtcd(o);
-    const engine = Engine.open(o.pinDir);
-    try {
-      this.engine = engine.state.config().instance ?? '';
-    } finally {
-      engine.close();
-    }
   }
 
   /**
@@ -250,15 +243,12 @@ export class FleetPools {
 
   /** Addresses cells own on this host (loopback aliases aside). */
   private localAddresses(): CellAddress[] {
-    const engine = Engine.open(this.o.pinDir);
-    try {
-      return engine.state
+    return this.local.run((e) =>
+      e.state
         .owners()
-        .filter((e) => !(e.owner.flags & L3_OWNER_LOOPBACK))
-        .map((e) => e.address);
-    } finally {
-      engine.close();
-    }
+        .filter((o) => !(o.owner.flags & L3_OWNER_LOOPBACK))
+        .map((o) => o.address),
+    );
   }
 
   private blockValue(pool: string, range: Range): string {
@@ -534,16 +524,16 @@ export class FleetPools {
       const ranges = this.heldBlocks()
         .filter((b) => b.pool === def.name)
         .map((b) => b.range);
-      const source = rangesSource(
+      const req = {
         ranges,
         count,
-        (missing) =>
+        within: (a: CellAddress) => contains(pool, a),
+        exhausted: (missing: number) =>
           new BlocksFull('EPOOL_EXHAUSTED', `the blocks held of pool ${def.name} lack ${missing}`),
-        (a) => contains(pool, a),
-      );
-      const engine = Engine.open(this.o.pinDir, { write: true });
+      };
       try {
-        return { ...engine.assignFrom(cgroup, source, opts), pool: def.name };
+        const r = this.local.run((e) => e.assignFromRanges(cgroup, req, opts));
+        return { ...r, pool: def.name };
       } catch (err) {
         if (!(err instanceof BlocksFull)) throw err;
       }
@@ -563,5 +553,6 @@ export class FleetPools {
     this.lease = undefined;
     this.client.close();
     await this.reconnecting;
+    this.local.close();
   }
 }

@@ -60,6 +60,19 @@ export function overlaps(a: Range, b: Range): boolean {
  * of one is an assignment.
  */
 export function parsePoolCidr(text: string): Range {
+  // Parsed again for every allocation otherwise (about 0.1 ms: the checks of
+  // parseAddress); a Range is never changed once made.
+  let r = parsed.get(text);
+  if (!r) {
+    if (parsed.size >= 1024) parsed.clear();
+    parsed.set(text, (r = parseFresh(text)));
+  }
+  return { ...r };
+}
+
+const parsed = new Map<string, Range>();
+
+function parseFresh(text: string): Range {
   const bad = (why: string) =>
     new L3isoError('EADDR_INVALID', `pool CIDR ${JSON.stringify(text)} ${why}`);
   if (typeof text !== 'string' || !text.includes('/')) throw bad('must be ADDRESS/LENGTH');

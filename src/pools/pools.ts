@@ -2,8 +2,9 @@
  * Address pools of one host: named CIDRs a cell takes addresses from
  * without naming them. The pool says only where to look; the kernel's
  * owner map stays the arbiter of who owns what (every address is claimed
- * with BPF_NOEXIST, and one some other claimer took first is skipped), so a
- * pool holds no allocation state of its own to go stale.
+ * with BPF_NOEXIST, and one some other claimer took first is skipped). What
+ * is free is read from the owner map, or from a copy of it that is only
+ * used while no other write happened since (free.ts).
  */
 import { L3isoError } from '../errors';
 import {
@@ -13,10 +14,12 @@ import {
   type AssignResult,
 } from '../cells/cells';
 import { withLock } from '../dataplane/lock';
+import { nonLocalAddresses } from '../dataplane/local-routes';
 import type { EngineState } from '../dataplane/state';
-import type { CellAddress } from '../model/address';
-import { contains, freeAddresses, ownedInts, parsePoolCidr, sizeOf, type Range } from './cidr';
+import { parseAddress, type CellAddress } from '../model/address';
+import { contains, parsePoolCidr, sizeOf, type Range } from './cidr';
 import { clash, findPool, poolDef } from './defs';
+import { allocating, type FreeAddresses } from './free';
 import { checkPoolName, readPools, writePools, type PoolDef } from './store';
 
 export { clash, findPool, poolDef };
@@ -116,37 +119,57 @@ export function deletePool(
   });
 }
 
-/** The lowest free addresses of `ranges`, in order (a pool is one range; a
- * fleet host's held blocks of a pool are several). */
-export function rangesSource(
-  ranges: readonly Range[],
-  count: number,
-  exhausted: (missing: number) => L3isoError,
-  within: (a: CellAddress) => boolean = (a) => ranges.some((r) => contains(r, a)),
-): AddressSource {
+/** Where an allocation takes addresses: a pool is one range; a fleet
+ * host's held blocks of a pool are several. */
+export interface RangesRequest {
+  ranges: readonly Range[];
+  /** the cell ends up with this many addresses of `within` */
+  count: number;
+  /** the cell's own addresses that count towards `count` (default: those
+   * in one of the ranges; a fleet host counts the whole pool's) */
+  within?: (a: CellAddress) => boolean;
+  /** the error when the ranges have `missing` too few free addresses */
+  exhausted: (missing: number) => L3isoError;
+}
+
+function sourceOf(req: RangesRequest, free: FreeAddresses): AddressSource {
   return {
-    count,
-    has: within,
-    *candidates(owned) {
-      const ints = { 4: ownedInts(owned, 4), 6: ownedInts(owned, 6) };
-      for (const r of ranges) yield* freeAddresses(r, ints[r.family]);
-    },
-    exhausted,
+    count: req.count,
+    has: req.within ?? ((a) => req.ranges.some((r) => contains(r, a))),
+    candidates: () => free.of(req.ranges),
+    exhausted: req.exhausted,
   };
 }
 
-export function poolSource(pool: PoolDef, count: number): AddressSource {
-  const r = parsePoolCidr(pool.cidr);
-  return rangesSource(
-    [r],
+/** Tops the cell up to `req.count` addresses, the lowest free ones of the
+ * ranges first (none taken when it has them already). */
+export function assignFromRanges(
+  state: EngineState,
+  cgroup: string,
+  req: RangesRequest,
+  opts: AssignOptions = {},
+): AssignResult {
+  const { checkLocal, ...inner } = opts;
+  const r = allocating(state, (free) => assignFrom(state, cgroup, sourceOf(req, free), inner));
+  if (!checkLocal) return r;
+  // After the lock, as assign does: it runs `ip`, which costs more than
+  // the assignment itself.
+  const addrs = [...r.added, ...r.unchanged].map((t) => parseAddress(t));
+  const notLocal = (nonLocalAddresses(state, addrs) ?? []).map((a) => a.text);
+  return notLocal.length ? { ...r, notLocal } : r;
+}
+
+function poolRequest(pool: PoolDef, count: number): RangesRequest {
+  return {
+    ranges: [parsePoolCidr(pool.cidr)],
     count,
-    (missing) =>
+    exhausted: (missing) =>
       new L3isoError(
         'EPOOL_EXHAUSTED',
         `pool ${pool.name} (${pool.cidr}) has no free address left (${missing} more needed)`,
         `release addresses of it, or add another pool`,
       ),
-  );
+  };
 }
 
 export function readPoolsOf(state: EngineState): PoolDef[] {
@@ -164,5 +187,5 @@ export function assignFromPool(
 ): AssignResult & { pool: string } {
   checkPoolName(poolName);
   const pool = findPool(readPoolsOf(state), poolName);
-  return { ...assignFrom(state, cgroup, poolSource(pool, count), opts), pool: poolName };
+  return { ...assignFromRanges(state, cgroup, poolRequest(pool, count), opts), pool: poolName };
 }

@@ -372,3 +372,126 @@ describe('pools (single host)', () => {
     }
   });
 });
+
+// The built modules: the Engine loads each verb's module with require(),
+// which the test runner's TypeScript transform does not serve.
+const { Engine } =
+  require('../../dist/src/engine/engine') as typeof import('../../src/engine/engine');
+const { HeldEngine } =
+  require('../../dist/src/fleet/held') as typeof import('../../src/fleet/held');
+const { BpfMap } = require('../../dist/loader') as typeof import('../../loader');
+
+type Walker = 'scan' | 'lookupBatch' | 'keys' | 'count';
+
+/** fn's result and how many times it read the whole owner map. */
+function ownerWalks<T>(fn: () => T): { value: T; walks: number } {
+  const proto = BpfMap.prototype as unknown as Record<Walker, (...a: unknown[]) => unknown>;
+  const saved = (['scan', 'lookupBatch', 'keys', 'count'] as const).map(
+    (m) => [m, proto[m]] as const,
+  );
+  let walks = 0;
+  for (const [m, orig] of saved)
+    proto[m] = function (this: { name: string }, ...a: unknown[]) {
+      if (this.name === 'l3_owners') walks++;
+      return orig.apply(this, a);
+    };
+  try {
+    return { value: fn(), walks };
+  } finally {
+    for (const [m, orig] of saved) proto[m] = orig;
+  }
+}
+
+describe('pool allocation by a long-lived Engine (the agent\u2019s, a fleet host\u2019s)', () => {
+  let sb: Sandbox;
+  const V4 = (n: number) => `192.0.2.${n}`;
+  beforeAll(async () => {
+    sb = await createSandbox();
+    await sb.up(['--managed-prefix', '192.0.2.0/24']);
+    await sb.cliOk(['pool', 'add', 'hp', '192.0.2.32/28']);
+  });
+  afterAll(async () => {
+    await sb?.destroy();
+  });
+
+  it('walks the owner map only after another writer, and still hands out the lowest free address', () => {
+    const held = Engine.open(sb.pinDir, { write: true });
+    const other = Engine.open(sb.pinDir, { write: true }); // another CLI, another agent
+    const added = (cell: string, count = 1) =>
+      ownerWalks(() => held.assignFromPool(sb.cg(cell), 'hp', count));
+    try {
+      expect(added('h1', 2).value.added).toEqual([V4(32), V4(33)]);
+      // nobody else wrote: no walk, however many allocations
+      for (const [i, c] of ['h2', 'h3', 'h4'].entries()) {
+        const r = added(c);
+        expect(r.value.added).toEqual([V4(34 + i)]);
+        expect(r.walks).toBe(0);
+      }
+      // another writer claims the next candidate: walked again, skipped
+      other.assign(sb.cg('o1'), [V4(37)]);
+      const after = added('h5');
+      expect(after.value.added).toEqual([V4(38)]);
+      expect(after.walks).toBe(1);
+      // another writer frees a low one: it is the next handed out
+      other.release(sb.cg('h1'), [V4(32)]);
+      expect(added('h6').value.added).toEqual([V4(32)]);
+      const h7 = added('h7');
+      expect(h7.value.added).toEqual([V4(39)]);
+      expect(h7.walks).toBe(0);
+      // a refused allocation undoes its claims and keeps no stale copy:
+      // the same addresses are free for the next one (40..47 are 8)
+      expect(() => held.assignFromPool(sb.cg('big'), 'hp', 9)).toThrow(
+        /pool hp \(192\.0\.2\.32\/28\) has no free address left \(1 more needed\)/,
+      );
+      expect(added('big', 8).value.added).toEqual(Array.from({ length: 8 }, (_, i) => V4(40 + i)));
+      // full; a release by another writer is seen, not a stale "exhausted"
+      expect(() => held.assignFromPool(sb.cg('h8'), 'hp', 1)).toThrow(/no free address left/);
+      other.release(sb.cg('big'), [V4(44)]);
+      expect(added('h8').value.added).toEqual([V4(44)]);
+    } finally {
+      held.close();
+      other.close();
+    }
+  });
+
+  it('a fleet host\u2019s held Engine follows a down and up --repair of the engine underneath', async () => {
+    const held = new HeldEngine(sb.pinDir);
+    try {
+      await sb.cliOk(['pool', 'add', 'hq', '192.0.2.48/28']);
+      expect(held.run((e) => e.assignFromPool(sb.cg('r1'), 'hq', 1)).added).toEqual([V4(48)]);
+      // The cell map lost and re-created: the held fds name the old one,
+      // which no program uses after the repair.
+      const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
+      const aside = path.join(sb.extraPinDir(), 'l3_cells');
+      fs.renameSync(cells, aside);
+      try {
+        await sb.cliOk(['up', '--cgroup-root', sb.root, '--repair']);
+      } finally {
+        fs.rmSync(aside, { force: true });
+      }
+      expect(held.run((e) => e.assignFromPool(sb.cg('r2'), 'hq', 1)).added).toEqual([V4(49)]);
+      expect((await sb.cli(['gc', '--check'])).status).toBe(0);
+      const p = await sb.probe(
+        'r2',
+        [
+          { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
+          { op: 'bind_new', fam: 4, addr: V4(48) },
+        ],
+        { keepGoing: true },
+      );
+      expect(p.ops[0]).toMatchObject({ ok: true, addr: V4(49) });
+      expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+      // down and up: a new engine, no pool (the record went with the old one)
+      await sb.cliOk(['down', '--force']);
+      expect(() => held.run((e) => e.poolList())).toThrow(/not up/);
+      await sb.up(['--managed-prefix', '192.0.2.0/24']);
+      await sb.cliOk(['pool', 'add', 'hq', '192.0.2.48/28']);
+      expect(held.run((e) => e.assignFromPool(sb.cg('r3'), 'hq', 2)).added).toEqual([
+        V4(48),
+        V4(49),
+      ]);
+    } finally {
+      held.close();
+    }
+  });
+});
