@@ -1,15 +1,18 @@
 /**
- * `node dist/bench/declarative.js [--cells N] [--json]`: the declarative
+ * `node dist/bench/declarative.js [--cells N] [--json] [--profile DIR]`: the declarative
  * control plane at density. In a sandbox (own netns, cgroup subtree, pin
  * dir), N cells with two addresses each (IPv4 + IPv6 from managed
  * prefixes) are made by one `apply`, checked by a second (idempotent, no
  * writes), and released by one `apply --prune` of an empty file. Figures
  * are cells/s, reported (not asserted); writes bench/declarative.json.
+ * `--profile DIR` writes a CPU profile of each phase (apply, reapply,
+ * prune) into DIR.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { DesiredState } from '../src/declarative/schema';
+import { CELL_PREFIXES, desiredCells, numberArg, profiled, stringArg } from './cells';
 import { createSandbox } from '../src/demo/sandbox';
 import { Engine } from '../src/engine/engine';
 import { packageRoot } from '../src/dataplane/paths';
@@ -27,32 +30,15 @@ interface Figures {
   cpus: number;
 }
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
 function timed<T>(fn: () => T): [T, number] {
   const t0 = process.hrtime.bigint();
   const r = fn();
   return [r, Number(process.hrtime.bigint() - t0) / 1e6];
 }
 
-function desired(n: number): DesiredState {
-  const cells = Array.from({ length: n }, (_, i) => ({
-    cgroup: `c${i}`,
-    addresses: [
-      `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-      `fd00::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}`,
-    ],
-    allowRaw: false,
-    allowFrom: null,
-  }));
-  return { version: 1, engine: {}, cells };
-}
-
 function main(): void {
-  const n = arg('--cells', 100_000);
+  const n = numberArg('--cells', 100_000);
+  const prof = stringArg('--profile');
   const sb = createSandbox('l3ap', []);
   const stop = () => {
     sb.destroy();
@@ -66,20 +52,22 @@ function main(): void {
       cgroupRoot: sb.cgroupRoot,
       netns: sb.netnsPath,
       maxCells: n + 1024,
-      managedPrefixes: ['10.0.0.0/8', 'fd00::/64'],
+      managedPrefixes: CELL_PREFIXES,
     });
     const [, mkdirMs] = timed(() => {
       for (let i = 0; i < n; i++) fs.mkdirSync(path.join(sb.cgroupRoot, `c${i}`));
     });
-    const want = desired(n);
+    const want = desiredCells(n);
     using engine = Engine.open(sb.pinDir, { write: true });
-    const [made, applyMs] = timed(() => engine.apply(want));
+    const [made, applyMs] = timed(() => profiled(prof, 'apply', () => engine.apply(want)));
     if (made.summary.create !== n)
       throw new Error(`apply made ${made.summary.create} cells, not ${n}`);
-    const [again, reapplyMs] = timed(() => engine.apply(want));
+    const [again, reapplyMs] = timed(() => profiled(prof, 'reapply', () => engine.apply(want)));
     if (again.changed) throw new Error('a second apply changed something');
     const empty: DesiredState = { version: 1, engine: {}, cells: [] };
-    const [gone, releaseMs] = timed(() => engine.apply(empty, { prune: true }));
+    const [gone, releaseMs] = timed(() =>
+      profiled(prof, 'prune', () => engine.apply(empty, { prune: true })),
+    );
     if (gone.summary.remove !== n)
       throw new Error(`prune removed ${gone.summary.remove}, not ${n}`);
     const left = engine.cellIds().size;

@@ -197,6 +197,16 @@ function addLocalRoutes(
   return true;
 }
 
+function inPrefix(a: CellAddress, p: CellPrefix): boolean {
+  if (a.family !== p.address.family) return false;
+  const whole = p.prefixLength >> 3;
+  if (a.bytes.compare(p.address.bytes, 0, whole, 0, whole) !== 0) return false;
+  const bits = p.prefixLength & 7;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return (a.bytes[whole]! & mask) === (p.address.bytes[whole]! & mask);
+}
+
 /**
  * The addresses no socket of the engine's namespace could bind: not on an
  * interface, not under a local route, not in a managed prefix. undefined
@@ -215,11 +225,10 @@ export function nonLocalAddresses(
   // ipv6_chk_addr), not local routes: an AnyIP IPv6 prefix is bindable
   // only with IPV6_FREEBIND or net.ipv6.ip_nonlocal_bind=1.
   const v6Anyip = nonlocalBind6(ns);
-  const managed = new BlockList();
-  for (const p of managedPrefixes(state))
-    if (p.address.family === 4 || v6Anyip)
-      managed.addSubnet(p.address.text, p.prefixLength, kind(p.address));
-  const rest = addrs.filter((a) => !managed.check(a.text, kind(a)));
+  // Compared on the bytes: BlockList.check builds a SocketAddress per call,
+  // and apply asks about every address it adds (100,000s).
+  const managed = managedPrefixes(state).filter((p) => p.address.family === 4 || v6Anyip);
+  const rest = addrs.filter((a) => !managed.some((p) => inPrefix(a, p)));
   // Asks the kernel only for the families still in question (an `ip` each).
   const local = new BlockList();
   for (const fam of [4, 6] as const) {

@@ -210,17 +210,35 @@ function liveSockets(plan: Plan, root: string): LiveSocket[] {
   const newbies = plan.changes
     .filter((c) => c.action === 'create')
     .map((c) => path.join(root, c.cgroup));
+  const populated = populatedCache(root);
   const pids = newbies.filter(populated).flatMap((d) => subtreeProcs(d));
   return [...socketsOn(releasing), ...socketsOfProcesses(pids)];
 }
 
-/** Some process is in the cgroup's subtree (cgroup.events; false when it does not exist). */
-function populated(dir: string): boolean {
-  try {
-    return !/^populated 0$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
-  } catch {
-    return false;
-  }
+/**
+ * Whether some process is in a cgroup's subtree (cgroup.events; false when
+ * it does not exist). An unpopulated parent answers for all its children,
+ * so the cgroups of a fresh host's new cells cost one read per parent, not
+ * one per cell.
+ */
+function populatedCache(root: string): (dir: string) => boolean {
+  const known = new Map<string, boolean>();
+  const read = (dir: string): boolean => {
+    let v = known.get(dir);
+    if (v !== undefined) return v;
+    const parent = path.dirname(dir);
+    if (dir !== root && parent.startsWith(root) && !read(parent)) v = false;
+    else {
+      try {
+        v = !/^populated 0$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
+      } catch {
+        v = false;
+      }
+    }
+    known.set(dir, v);
+    return v;
+  };
+  return read;
 }
 
 function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptions): ApplyResult {
@@ -423,10 +441,11 @@ function writeNewCells(
     values.push(encodeCell({ ...base, flags: policyFlags(f.desired) }));
   }
   writeBatch(state.map('l3_cells'), keys, values, 'l3_cells');
+  const zero = zeroStats(state);
   writeBatch(
     state.map('l3_cell_stats'),
     keys,
-    keys.map(() => zeroStats(state)),
+    keys.map(() => zero),
     'l3_cell_stats',
   );
   recordCellNames(
