@@ -280,7 +280,7 @@ function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void
     .map((c) => byName.get(c.cgroup)!.id);
   if (doomed.length > 0) {
     requireRevoker(state.layout);
-    result.socketsDestroyed += releaseCells(state, doomed, p.live.ownersByCell);
+    result.socketsDestroyed += releaseCells(state, doomed, p.live.ownersByCell, p.live.records);
   }
   for (const c of p.plan.changes) {
     if (c.action !== 'update' || c.removed.length === 0) continue;
@@ -340,6 +340,8 @@ function converge(
       fresh.push({ id, desired: d, alias });
     } else updated.push({ id, change: c });
   }
+  // A prune that only released: nothing to claim, no index to read.
+  if (claims.length === 0 && updated.length === 0) return;
   const claimedKeys = claims.map((e) => encodeAddr(e.address));
   const listedBefore = slotCounts(state);
   try {
