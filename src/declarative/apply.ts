@@ -202,11 +202,10 @@ function cgroup2Dev(root: string): bigint {
 
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
 function liveSockets(plan: Plan, root: string): LiveSocket[] {
-  const bound = boundAddresses();
-  const releasing = plan.changes
-    .flatMap((c) => c.removed)
-    .filter((a) => bound.has(a))
-    .map(parseAddress);
+  const removed = plan.changes.flatMap((c) => c.removed);
+  // The socket tables are read only when something is released.
+  const bound = removed.length > 0 ? boundAddresses() : new Set<string>();
+  const releasing = removed.filter((a) => bound.has(a)).map(parseAddress);
   const newbies = plan.changes
     .filter((c) => c.action === 'create')
     .map((c) => path.join(root, c.cgroup));
