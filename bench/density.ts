@@ -12,17 +12,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { DesiredState } from '../src/declarative/schema';
+import { CELL_PREFIXES, desiredCells, numberArg } from './cells';
 import { createSandbox } from '../src/demo/sandbox';
 import { Engine } from '../src/engine/engine';
 import { packageRoot } from '../src/dataplane/paths';
 import { SHARED_MAPS } from '../src/dataplane/programs';
 import { BpfMap } from '../loader';
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
 
 /** memlock of each pinned map, from the fdinfo of a fresh fd. */
 function mapMemory(pinDir: string): Record<string, number> {
@@ -39,26 +34,13 @@ function mapMemory(pinDir: string): Record<string, number> {
   return out;
 }
 
-function desired(n: number): DesiredState {
-  const cells = Array.from({ length: n }, (_, i) => ({
-    cgroup: `c${i}`,
-    addresses: [
-      `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-      `fd00::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}`,
-    ],
-    allowRaw: false,
-    allowFrom: null,
-  }));
-  return { version: 1, engine: {}, cells };
-}
-
 function withEngine<T>(pinDir: string, fn: (e: Engine) => T): T {
   using engine = Engine.open(pinDir, { write: true });
   return fn(engine);
 }
 
 function main(): void {
-  const n = arg('--cells', 100_000);
+  const n = numberArg('--cells', 100_000);
   const sb = createSandbox('l3dn', []);
   try {
     Engine.up({
@@ -66,11 +48,11 @@ function main(): void {
       cgroupRoot: sb.cgroupRoot,
       netns: sb.netnsPath,
       maxCells: n + 1024,
-      managedPrefixes: ['10.0.0.0/8', 'fd00::/64'],
+      managedPrefixes: CELL_PREFIXES,
     });
     for (let i = 0; i < n; i++) fs.mkdirSync(path.join(sb.cgroupRoot, `c${i}`));
     const empty = mapMemory(sb.pinDir);
-    const made = withEngine(sb.pinDir, (e) => e.apply(desired(n)));
+    const made = withEngine(sb.pinDir, (e) => e.apply(desiredCells(n)));
     if (made.summary.create !== n) throw new Error(`apply made ${made.summary.create} cells`);
     const full = mapMemory(sb.pinDir);
     const perMap: Record<string, number> = {};

@@ -410,6 +410,42 @@ export class BpfMap implements Disposable {
   }
 
   /**
+   * bpf_map_update_batch (flag ANY) of the first `count` entries of packed
+   * buffers (entry i's key at i * keySize, its value at i * valueBufferSize),
+   * without a Buffer per entry. The kernel stops at the first entry it
+   * cannot write: returns how many it wrote, and that entry's errno (0 when
+   * all were). So a caller resumes after an ENOMEM of a map without
+   * preallocation instead of writing the whole batch again. Map types
+   * without batch support are written entry by entry, alike.
+   */
+  updateBatchPacked(
+    keys: Buffer,
+    values: Buffer,
+    count: number,
+  ): { written: number; errno: number } {
+    if (keys.length < count * this.keySize || values.length < count * this.valueBufferSize)
+      throw new RangeError(`updateBatchPacked: buffers hold fewer than ${count} entries`);
+    if (count === 0) return { written: 0, errno: 0 };
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const ret = libbpf.bpf_map_update_batch(this.fd, keys, values, n, batchOpts(0));
+    const written = n.readUInt32LE();
+    if (ret >= 0) return { written: count, errno: 0 };
+    if (!(batchUnsupported(-ret) && written === count)) return { written, errno: -ret };
+    const vsize = this.valueBufferSize;
+    for (let i = 0; i < count; i++) {
+      const r = libbpf.bpf_map_update_elem(
+        this.fd,
+        keys.subarray(i * this.keySize, (i + 1) * this.keySize),
+        values.subarray(i * vsize, (i + 1) * vsize),
+        MapUpdate.ANY,
+      );
+      if (r < 0) return { written: i, errno: -r };
+    }
+    return { written: count, errno: 0 };
+  }
+
+  /**
    * Deletes many keys (bpf_map_delete_batch, Linux 5.6+). Absent keys are
    * skipped; returns how many were deleted.
    */

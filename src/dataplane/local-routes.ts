@@ -11,9 +11,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { BlockList } from 'node:net';
 import * as path from 'node:path';
-import type { CellAddress, CellPrefix } from '../model/address';
+import { parsePrefix, type CellAddress, type CellPrefix } from '../model/address';
 import type { PinLayout } from './paths';
 import { managedPrefixes, prefixText } from './prefixes';
 import type { EngineState } from './state';
@@ -175,26 +174,33 @@ function nonlocalBind6(ns: string | undefined): boolean {
 
 /** Adds the namespace's local routes; `prefixes`: whole local prefixes count, else host routes only. */
 function addLocalRoutes(
-  list: BlockList,
+  list: CellPrefix[],
   ns: string | undefined,
   fam: '-4' | '-6',
   prefixes: boolean,
 ): boolean {
   const r = ip(ns, ['-j', fam, 'route', 'show', 'table', 'local']);
   if (!r.ok) return false;
-  const kind = fam === '-4' ? 'ipv4' : 'ipv6';
   for (const route of JSON.parse(r.out || '[]') as LocalRoute[]) {
     if (route.type !== 'local' || !route.dst) continue;
-    const [addr, len] = route.dst.split('/');
     try {
-      const host = len === undefined || Number(len) === (fam === '-4' ? 32 : 128);
-      if (host) list.addAddress(addr!, kind);
-      else if (prefixes) list.addSubnet(addr!, Number(len), kind);
+      const p = parsePrefix(route.dst);
+      if (prefixes || p.prefixLength === (p.address.family === 4 ? 32 : 128)) list.push(p);
     } catch {
-      /* a form BlockList does not take: ignore that route */
+      /* a form parsePrefix does not take: ignore that route */
     }
   }
   return true;
+}
+
+function inPrefix(a: CellAddress, p: CellPrefix): boolean {
+  if (a.family !== p.address.family) return false;
+  const whole = p.prefixLength >> 3;
+  if (a.bytes.compare(p.address.bytes, 0, whole, 0, whole) !== 0) return false;
+  const bits = p.prefixLength & 7;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return (a.bytes[whole]! & mask) === (p.address.bytes[whole]! & mask);
 }
 
 /**
@@ -210,21 +216,19 @@ export function nonLocalAddresses(
   if (ino === undefined) return undefined;
   const ns = findNetns(ino, OWN_NETNS);
   if (ns === null) return undefined;
-  const kind = (a: CellAddress) => (a.family === 4 ? 'ipv4' : 'ipv6');
   // IPv6 checks bind() against interface addresses only (inet6_bind ->
   // ipv6_chk_addr), not local routes: an AnyIP IPv6 prefix is bindable
   // only with IPV6_FREEBIND or net.ipv6.ip_nonlocal_bind=1.
   const v6Anyip = nonlocalBind6(ns);
-  const managed = new BlockList();
-  for (const p of managedPrefixes(state))
-    if (p.address.family === 4 || v6Anyip)
-      managed.addSubnet(p.address.text, p.prefixLength, kind(p.address));
-  const rest = addrs.filter((a) => !managed.check(a.text, kind(a)));
+  // Compared on the bytes: a BlockList check builds a SocketAddress per
+  // call, and apply asks about every address it adds (100,000s).
+  const managed = managedPrefixes(state).filter((p) => p.address.family === 4 || v6Anyip);
+  const rest = addrs.filter((a) => !managed.some((p) => inPrefix(a, p)));
   // Asks the kernel only for the families still in question (an `ip` each).
-  const local = new BlockList();
+  const local: CellPrefix[] = [];
   for (const fam of [4, 6] as const) {
     if (!rest.some((a) => a.family === fam)) continue;
     if (!addLocalRoutes(local, ns, fam === 4 ? '-4' : '-6', fam === 4 || v6Anyip)) return undefined;
   }
-  return rest.filter((a) => !local.check(a.text, kind(a)));
+  return rest.filter((a) => !local.some((p) => inPrefix(a, p)));
 }

@@ -202,25 +202,42 @@ function cgroup2Dev(root: string): bigint {
 
 /** Sockets on addresses prune releases, and sockets of cgroups that become cells. */
 function liveSockets(plan: Plan, root: string): LiveSocket[] {
-  const bound = boundAddresses();
-  const releasing = plan.changes
-    .flatMap((c) => c.removed)
-    .filter((a) => bound.has(a))
-    .map(parseAddress);
+  const removed = plan.changes.flatMap((c) => c.removed);
+  // The socket tables are read only when something is released.
+  const bound = removed.length > 0 ? boundAddresses() : new Set<string>();
+  const releasing = removed.filter((a) => bound.has(a)).map(parseAddress);
   const newbies = plan.changes
     .filter((c) => c.action === 'create')
     .map((c) => path.join(root, c.cgroup));
+  const populated = populatedCache(root);
   const pids = newbies.filter(populated).flatMap((d) => subtreeProcs(d));
   return [...socketsOn(releasing), ...socketsOfProcesses(pids)];
 }
 
-/** Some process is in the cgroup's subtree (cgroup.events; false when it does not exist). */
-function populated(dir: string): boolean {
-  try {
-    return !/^populated 0$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
-  } catch {
-    return false;
-  }
+/**
+ * Whether some process is in a cgroup's subtree (cgroup.events; false when
+ * it does not exist). An unpopulated parent answers for all its children,
+ * so the cgroups of a fresh host's new cells cost one read per parent, not
+ * one per cell.
+ */
+function populatedCache(root: string): (dir: string) => boolean {
+  const known = new Map<string, boolean>();
+  const read = (dir: string): boolean => {
+    let v = known.get(dir);
+    if (v !== undefined) return v;
+    const parent = path.dirname(dir);
+    if (dir !== root && parent.startsWith(root) && !read(parent)) v = false;
+    else {
+      try {
+        v = !/^populated 0$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8'));
+      } catch {
+        v = false;
+      }
+    }
+    known.set(dir, v);
+    return v;
+  };
+  return read;
 }
 
 function applyLocked(state: EngineState, desired: DesiredState, opts: ApplyOptions): ApplyResult {
@@ -262,7 +279,7 @@ function runReleases(state: EngineState, p: Prepared, result: ApplyResult): void
     .map((c) => byName.get(c.cgroup)!.id);
   if (doomed.length > 0) {
     requireRevoker(state.layout);
-    result.socketsDestroyed += releaseCells(state, doomed, p.live.ownersByCell);
+    result.socketsDestroyed += releaseCells(state, doomed, p.live.ownersByCell, p.live.records);
   }
   for (const c of p.plan.changes) {
     if (c.action !== 'update' || c.removed.length === 0) continue;
@@ -322,6 +339,8 @@ function converge(
       fresh.push({ id, desired: d, alias });
     } else updated.push({ id, change: c });
   }
+  // A prune that only released: nothing to claim, no index to read.
+  if (claims.length === 0 && updated.length === 0) return;
   const claimedKeys = claims.map((e) => encodeAddr(e.address));
   const listedBefore = slotCounts(state);
   try {
@@ -423,10 +442,11 @@ function writeNewCells(
     values.push(encodeCell({ ...base, flags: policyFlags(f.desired) }));
   }
   writeBatch(state.map('l3_cells'), keys, values, 'l3_cells');
+  const zero = zeroStats(state);
   writeBatch(
     state.map('l3_cell_stats'),
     keys,
-    keys.map(() => zeroStats(state)),
+    keys.map(() => zero),
     'l3_cell_stats',
   );
   recordCellNames(

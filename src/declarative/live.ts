@@ -9,7 +9,11 @@ import {
   L3_CELL_ALLOW_LIST,
   L3_CELL_ALLOW_RAW,
   L3_OWNER_LOOPBACK,
+  decodeAddr,
   decodeAllowKey,
+  decodeCell,
+  decodeCellKey,
+  decodeOwner,
   type Cell,
 } from '../codecs/layout';
 import type { CellAddress } from '../model/address';
@@ -83,6 +87,38 @@ function orderedAddresses(cell: Cell, owned: OwnerEntry[]): string[] {
   return [...primaries.filter((p) => owned.some((e) => e.address.text === p)), ...rest];
 }
 
+/** Every cell entry, decoded from the batch buffers (no Buffer copy per entry). */
+function readCells(state: EngineState): Map<bigint, Cell> {
+  const out = new Map<bigint, Cell>();
+  const m = state.map('l3_cells');
+  const ks = m.keySize;
+  const vs = m.valueBufferSize;
+  m.scan((keys, values, n) => {
+    for (let i = 0; i < n; i++)
+      out.set(
+        decodeCellKey(keys.subarray(i * ks, (i + 1) * ks)),
+        decodeCell(values.subarray(i * vs, (i + 1) * vs)),
+      );
+  });
+  return out;
+}
+
+/** Every owner entry, alike (decodeAddr copies the address bytes out). */
+function readOwners(state: EngineState): OwnerEntry[] {
+  const out: OwnerEntry[] = [];
+  const m = state.map('l3_owners');
+  const ks = m.keySize;
+  const vs = m.valueBufferSize;
+  m.scan((keys, values, n) => {
+    for (let i = 0; i < n; i++)
+      out.push({
+        address: decodeAddr(keys.subarray(i * ks, (i + 1) * ks)),
+        owner: decodeOwner(values.subarray(i * vs, (i + 1) * vs)),
+      });
+  });
+  return out;
+}
+
 export function groupOwners(owners: readonly OwnerEntry[]): Map<bigint, OwnerEntry[]> {
   const out = new Map<bigint, OwnerEntry[]>();
   for (const e of owners) {
@@ -133,9 +169,9 @@ export function liveUplinks(state: EngineState): DesiredUplink[] {
  */
 export function readLive(state: EngineState, named: Map<bigint, string> = new Map()): LiveState {
   const root = state.config().cgroupRoot;
-  const records = state.cells();
+  const records = readCells(state);
   const { paths, names } = cellPaths(state, root, records, named);
-  const owners = state.owners();
+  const owners = readOwners(state);
   const ownersByCell = groupOwners(owners);
   const allow = allowLists(state);
   const cells: LiveCell[] = [];

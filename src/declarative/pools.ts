@@ -37,6 +37,8 @@ export function resolvePoolCells(
   pools: readonly PoolDef[],
   errs: string[],
 ): DesiredCell[] {
+  // Most files name no pool: then nothing here needs the addresses parsed.
+  if (!cells.some((d) => d.pool !== undefined)) return [...cells];
   const texts = [...live.flatMap((l) => l.addresses), ...cells.flatMap((d) => d.addresses)];
   const all = texts.map(parseAddress);
   const taken = { 4: ownedInts(all, 4), 6: ownedInts(all, 6) };

@@ -15,6 +15,7 @@ import {
   encodeCell,
   encodeCellKey,
   encodeOwner,
+  type Cell,
 } from '../codecs/layout';
 import { derive, type OwnerEntry } from '../cells/cells';
 import { pruneCellNames } from '../cells/names';
@@ -45,18 +46,19 @@ function flagAll(state: EngineState, entries: OwnerEntry[]): void {
   );
 }
 
-/** Releases the cells `ids` whose owners are `owners` (read under the caller's lock). */
+/** Releases the cells `ids` whose owners are `owners` and whose cell
+ * entries are `records` (all of them: read under the caller's lock). */
 export function releaseCells(
   state: EngineState,
   ids: readonly bigint[],
   owners: Map<bigint, OwnerEntry[]>,
+  records: ReadonlyMap<bigint, Cell>,
 ): number {
   const owned = ids.flatMap((id) => owners.get(id) ?? []);
   const aliases = owned.filter((e) => e.owner.flags & L3_OWNER_LOOPBACK);
   const rest = owned.filter((e) => !(e.owner.flags & L3_OWNER_LOOPBACK));
   flagAll(state, aliases);
   flagAll(state, rest);
-  const records = state.cells();
   const cellKeys: Buffer[] = [];
   const cellValues: Buffer[] = [];
   for (const id of ids) {
@@ -101,6 +103,8 @@ export function releaseCells(
   deleteAll(state, 'l3_cell_denials', denied);
   const allow = [...state.map('l3_allow').keys()].filter((k) => doomed.has(decodeAllowKey(k).cell));
   deleteAll(state, 'l3_allow', allow);
-  pruneCellNames(state.layout, new Set([...state.cells().keys()]));
+  // What is left: the caller's read less these (no one else writes cells
+  // under the lock).
+  pruneCellNames(state.layout, new Set([...records.keys()].filter((id) => !doomed.has(id))));
   return destroyed;
 }

@@ -309,6 +309,41 @@ describe('batch operations', () => {
     expect(m.lookupBatch().keys).toEqual([]);
   });
 
+  it('updateBatchPacked says how many entries the kernel wrote before the one it refused', () => {
+    const m = hash(4);
+    const keys = Buffer.concat([1, 2, 3, 4, 5, 6].map(u32));
+    const values = Buffer.concat([1, 2, 3, 4, 5, 6].map(u64));
+    // Room for four: the fifth is refused (E2BIG), the first four stay.
+    expect(m.updateBatchPacked(keys, values, 6)).toEqual({ written: 4, errno: 7 });
+    expect([...m.keys()].map((k) => k.readUInt32LE()).sort()).toEqual([1, 2, 3, 4]);
+    // Only `count` entries of longer buffers; rewriting existing keys fits.
+    expect(m.updateBatchPacked(keys, Buffer.concat([9, 9, 9, 9].map(u64)), 2)).toEqual({
+      written: 2,
+      errno: 0,
+    });
+    expect(m.lookup(u32(2))).toEqual(u64(9));
+    expect(m.lookup(u32(3))).toEqual(u64(3));
+    expect(() => m.updateBatchPacked(keys, values.subarray(0, 8), 2)).toThrow(RangeError);
+  });
+
+  it('updateBatchPacked writes entry by entry where the kernel has no batch op', () => {
+    const m = track(
+      BpfMap.create({
+        type: MapType.DEVMAP_HASH,
+        name: 'devs',
+        keySize: 4,
+        valueSize: 4,
+        maxEntries: 8,
+      }),
+    );
+    const keys = Buffer.concat([10, 20].map(u32));
+    expect(m.updateBatchPacked(keys, Buffer.concat([u32(1), u32(1)]), 2)).toEqual({
+      written: 2,
+      errno: 0,
+    });
+    expect([...m.keys()].map((k) => k.readUInt32LE()).sort()).toEqual([10, 20]);
+  });
+
   it('deleteBatch skips absent keys', () => {
     const m = hash();
     m.updateBatch([1, 2, 3, 4].map(u32), [1, 2, 3, 4].map(u64));
