@@ -13,7 +13,7 @@ import type { MetricsExporter } from '../observe/metrics';
 import { metricsModule } from '../lazy';
 import { PIN_DIR_HEADER } from './api';
 import { errorReply, route, type Reply, type RouteContext } from './routes';
-import { EngineHolder } from './holder';
+import { HeldEngine } from '../engine/held';
 import { DockerWatcher } from './docker-watch';
 import { CellWatcher, type WatchLog } from './watch';
 import { localPools, type PoolBackend } from './pools';
@@ -139,7 +139,7 @@ function metricsOf(pinDir: string): RouteContext['metrics'] {
 export async function startAgent(o: AgentOptions): Promise<Agent> {
   if (o.listenFd === undefined) await claimSocket(o.socket);
   const requests: Record<string, number> = {};
-  const engine = new EngineHolder(o.pinDir);
+  const engine = new HeldEngine(o.pinDir);
   const watcher = new CellWatcher({ engine, log: o.log, resyncMs: o.resyncMs ?? 30_000 });
   const docker = o.watchDocker ? new DockerWatcher({ pinDir: o.pinDir, log: o.log }) : undefined;
   const ctx: RouteContext = {

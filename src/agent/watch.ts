@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { EngineHolder } from './holder';
+import type { HeldEngine } from '../engine/held';
 import { cgroupPathsById } from '../model/cgroup';
 
 export interface WatchLog {
@@ -18,7 +18,7 @@ export interface WatchLog {
 
 export interface CellWatcherOptions {
   /** the agent's Engine */
-  engine: EngineHolder;
+  engine: HeldEngine;
   log: WatchLog;
   /** resync every this many ms (gc + re-list the cells) */
   resyncMs: number;

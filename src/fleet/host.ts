@@ -15,7 +15,7 @@
 import type { Etcd3, Lease } from 'etcd3';
 import { L3isoError } from '../errors';
 import type { AssignOptions, AssignResult } from '../cells/cells';
-import { HeldEngine } from './held';
+import { HeldEngine } from '../engine/held';
 import { L3_OWNER_LOOPBACK } from '../codecs/layout';
 import type { CellAddress } from '../model/address';
 import {

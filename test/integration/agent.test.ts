@@ -241,6 +241,41 @@ describe('agent', () => {
     }
   });
 
+  // The agent used to keep the fds of the maps it opened first: after
+  // `up --repair` re-created a lost map, its assigns went into the old one,
+  // which no program reads, and the cell was not confined.
+  it('up --repair re-creates a lost cell map while the agent runs: the agent writes to the new one', async () => {
+    await startAgent();
+    sb.cg('rr1');
+    sb.cg('rr2');
+    expect((await post(sock, '/v1/assign', { cgroup: 'rr1', addresses: [V4(5)] })).status).toBe(
+      200,
+    );
+    const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
+    const aside = path.join(sb.extraPinDir(), 'l3_cells');
+    fs.renameSync(cells, aside);
+    try {
+      await sb.cliOk(['up', '--cgroup-root', sb.root, '--repair']);
+    } finally {
+      fs.rmSync(aside, { force: true });
+    }
+    const r = await post(sock, '/v1/assign', { cgroup: 'rr2', addresses: [V4(9)] });
+    expect(r.status, r.text).toBe(200);
+    expect(await cellNames()).toEqual(expect.arrayContaining(['rr1', 'rr2']));
+    expect((await sb.cli(['gc', '--check'])).status).toBe(0);
+    const p = await sb.probe(
+      'rr2',
+      [
+        { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
+        { op: 'bind_new', fam: 4, addr: V4(5) },
+      ],
+      { keepGoing: true },
+    );
+    expect(p.ops[0], JSON.stringify(p.ops)).toMatchObject({ ok: true, addr: V4(9) });
+    expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    for (const c of ['rr1', 'rr2']) await post(sock, '/v1/release', { cgroup: c });
+  });
+
   it('a release with a drain runs aside: the agent answers other requests meanwhile', async () => {
     await startAgent();
     sb.cg('d1');

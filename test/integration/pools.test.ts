@@ -378,7 +378,7 @@ describe('pools (single host)', () => {
 const { Engine } =
   require('../../dist/src/engine/engine') as typeof import('../../src/engine/engine');
 const { HeldEngine } =
-  require('../../dist/src/fleet/held') as typeof import('../../src/fleet/held');
+  require('../../dist/src/engine/held') as typeof import('../../src/engine/held');
 const { BpfMap } = require('../../dist/loader') as typeof import('../../loader');
 
 type Walker = 'scan' | 'lookupBatch' | 'keys' | 'count';

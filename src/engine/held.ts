@@ -1,8 +1,9 @@
 /**
- * The fleet host's one Engine, held for the agent's life as the agent holds
- * its own: opening one costs more FFI round trips than the allocation it
- * serves, and a pool's free addresses are kept per Engine (pools/free.ts).
- * It is opened again when it no longer holds the engine: a down (or down
+ * An Engine held for a long-lived process's life (the agent's, the fleet
+ * host's): opening one costs more FFI round trips than the verb it serves,
+ * and a pool's free addresses are kept per Engine (pools/free.ts). The
+ * process may start before `up`, and outlives engines: the Engine is opened
+ * on first use, and again when it no longer holds the engine: a down (or down
  * and up) of the pin dir, or a lost map that `up --repair` re-created,
  * whose old fd the Engine would otherwise go on writing. A verb that finds
  * the engine going (ENOT_UP, EPIN_*) runs once more on a new Engine; when
@@ -10,7 +11,7 @@
  * error, as a fresh CLI would.
  */
 import { L3isoError } from '../errors';
-import { Engine } from '../engine/engine';
+import { Engine } from './engine';
 
 const GONE = new Set(['ENOT_UP', 'EPIN_PARTIAL', 'EPIN_DIR']);
 
@@ -40,6 +41,10 @@ export class HeldEngine {
       this.close();
       return fn(this.get());
     }
+  }
+
+  isUp(): boolean {
+    return Engine.isUp(this.pinDir);
   }
 
   close(): void {
