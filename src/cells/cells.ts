@@ -231,6 +231,42 @@ function claimFromSource(
   return list;
 }
 
+/** Sockets made before the cgroup was a cell keep what they are bound to:
+ * refused unless --force, which adopts them. */
+function socketsBeforeCell(t: CellTarget, opts: AssignOptions): LiveSocket[] {
+  const sockets = socketsOfProcesses(processesBelow(t.path));
+  if (sockets.length > 0 && !opts.force) {
+    throw new L3isoError(
+      'ESOCKETS_LIVE',
+      `cgroup ${t.name} already has sockets: ${describeSockets(sockets)}; they would become the cell's and lose every address outside it`,
+      `restart them after assign, or pass --force (see \`l3iso doctor\`)`,
+    );
+  }
+  return sockets;
+}
+
+/** Claims the addresses an assign names, each at most once in the kernel
+ * (BPF_NOEXIST): one the cell has already is unchanged, another owner's
+ * refuses the assign. Returns the index list with their intents. */
+function claimNamed(
+  t: CellTarget,
+  what: CellAddress[],
+  list: CellAddress[],
+  claimed: CellAddress[],
+  unchanged: CellAddress[],
+): CellAddress[] {
+  const { state, id } = t;
+  const next = listIntents(state, id, list, what);
+  for (const a of what) {
+    const r = state.claim(a, { cell: id, flags: 0 });
+    if (r.claimed) claimed.push(a);
+    else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
+      unchanged.push(a);
+    else throw ownedError(a, r.owner, t.root, id);
+  }
+  return next;
+}
+
 function assignLocked(
   t: CellTarget,
   what: CellAddress[] | AddressSource,
@@ -247,40 +283,18 @@ function assignLocked(
     const repaired = reconcile(state, id, { drains, seen }); // a killed earlier run's leftovers first
     const before = seen.owned;
     const existing = before ? seen.cell : state.cell(id);
-    if (!existing) {
-      // Sockets made before the cgroup was a cell keep what they are bound to.
-      sockets = socketsOfProcesses(processesBelow(t.path));
-      if (sockets.length > 0 && !opts.force) {
-        throw new L3isoError(
-          'ESOCKETS_LIVE',
-          `cgroup ${t.name} already has sockets: ${describeSockets(sockets)}; they would become the cell's and lose every address outside it`,
-          `restart them after assign, or pass --force (see \`l3iso doctor\`)`,
-        );
-      }
-    }
+    if (!existing) sockets = socketsBeforeCell(t, opts);
     // Listed before claimed: the index stays a superset of what the cell owns.
     let list = seen.list ?? listed(state, id);
-    if (!Array.isArray(what)) list = claimFromSource(state, id, what, list, claimed, unchanged);
-    else {
-      list = listIntents(state, id, list, what);
-      for (const a of what) {
-        const r = state.claim(a, { cell: id, flags: 0 });
-        if (r.claimed) claimed.push(a);
-        else if (r.owner.cell === id && !(r.owner.flags & (L3_OWNER_LOOPBACK | GONE)))
-          unchanged.push(a);
-        else throw ownedError(a, r.owner, t.root, id);
-      }
-    }
+    list = Array.isArray(what)
+      ? claimNamed(t, what, list, claimed, unchanged)
+      : claimFromSource(state, id, what, list, claimed, unchanged);
     const addrs = Array.isArray(what) ? what : [...unchanged, ...claimed];
     // A listener an earlier owner kept (release --force) must not catch the
     // new cell's connections through its exact-bind sk_lookup entry.
     forgetKeptListeners(state, claimed);
     let loopback4 = existing?.loopback4;
-    const ownsIt = (a: CellAddress) =>
-      before
-        ? before.some((e) => isAlias(e) && e.address.text === a.text)
-        : ownsAlias(state, id, a);
-    if (!loopback4 || !ownsIt(loopback4)) {
+    if (!loopback4 || !ownsAliasNow(t, before, loopback4)) {
       const r = claimLoopbackAlias(state, id, list);
       loopback4 = r.alias;
       list = r.list;
@@ -296,28 +310,46 @@ function assignLocked(
       owned: ownedAfterClaims(id, before, list, claimed, aliasClaimed),
       seen: done,
     });
-    const cell = done.cell;
     return {
       cell: t.name,
       path: t.path,
       id: id.toString(),
       added: claimed.map((a) => a.text),
       unchanged: unchanged.map((a) => a.text),
-      primary4: cell?.primary4?.text,
-      primary6: cell?.primary6?.text,
+      primary4: done.cell?.primary4?.text,
+      primary6: done.cell?.primary6?.text,
       loopback4: loopback4.text,
       sockets,
       repaired,
     };
   } catch (err) {
-    for (const a of claimed) state.unclaim(a);
-    if (aliasClaimed && !state.cell(id)) state.unclaim(aliasClaimed);
-    try {
-      reconcile(state, id);
-    } catch {
-      /* the original error matters more */
-    }
+    undoClaims(t, claimed, aliasClaimed);
     throw err;
+  }
+}
+
+/** Whether the cell owns `alias` (its record's loopback alias): from the
+ * owners reconcile saw, else one lookup. */
+function ownsAliasNow(
+  t: CellTarget,
+  before: OwnerEntry[] | undefined,
+  alias: CellAddress,
+): boolean {
+  return before
+    ? before.some((e) => isAlias(e) && e.address.text === alias.text)
+    : ownsAlias(t.state, t.id, alias);
+}
+
+/** A failed assign gives back what it claimed (the alias only when no
+ * cell record came to name it), then reconciles what is left. */
+function undoClaims(t: CellTarget, claimed: CellAddress[], alias: CellAddress | undefined): void {
+  const { state, id } = t;
+  for (const a of claimed) state.unclaim(a);
+  if (alias && !state.cell(id)) state.unclaim(alias);
+  try {
+    reconcile(state, id);
+  } catch {
+    /* the original error matters more */
   }
 }
 
@@ -517,33 +549,17 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
     return ['finished an interrupted release of the whole cell'];
   }
   if (stale.length > 0) {
-    finishRelease(
-      state,
-      stale.map((e) => e.address),
-    );
+    owned = releaseOwned(state, id, index, owned, stale);
     repaired.push(
       `finished the interrupted release of ${stale.map((e) => e.address.text).join(', ')}`,
     );
     for (const e of stale) o.finished?.add(e.address.text);
-    owned = owned.filter((e) => !stale.includes(e));
-    if (index)
-      rewriteList(
-        state,
-        id,
-        index.list,
-        owned.map((e) => e.address),
-      );
   }
   // The index as it stands: verifiedOwners and every rewrite above leave it
   // listing exactly the owned addresses, in order.
   const listNow = () => (index ? owned.map((e) => e.address) : undefined);
   if (!cell && !o.create) {
-    // Owners without a cell are gc's: claims of an assign that died.
-    if (owned.length === 0 && id !== 0n && state.hasStats(id)) {
-      state.deleteStats(id);
-      setAllowList(state, id, []);
-      repaired.push('removed the counters of a cell that no longer exists');
-    }
+    repaired.push(...forgetCounters(state, id, owned));
     if (o.seen) Object.assign(o.seen, { owned, list: listNow(), cell: undefined });
     return repaired;
   }
@@ -553,19 +569,8 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
   const keep = owned.find((e) => isAlias(e) && e.address.text === cell?.loopback4.text) ?? alias;
   const extra = owned.filter((e) => isAlias(e) && e !== keep);
   if (extra.length > 0) {
-    finishRelease(
-      state,
-      extra.map((e) => e.address),
-    );
+    owned = releaseOwned(state, id, index, owned, extra);
     repaired.push(`released extra loopback aliases ${extra.map((e) => e.address.text).join(', ')}`);
-    owned = owned.filter((e) => !extra.includes(e));
-    if (index)
-      rewriteList(
-        state,
-        id,
-        index.list,
-        owned.map((e) => e.address),
-      );
   }
   const next = derive(cell, owned, keep.address, o.prefer);
   if (!cell || !sameCell(cell, next)) {
@@ -577,6 +582,39 @@ export function reconcile(state: EngineState, id: bigint, o: ReconcileOptions = 
   if (state.ensureStats(id, !cell) && cell) repaired.push('created the missing counters entry');
   if (o.seen) Object.assign(o.seen, { owned, list, cell: next });
   return repaired;
+}
+
+/** Finishes the release of `drop` (some of cell `id`'s owners) and keeps
+ * the index listing exactly the owners left, which it returns. */
+function releaseOwned(
+  state: EngineState,
+  id: bigint,
+  index: { list: CellAddress[] } | undefined,
+  owned: OwnerEntry[],
+  drop: OwnerEntry[],
+): OwnerEntry[] {
+  finishRelease(
+    state,
+    drop.map((e) => e.address),
+  );
+  const left = owned.filter((e) => !drop.includes(e));
+  if (index)
+    rewriteList(
+      state,
+      id,
+      index.list,
+      left.map((e) => e.address),
+    );
+  return left;
+}
+
+/** A cell id with no cell record: owners without one are gc's (claims of
+ * an assign that died); once it owns nothing, its counters go too. */
+function forgetCounters(state: EngineState, id: bigint, owned: OwnerEntry[]): string[] {
+  if (owned.length > 0 || id === 0n || !state.hasStats(id)) return [];
+  state.deleteStats(id);
+  setAllowList(state, id, []);
+  return ['removed the counters of a cell that no longer exists'];
 }
 
 function differences(was: Cell, now: Cell): string[] {
