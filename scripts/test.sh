@@ -8,6 +8,8 @@ bash scripts/setup.sh || exit 1
 lint_failed=0
 npx eslint . || lint_failed=1
 npx prettier --check . >/dev/null || { npx prettier --check . ; lint_failed=1; }
+# vitest strips types without checking them: tsc checks the tests and bench.
+npx tsc -p tsconfig.test.json || lint_failed=1
 
 results=$(mktemp /tmp/l3iso-vitest.XXXXXX.json)
 npx vitest run --reporter=default --reporter=json --outputFile="$results" "$@"

@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CellView } from '../../src/cells/inventory';
 import { createSandbox, V4, V6, type Sandbox } from '../harness/sandbox';
 
 async function consistent(sb: Sandbox): Promise<void> {
@@ -23,7 +24,7 @@ describe('apply', () => {
   const apply = (text: string, extra: string[] = [], ext = 'json') =>
     sb.cli(['apply', '-f', file(text, ext), '--json', ...extra]);
   const byCell = async () =>
-    Object.fromEntries((await sb.list()).map((c: { cell: string }) => [c.cell, c]));
+    Object.fromEntries((await sb.list()).map((c: CellView) => [c.cell, c]));
 
   beforeAll(async () => {
     sb = await createSandbox();

@@ -85,13 +85,25 @@ describe('Fd', () => {
   });
 
   it('BpfMap closes through it: close twice is harmless, dispose closes', () => {
-    const m = BpfMap.create({ type: MapType.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 });
+    const m = BpfMap.create({
+      type: MapType.ARRAY,
+      name: 'fd_test',
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+    });
     const n = m.fd;
     m.close();
     m.close();
     expect(m.closed).toBe(true);
     expect(isOpen(n)).toBe(false);
-    const d = BpfMap.create({ type: MapType.ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 });
+    const d = BpfMap.create({
+      type: MapType.ARRAY,
+      name: 'fd_test',
+      keySize: 4,
+      valueSize: 4,
+      maxEntries: 1,
+    });
     const dn = d.fd;
     d[Symbol.dispose]();
     expect(isOpen(dn)).toBe(false);

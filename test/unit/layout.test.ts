@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { L3isoError } from '../../src/errors';
 import * as generated from '../../src/codecs/generated';
+import { SHARED_MAPS, SHARED_MAP_SHAPES } from '../../src/dataplane/programs';
 import {
   CELL_KEY_SIZE,
   DROP_COUNTERS,
@@ -78,8 +79,9 @@ const REASON_C = Object.fromEntries(
 ) as Record<Reason, string>;
 
 /** Every #define the generated module carries, checked against gcc below. */
+const GENERATED: [string, unknown][] = Object.entries(generated);
 const CONSTANTS: Record<string, number | bigint> = Object.fromEntries(
-  Object.entries(generated).filter(
+  GENERATED.filter(
     (e): e is [string, number | bigint] =>
       /^L3_/.test(e[0]) && (typeof e[1] === 'number' || typeof e[1] === 'bigint'),
   ),
@@ -552,7 +554,6 @@ describe('layout version', () => {
     4: 'd6586cebba8988c2', // and the reverse index l3_cell_addrs
   };
   const fingerprint = async (): Promise<string> => {
-    const { SHARED_MAPS, SHARED_MAP_SHAPES } = await import('../../src/dataplane/programs');
     const shapes = SHARED_MAPS.map((n) => {
       const s = SHARED_MAP_SHAPES[n];
       return [n, s.type, s.keySize, s.valueSize];
