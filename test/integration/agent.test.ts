@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnAgent, startAgent as start } from '../harness/agent';
 import { health as healthOf, post, request, type UnixAnswer } from '../harness/http-unix';
 import { until } from '../harness/poll';
+import { expectConfined, loseCellMapAndRepair } from '../harness/repair';
 import { V4, V6, createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 describe('agent', () => {
@@ -251,28 +252,11 @@ describe('agent', () => {
     expect((await post(sock, '/v1/assign', { cgroup: 'rr1', addresses: [V4(5)] })).status).toBe(
       200,
     );
-    const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
-    const aside = path.join(sb.extraPinDir(), 'l3_cells');
-    fs.renameSync(cells, aside);
-    try {
-      await sb.cliOk(['up', '--cgroup-root', sb.root, '--repair']);
-    } finally {
-      fs.rmSync(aside, { force: true });
-    }
+    await loseCellMapAndRepair(sb);
     const r = await post(sock, '/v1/assign', { cgroup: 'rr2', addresses: [V4(9)] });
     expect(r.status, r.text).toBe(200);
     expect(await cellNames()).toEqual(expect.arrayContaining(['rr1', 'rr2']));
-    expect((await sb.cli(['gc', '--check'])).status).toBe(0);
-    const p = await sb.probe(
-      'rr2',
-      [
-        { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
-        { op: 'bind_new', fam: 4, addr: V4(5) },
-      ],
-      { keepGoing: true },
-    );
-    expect(p.ops[0], JSON.stringify(p.ops)).toMatchObject({ ok: true, addr: V4(9) });
-    expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+    await expectConfined(sb, 'rr2', V4(9), V4(5));
     for (const c of ['rr1', 'rr2']) await post(sock, '/v1/release', { cgroup: c });
   });
 

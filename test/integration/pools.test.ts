@@ -9,6 +9,7 @@ import { recordsDir } from '../../src/runtime/records';
 import * as os from 'node:os';
 import { startAgent } from '../harness/agent';
 import { post } from '../harness/http-unix';
+import { expectConfined, loseCellMapAndRepair } from '../harness/repair';
 import { createSandbox, type BgProc, type Sandbox } from '../harness/sandbox';
 
 describe('pools (single host)', () => {
@@ -461,26 +462,9 @@ describe('pool allocation by a long-lived Engine (the agent\u2019s, a fleet host
       expect(held.run((e) => e.assignFromPool(sb.cg('r1'), 'hq', 1)).added).toEqual([V4(48)]);
       // The cell map lost and re-created: the held fds name the old one,
       // which no program uses after the repair.
-      const cells = path.join(sb.pinDir, 'maps', 'l3_cells');
-      const aside = path.join(sb.extraPinDir(), 'l3_cells');
-      fs.renameSync(cells, aside);
-      try {
-        await sb.cliOk(['up', '--cgroup-root', sb.root, '--repair']);
-      } finally {
-        fs.rmSync(aside, { force: true });
-      }
+      await loseCellMapAndRepair(sb);
       expect(held.run((e) => e.assignFromPool(sb.cg('r2'), 'hq', 1)).added).toEqual([V4(49)]);
-      expect((await sb.cli(['gc', '--check'])).status).toBe(0);
-      const p = await sb.probe(
-        'r2',
-        [
-          { op: 'bind_new', fam: 4, addr: '0.0.0.0' },
-          { op: 'bind_new', fam: 4, addr: V4(48) },
-        ],
-        { keepGoing: true },
-      );
-      expect(p.ops[0]).toMatchObject({ ok: true, addr: V4(49) });
-      expect(p.ops[1]).toMatchObject({ ok: false, errno: 'EADDRNOTAVAIL' });
+      await expectConfined(sb, 'r2', V4(49), V4(48));
       // down and up: a new engine, no pool (the record went with the old one)
       await sb.cliOk(['down', '--force']);
       expect(() => held.run((e) => e.poolList())).toThrow(/not up/);
